@@ -1,0 +1,9 @@
+"""Stage 2 of 4 — derivations by name. Each entry builds its model and returns unchecked steps."""
+
+from __future__ import annotations
+
+from symgrad.derive.softmax_ce import derive_softmax_cross_entropy
+
+DERIVATIONS = {
+    "softmax-cross-entropy": derive_softmax_cross_entropy,
+}

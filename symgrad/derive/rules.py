@@ -1,0 +1,117 @@
+"""Transformations that turn one step's right-hand side into the next.
+
+Each rule is a plain function on SymPy expressions, so the final result of a derivation is
+*computed from its steps* — there is no second algorithm that could drift from them.
+"""
+
+from __future__ import annotations
+
+from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, Sum, Symbol,
+                   exp, expand, factor_terms)
+from sympy.matrices.expressions import MatAdd, MatMul
+
+from symgrad.notation import SumExcluding, Vec
+
+
+def evaluated(expr: Basic) -> Basic:
+    """Rebuild an expression held with ``evaluate=False`` so SymPy applies its automatic
+    simplifications (a_j / a_j cancels, signs combine)."""
+    if expr.is_Atom or isinstance(expr, Indexed):
+        return expr
+    return expr.func(*[evaluated(arg) for arg in expr.args])
+
+
+def quotient_rule(numerator_exp_arg, denominator_sum: Sum, wrt, activation, i, j) -> Basic:
+    """∂/∂z_j of e^{z_i} / Σ_k e^{z_k}, rewritten in the activations: a_i (δ_ij − a_j).
+
+    The denominator is treated as a symbol S with ∂S/∂z_j = e^{z_j}; e^{z_i} = a_i S afterwards.
+    """
+    S = Symbol("S", positive=True)
+    quotient = exp(numerator_exp_arg) / S
+    derivative = (quotient.diff(numerator_exp_arg) * KroneckerDelta(i, j)
+                  + quotient.diff(S) * exp(wrt))
+    derivative = derivative.xreplace({exp(numerator_exp_arg): activation[i] * S,
+                                      exp(wrt): activation[j] * S})
+    return factor_terms(expand(derivative))
+
+
+def split_kronecker_cases(expr: Basic, i, j) -> Piecewise:
+    """Resolve δ_ij into its two cases: i = j (δ = 1, written with i) and i ≠ j (δ = 0)."""
+    delta = KroneckerDelta(i, j)
+    diagonal = factor_terms(expand(expr.xreplace({delta: 1}).xreplace({j: i})))
+    off_diagonal = factor_terms(expand(expr.xreplace({delta: 0})))
+    return Piecewise((diagonal, Eq(i, j)), (off_diagonal, True))
+
+
+def split_sum_at(total: Sum, j) -> Basic:
+    """Σ_i u_i(δ_ij)  →  u_j(δ_jj = 1) + Σ_{i≠j} u_i(δ_ij = 0).
+
+    Both products are kept unevaluated so the reader sees the factors before they cancel.
+    """
+    term, (i, lower, upper) = total.function, total.limits[0]
+    if lower != 1:
+        raise ValueError("split_sum_at expects a sum from 1 to n")
+    delta = KroneckerDelta(i, j)
+    factors = Mul.make_args(term)
+    diagonal = Mul(*[f.xreplace({delta: 1}).xreplace({i: j}) for f in factors], evaluate=False)
+    off_diagonal = SumExcluding(Mul(*[f.xreplace({delta: 0}) for f in factors], evaluate=False),
+                                i, j, upper)
+    return Add(diagonal, off_diagonal, evaluate=False)
+
+
+def collect_excluded_sum(expr: Basic) -> Basic:
+    """c·g_j + c·Σ_{i≠j} g_i  →  c·Σ_i g_i (after expanding the other terms)."""
+    terms = []
+    excluded = []
+    for t in Add.make_args(expr):
+        coeff, sums = [], []
+        for f in Mul.make_args(t):
+            (sums if isinstance(f, SumExcluding) else coeff).append(f)
+        if sums:
+            excluded.append((Mul(*coeff), sums[0]))
+        else:
+            terms.extend(Add.make_args(expand(t)))
+    result = list(terms)
+    for outer, s in excluded:
+        inner_const, inner = s.term.as_independent(s.index, as_Add=False)
+        factor = outer * inner_const
+        missing = expand(factor * inner.xreplace({s.index: s.excluded}))
+        if missing in result:
+            result.remove(missing)
+            result.append(factor * Sum(inner, (s.index, 1, s.upper)))
+        else:
+            result.append(factor * SumExcluding(inner, s.index, s.excluded, s.upper))
+    return Add(*result)
+
+
+def apply_equation(expr: Basic, equation: Eq) -> Basic:
+    """Replace every occurrence of the equation's left side by its right side."""
+    return expr.xreplace({equation.lhs: equation.rhs})
+
+
+def substitute_factors(total: Sum, known: dict) -> Sum:
+    """In Σ_i f_1 f_2 …, replace factors by earlier results (keyed by e.g. a Derivative) while
+    keeping the product unevaluated, so the reader sees (−y_i/a_i)·(cases) before they combine."""
+    factors = [known.get(f, f) for f in Mul.make_args(total.function)]
+    return Sum(Mul(*factors, evaluate=False), *total.limits)
+
+
+def vector_form(component: Basic, j, size) -> Basic:
+    """Turn a component formula in the free index j (e.g. a_j Σ y_i − y_j) into a vector expression
+    (e.g. (Σ y_i)·a − y). Each term must hold exactly one entry indexed by j."""
+    parts = []
+    for term in Add.make_args(component):
+        entries = [x for x in term.atoms(Indexed) if x.indices == (j,)]
+        if len(entries) != 1:
+            raise ValueError(f"cannot read {term} as a multiple of one vector entry")
+        (entry,) = entries
+        coefficient = term / entry
+        vec = Vec(entry.base, size)
+        parts.append(vec if coefficient == 1 else MatMul(coefficient, vec) if coefficient != -1 else -vec)
+    return parts[0] if len(parts) == 1 else MatAdd(*parts)
+
+
+def derivative_of_summand(summand: Basic, wrt: Basic) -> Basic:
+    """∂/∂x of the one term of a sum that holds x (the others do not depend on it)."""
+    return summand.diff(wrt)
+

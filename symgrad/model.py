@@ -1,0 +1,105 @@
+"""What a derivation is *about*: base variables, named abbreviations (definitions) and assumptions.
+
+A definition is an index template, e.g. ``a[i] := exp(z[i]) / Sum(exp(z[k]), (k, 1, n))``, so one
+object serves a fixed n (instantiate it at i = 1..n) and a symbolic n (use it as it stands).
+The checker expands abbreviations through these definitions; the certificate exports them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from sympy import Basic, Eq, Expr, Indexed, IndexedBase, Integer, Symbol
+
+
+@dataclass(frozen=True)
+class Definition:
+    """``head[index] := body`` (or ``head := body`` for a scalar head)."""
+
+    head: Symbol | IndexedBase
+    index: tuple[Symbol, ...]
+    body: Expr
+    description: str
+
+    def template_lhs(self) -> Expr:
+        return self.head[self.index] if self.index else self.head
+
+    def instantiate(self, values: tuple) -> Expr:
+        """The body at concrete (or other symbolic) index values."""
+        if not self.index:
+            return self.body
+        return self.body.xreplace(dict(zip(self.index, values)))
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A named hypothesis a step may use, e.g. Σ_i y_i = 1 (normalised labels)."""
+
+    name: str
+    equation: Eq
+    description: str
+
+
+@dataclass
+class Model:
+    """Base variables with their shapes, definitions in dependency order, and assumptions."""
+
+    name: str
+    sizes: dict[str, int | Symbol]
+    shapes: dict[IndexedBase, tuple]
+    scalars: tuple[Symbol, ...] = ()
+    definitions: tuple[Definition, ...] = ()
+    abbreviation_shapes: dict[IndexedBase, tuple] = field(default_factory=dict)
+    assumptions: dict[str, Assumption] = field(default_factory=dict)
+    _head_cache: frozenset | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def symbolic(self) -> bool:
+        return any(not isinstance(v, int) for v in self.sizes.values())
+
+    def definition_for(self, atom: Basic) -> Expr | None:
+        """The body defining ``atom`` (an abbreviation symbol or an indexed entry), else None."""
+        if not self.is_abbreviation(atom):
+            return None
+        for d in self.definitions:
+            if d.head == atom and not d.index:
+                return d.body
+            if isinstance(atom, Indexed) and atom.base == d.head and d.index:
+                return d.instantiate(atom.indices)
+        return None
+
+    def is_abbreviation(self, atom: Basic) -> bool:
+        heads = self._heads()
+        return atom in heads or (isinstance(atom, Indexed) and atom.base in heads)
+
+    def _heads(self) -> frozenset:
+        if self._head_cache is None:
+            self._head_cache = frozenset(d.head for d in self.definitions)
+        return self._head_cache
+
+    def base_entries(self) -> list[Basic]:
+        """Every scalar base variable (z[1], …, y[n], W[1, 1], …) for concrete sizes, in a fixed order."""
+        entries: list[Basic] = list(self.scalars)
+        for base, shape in self.shapes.items():
+            if not all(isinstance(s, (int, Integer)) for s in shape):
+                raise ValueError("base entries exist only for concrete sizes")
+            ranges = [range(1, int(s) + 1) for s in shape]
+            entries += [base[idx] for idx in itertools.product(*ranges)]
+        return entries
+
+    def abbreviation_entries(self) -> list[Basic]:
+        """Every concrete abbreviation (a[1] … a[n], L), in definition order."""
+        entries: list[Basic] = []
+        for d in self.definitions:
+            if not d.index:
+                entries.append(d.head)
+                continue
+            shape = self.abbreviation_shapes[d.head]
+            ranges = [range(1, int(s) + 1) for s in shape]
+            entries += [d.head[idx] for idx in itertools.product(*ranges)]
+        return entries
+
+    def family(self, atom: Basic) -> Basic:
+        """The vector an entry belongs to (its IndexedBase), or the symbol itself."""
+        return atom.base if isinstance(atom, Indexed) else atom

@@ -1,0 +1,111 @@
+"""The few notational objects SymPy lacks, so that a step can be *written* the way a paper
+writes it and still be turned mechanically into the explicit objects the checker proves.
+
+- ``Vec(base, n)``: the whole vector whose entries are ``base[1] … base[n]`` (bold in print).
+- ``PartialD(f, x)``: ∂f/∂x of a scalar or vector ``f`` by a vector ``x``, numerator layout,
+  i.e. shape (len f, len x) and entry (i, j) = ∂f_i/∂x_j.
+- ``SumExcluding(term, i, j, n)``: Σ_{i≠j} term, the off-diagonal part of a sum over 1..n.
+
+Every object here knows how to become explicit (``as_explicit`` / ``doit``) for a concrete n;
+printing lives in ``symgrad.render``.
+"""
+
+from __future__ import annotations
+
+from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
+from sympy.matrices.expressions import MatrixExpr
+
+
+class Vec(MatrixExpr):
+    """A column vector named by an ``IndexedBase``; entry k (0-based) is ``base[k + 1]``."""
+
+    def __new__(cls, base, n):
+        return Basic.__new__(cls, base, sympify(n))
+
+    @property
+    def base(self):
+        return self.args[0]
+
+    @property
+    def length(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return (self.length, Integer(1))
+
+    def _entry(self, i, j, **kwargs):
+        return self.base[i + 1]
+
+
+class PartialD(MatrixExpr):
+    """∂f/∂x in numerator layout: a row (1 × n) for a scalar f, an m × n Jacobian for a vector f."""
+
+    def __new__(cls, f, x):
+        return Basic.__new__(cls, f, x)
+
+    @property
+    def f(self):
+        return self.args[0]
+
+    @property
+    def x(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        rows = self.f.length if isinstance(self.f, Vec) else Integer(1)
+        return (rows, self.x.length)
+
+    def _entry(self, i, j, **kwargs):
+        numerator = self.f.base[i + 1] if isinstance(self.f, Vec) else self.f
+        return Derivative(numerator, self.x.base[j + 1])
+
+
+class SumExcluding(Expr):
+    """Σ_{i=1, i≠j}^{n} term: the sum over every index except ``j`` (j itself lies in 1..n)."""
+
+    is_commutative = True
+
+    def __new__(cls, term, index, excluded, upper):
+        return Expr.__new__(cls, sympify(term), index, sympify(excluded), sympify(upper))
+
+    @property
+    def term(self):
+        return self.args[0]
+
+    @property
+    def index(self):
+        return self.args[1]
+
+    @property
+    def excluded(self):
+        return self.args[2]
+
+    @property
+    def upper(self):
+        return self.args[3]
+
+    @property
+    def free_symbols(self):
+        return (self.term.free_symbols - {self.index}) | self.excluded.free_symbols | self.upper.free_symbols
+
+    def _eval_derivative(self, s):
+        return SumExcluding(self.term.diff(s), self.index, self.excluded, self.upper)
+
+    def full_sum(self) -> Sum:
+        """The same term summed over every index, 1..n."""
+        return Sum(self.term, (self.index, 1, self.upper))
+
+    def doit(self, **hints):
+        """Explicit terms for integer bounds; otherwise the full sum minus the j-th term
+        (valid because the excluded index lies in 1..n)."""
+        if self.upper.is_Integer and self.excluded.is_Integer:
+            return Add(*[self.term.xreplace({self.index: Integer(v)})
+                         for v in range(1, int(self.upper) + 1) if v != int(self.excluded)])
+        return self.full_sum() - self.term.xreplace({self.index: self.excluded})
+
+
+def index_symbol(name: str) -> Symbol:
+    """A positive integer index (i, j, k …), the kind SymPy's delta-summation needs."""
+    return Symbol(name, integer=True, positive=True)

@@ -1,0 +1,231 @@
+"""Turn what a step *says* (index templates, vector notation, sums) into explicit entries for a
+concrete n, and know how every abbreviation unfolds.
+
+Closed sums that occur in definitions (Σ_k e^{z_k}, Σ_i y_i log a_i) become opaque symbols σ_0,
+σ_1, … with their expansion kept aside. Proving an identity with σ left free proves it for every
+value of σ, in particular the true one — and it keeps expressions O(n) instead of O(n²).
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+from sympy import (Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Sum,
+                   Symbol, Transpose, expand)
+from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr
+
+from symgrad.model import Model
+from symgrad.notation import PartialD, SumExcluding, Vec
+
+
+def _is_closed(expr: Basic) -> bool:
+    """True when no free *index* symbol remains (IndexedBase labels like z do not count)."""
+    return not any(isinstance(s, Symbol) and s.is_integer for s in expr.free_symbols)
+
+
+class ConcreteModel:
+    """A model at concrete sizes: explicit entries, one-level unfolding, total derivatives."""
+
+    def __init__(self, model: Model):
+        if model.symbolic:
+            raise ValueError("ConcreteModel needs concrete sizes")
+        self.model = model
+        self.sum_symbols: dict[Sum, Symbol] = {}
+        self.sum_expansions: dict[Symbol, Basic] = {}
+        for definition in model.definitions:
+            for s in sorted(definition.body.atoms(Sum), key=str):
+                if _is_closed(s) and s not in self.sum_symbols:
+                    symbol = Symbol(f"σ_{len(self.sum_symbols)}")
+                    self.sum_symbols[s] = symbol
+                    self.sum_expansions[symbol] = self.explicit(s, abbreviate=False)
+        self._scalars = frozenset(model.scalars)
+        self._unfold_memo: dict[Basic, Basic] = {}
+        self._derivative_memo: dict[tuple, Basic] = {}
+
+    # -- explicit entries -------------------------------------------------------------------
+    def explicit(self, expr: Basic, abbreviate: bool = True) -> Basic:
+        """Expand sums over concrete ranges (abbreviating the known closed ones) and matrix
+        notation into explicit matrices."""
+        if isinstance(expr, (MatrixExpr, MatrixBase)):
+            matrix = self._explicit_matrix(expr)
+            return ImmutableMatrix(matrix.shape[0], matrix.shape[1],
+                                   [self._explicit_scalar(e, abbreviate) for e in matrix])
+        if isinstance(expr, Eq):
+            return Eq(self.explicit(expr.lhs, abbreviate), self.explicit(expr.rhs, abbreviate))
+        return self._explicit_scalar(expr, abbreviate)
+
+    def _explicit_matrix(self, expr: Basic) -> ImmutableMatrix:
+        """Evaluate matrix notation operand by operand. SymPy's own ``as_explicit`` would call
+        ``doit`` on the entries and turn ∂L/∂a_i (L being a bare symbol) into 0."""
+        if isinstance(expr, MatrixBase):
+            return ImmutableMatrix(expr)
+        if isinstance(expr, (Vec, PartialD)):
+            rows, cols = (int(d) for d in expr.shape)
+            return ImmutableMatrix(rows, cols, lambda r, c: expr._entry(r, c))
+        if isinstance(expr, MatMul):
+            result = None
+            for factor in expr.args:
+                value = self._explicit_matrix(factor) if isinstance(factor, MatrixExpr) else factor
+                result = value if result is None else result * value
+            return ImmutableMatrix(result)
+        if isinstance(expr, MatAdd):
+            parts = [self._explicit_matrix(arg) for arg in expr.args]
+            return ImmutableMatrix(sum(parts[1:], parts[0]))
+        if isinstance(expr, Transpose):
+            return self._explicit_matrix(expr.arg).T
+        if isinstance(expr, DiagMatrix):
+            vector = list(self._explicit_matrix(expr.args[0]))
+            size = len(vector)
+            return ImmutableMatrix(size, size, lambda r, c: vector[r] if r == c else 0)
+        raise ValueError(f"no explicit form for {type(expr).__name__}")
+
+    def _explicit_scalar(self, expr: Basic, abbreviate: bool) -> Basic:
+        if expr.is_Atom or isinstance(expr, Indexed):
+            return expr
+        if abbreviate and expr in self.sum_symbols:
+            return self.sum_symbols[expr]
+        if isinstance(expr, SumExcluding):
+            return self._explicit_scalar(expr.doit(), abbreviate)
+        if isinstance(expr, Sum):
+            term, (index, lower, upper) = expr.function, expr.limits[0]
+            if len(expr.limits) != 1:
+                raise ValueError("only single sums are supported")
+            return Add(*[self._explicit_scalar(term.xreplace({index: Integer(v)}), abbreviate)
+                         for v in range(int(lower), int(upper) + 1)])
+        args = [self._explicit_scalar(arg, abbreviate) for arg in expr.args]
+        if all(new is old for new, old in zip(args, expr.args)):
+            return expr  # unchanged: rebuilding (a Derivative above all) costs ~100 µs
+        return expr.func(*args)
+
+    def instances(self, step) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
+        """Both sides of a step at every value of its free indices, as equal-shaped matrices."""
+        if not step.free_indices:
+            lhs, rhs = self.explicit(step.lhs), self.explicit(step.rhs)
+            if not isinstance(lhs, MatrixBase):
+                lhs, rhs = ImmutableMatrix([[lhs]]), ImmutableMatrix([[rhs]])
+            if lhs.shape != rhs.shape:
+                raise ValueError(f"sides of different shapes {lhs.shape} and {rhs.shape}")
+            return [()], lhs, rhs
+        n = int(self.model.sizes["n"])
+        values = list(itertools.product(range(1, n + 1), repeat=len(step.free_indices)))
+        lhs, rhs = [], []
+        # Templates without sums only need their indices replaced (Piecewise and δ evaluate
+        # themselves); walking every entry through ``explicit`` would cost O(n²) tree walks.
+        lhs_walk = step.lhs.has(Sum, SumExcluding)
+        rhs_walk = step.rhs.has(Sum, SumExcluding)
+        for v in values:
+            sub = {idx: Integer(x) for idx, x in zip(step.free_indices, v)}
+            left, right = step.lhs.xreplace(sub), step.rhs.xreplace(sub)
+            lhs.append(self.explicit(left) if lhs_walk else left)
+            rhs.append(self.explicit(right) if rhs_walk else right)
+        if len(step.free_indices) == 1:
+            shape = (n, 1)
+        else:
+            shape = (n, n)
+        return values, ImmutableMatrix(*shape, lhs), ImmutableMatrix(*shape, rhs)
+
+    # -- abbreviations ----------------------------------------------------------------------
+    def is_abbreviation(self, atom: Basic) -> bool:
+        return atom in self.sum_expansions or self.model.is_abbreviation(atom)
+
+    def unfold_once(self, atom: Basic) -> Basic:
+        """The definition of one abbreviation, in explicit form (closed sums abbreviated)."""
+        if atom in self.sum_expansions:
+            return self.sum_expansions[atom]
+        if atom not in self._unfold_memo:
+            self._unfold_memo[atom] = self.explicit(self.model.definition_for(atom))
+        return self._unfold_memo[atom]
+
+    def unfold(self, expr: Basic, keep_sums: bool = True) -> Basic:
+        """Replace abbreviations by definitions until only base variables (and, if
+        ``keep_sums``, the opaque sum symbols) remain."""
+        mapping = {}
+        for atom in expr.free_symbols:
+            if atom in self.sum_expansions:
+                if not keep_sums:
+                    mapping[atom] = self.unfold(self.sum_expansions[atom], keep_sums)
+            elif self.model.is_abbreviation(atom):
+                mapping[atom] = self.unfold(self.unfold_once(atom), keep_sums)
+        return expr.xreplace(mapping) if mapping else expr
+
+    def base_form(self, expr: Basic) -> Basic:
+        """Fully unfolded in the base variables — what the JSON certificate exports."""
+        return self.unfold(expr, keep_sums=False)
+
+    # -- derivatives ------------------------------------------------------------------------
+    def total_derivative(self, expr: Basic, wrt: Basic) -> Basic:
+        """d expr / d wrt by the chain rule through every abbreviation in ``expr``.
+
+        Entries of the same vector as ``wrt`` are held as independent variables, so
+        ∂L/∂a_i means L as a function of a, and ∂L/∂z_j the full dependence through a and σ.
+        """
+        family = self.model.family(wrt)
+        partials = self._partials(expr)
+        terms = [partials.get(wrt, 0)]
+        for atom, partial in partials.items():
+            if not self.is_abbreviation(atom):
+                continue
+            if atom == wrt or self.model.family(atom) == family:
+                continue
+            inner = self.atom_derivative(atom, wrt)
+            if inner != 0:
+                terms.append(partial * inner)
+        return Add(*terms)  # one Add: growing it term by term re-sorts it n times
+
+    def _partials(self, expr: Basic) -> dict[Basic, Basic]:
+        """∂expr/∂u for every variable u in expr, term by term: differentiating a whole
+        n-term sum once per variable would cost O(n²) where this costs O(n)."""
+        key = ("partials", expr)
+        if key in self._derivative_memo:
+            return self._derivative_memo[key]
+        partials: dict[Basic, list] = {}
+        for term in Add.make_args(expr):
+            for atom in term.free_symbols:
+                if isinstance(atom, Indexed) or self.is_abbreviation(atom) or atom in self._scalars:
+                    partials.setdefault(atom, []).append(term.diff(atom))
+        result = {atom: Add(*parts) for atom, parts in sorted(partials.items(), key=lambda p: str(p[0]))}
+        self._derivative_memo[key] = result
+        return result
+
+    def atom_derivative(self, atom: Basic, wrt: Basic) -> Basic:
+        key = (atom, wrt)
+        if key not in self._derivative_memo:
+            self._derivative_memo[key] = self.total_derivative(self.unfold_once(atom), wrt)
+        return self._derivative_memo[key]
+
+    def evaluate_derivatives(self, expr: Basic) -> Basic:
+        """Replace every first-order Derivative node by its chain-rule value."""
+        nodes = expr.atoms(Derivative)
+        if not nodes:
+            return expr
+        return expr.xreplace({node: self._derivative_node(node) for node in nodes})
+
+    def _derivative_node(self, node: Derivative) -> Basic:
+        if node not in self._derivative_memo:
+            if len(node.variables) != 1:
+                raise ValueError("only first derivatives are supported")
+            expr, wrt = node.expr, node.variables[0]
+            if expr == wrt:
+                value = 1
+            elif self.is_abbreviation(expr):
+                value = self.atom_derivative(expr, wrt)
+            else:
+                value = self.total_derivative(expr, wrt)
+            self._derivative_memo[node] = value
+        return self._derivative_memo[node]
+
+    # -- assumptions ------------------------------------------------------------------------
+    @lru_cache(maxsize=None)
+    def elimination(self, assumption_name: str) -> tuple[Basic, Basic]:
+        """Solve an assumption for one base variable that it holds linearly (the last one in
+        base order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute it."""
+        equation = self.explicit(self.model.assumptions[assumption_name].equation, abbreviate=False)
+        difference = expand(equation.lhs - equation.rhs)
+        for variable in reversed(self.model.base_entries()):
+            coefficient = difference.coeff(variable)
+            if coefficient != 0 and not coefficient.has(variable) and coefficient.is_number:
+                rest = expand(difference - coefficient * variable)
+                if not rest.has(variable):
+                    return variable, -rest / coefficient
+        raise ValueError(f"cannot solve assumption {assumption_name!r} for a base variable")
