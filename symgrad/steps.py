@@ -22,7 +22,7 @@ class Rule(str, Enum):
     MATRIX_FORM = "matrix form"
     CHAIN_RULE = "chain rule"
     SUBSTITUTE = "substitute earlier steps"
-    SPLIT_SUM = "split the sum into i = j and i ≠ j"
+    SPLIT_SUM = "split the sum at i = j"
     CANCEL = "cancel common factors"
     COLLECT = "collect terms"
     ASSUMPTION = "apply an assumption"

@@ -14,8 +14,10 @@ from symgrad.derive import rules
 from symgrad.notation import PartialD, Vec
 from symgrad.steps import Derivation, Rule, Step
 
-CONVENTION = ("numerator layout: ∂L/∂a and ∂L/∂z are 1 × n rows, ∂a/∂z is the n × n Jacobian "
-              "with entry (i, j) = ∂a_i/∂z_j; the gradient dz = (∂L/∂z)ᵀ is a column like z")
+CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{a}$ and $\partial L/\partial \mathbf{z}$ "
+              r"are $1 \times n$ rows, $\partial \mathbf{a}/\partial \mathbf{z}$ is the $n \times n$ "
+              r"Jacobian with entry $(i, j) = \partial a_i/\partial z_j$; the gradient "
+              r"$\mathbf{dz} = (\partial L/\partial \mathbf{z})^\top$ is a column like $\mathbf{z}$")
 
 
 def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -> Derivation:
@@ -33,13 +35,13 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
 
     (loss_sum,) = loss.body.atoms(Sum)
     dL_da = rules.derivative_of_summand(loss.body.coeff(loss_sum) * loss_sum.function, a[i])
-    steps.append(Step("Loss by one activation (only the i-th term of the sum holds a_i)",
+    steps.append(Step(r"Loss by one activation: only the $i$-th term of the sum holds $a_i$",
                       Rule.LOG_RULE, Derivative(L, a[i]), dL_da, (i,)))
 
     (exponent,) = softmax.body.as_numer_denom()[0].args
     denominator = softmax.body.as_numer_denom()[1]
     jac_delta = rules.quotient_rule(exponent, denominator, z[j], a, i, j)
-    steps.append(Step("Softmax Jacobian, quotient rule with ∂(Σ_k e^{z_k})/∂z_j = e^{z_j}",
+    steps.append(Step(r"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{z_k}) / \partial z_j = e^{z_j}$",
                       Rule.QUOTIENT_RULE, Derivative(a[i], z[j]), jac_delta, (i, j)))
     jac_cases = rules.split_kronecker_cases(jac_delta, i, j)
     steps.append(Step("The Jacobian's two cases", Rule.CASE_SPLIT, Derivative(a[i], z[j]),
@@ -48,50 +50,52 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
     if fixed:
         count = int(size)
         entries = ImmutableMatrix(count, count, lambda r, c: jac_cases.xreplace({i: r + 1, j: c + 1}))
-        steps.append(Step(f"The {count} × {count} Jacobian", Rule.MATRIX_FORM, PartialD(av, zv), entries))
-        steps.append(Step("… which is diag(a) − a aᵀ", Rule.MATRIX_FORM, PartialD(av, zv),
+        steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, PartialD(av, zv), entries))
+        steps.append(Step(r"which is $\operatorname{diag}(\mathbf{a}) - \mathbf{a} \mathbf{a}^\top$", Rule.MATRIX_FORM, PartialD(av, zv),
                           DiagMatrix(av) - av * av.T))
 
-    steps.append(Step("Chain rule: the 1 × n row ∂L/∂a times the n × n Jacobian",
+    steps.append(Step(r"Chain rule: the $1 \times n$ row $\partial L/\partial \mathbf{a}$ times the $n \times n$ Jacobian",
                       Rule.CHAIN_RULE, PartialD(L, zv), MatMul(PartialD(L, av), PartialD(av, zv))))
     if fixed:
         count = int(size)
         row = ImmutableMatrix(1, count, lambda _, c: dL_da.xreplace({i: c + 1}))
-        steps.append(Step("… with the entries written out", Rule.SUBSTITUTE, PartialD(L, zv),
+        steps.append(Step("with the entries written out", Rule.SUBSTITUTE, PartialD(L, zv),
                           MatMul(row, steps[5].rhs)))
 
     chain = Sum(Mul(Derivative(L, a[i]), Derivative(a[i], z[j]), evaluate=False), (i, 1, size))
-    steps.append(Step("Component j of that product", Rule.CHAIN_RULE, Derivative(L, z[j]), chain, (j,)))
+    steps.append(Step(r"Component $j$ of that product", Rule.CHAIN_RULE, Derivative(L, z[j]), chain, (j,)))
     substituted = rules.substitute_factors(
         chain, {Derivative(L, a[i]): dL_da, Derivative(a[i], z[j]): jac_delta})
-    steps.append(Step("Substitute ∂L/∂a_i = −y_i/a_i and ∂a_i/∂z_j = a_i(δ_ij − a_j)", Rule.SUBSTITUTE, Derivative(L, z[j]),
+    steps.append(Step(r"Substitute $\partial L/\partial a_i = -y_i/a_i$ and $\partial a_i/\partial z_j = a_i(\delta_{ij} - a_j)$", Rule.SUBSTITUTE, Derivative(L, z[j]),
                       substituted, (j,)))
     split = rules.split_sum_at(substituted, j)
-    steps.append(Step("Split the sum into its i = j term (δ_jj = 1) and its i ≠ j terms (δ_ij = 0)", Rule.SPLIT_SUM,
+    steps.append(Step(r"Split the sum into its $i = j$ term ($\delta_{jj} = 1$) and its $i \neq j$ terms ($\delta_{ij} = 0$)", Rule.SPLIT_SUM,
                       Derivative(L, z[j]), split, (j,)))
     cancelled = rules.evaluated(split)
-    steps.append(Step("Cancel a_j and a_i", Rule.CANCEL, Derivative(L, z[j]), cancelled, (j,)))
+    steps.append(Step(r"Cancel $a_j$ and $a_i$", Rule.CANCEL, Derivative(L, z[j]), cancelled, (j,)))
     collected = rules.collect_excluded_sum(cancelled)
-    steps.append(Step("Collect: the a_j y_j term completes the sum", Rule.COLLECT,
+    steps.append(Step(r"Collect: the $a_j y_j$ term completes the sum", Rule.COLLECT,
                       Derivative(L, z[j]), collected, (j,)))
 
     gradient_lhs = Transpose(PartialD(L, zv))
     if normalized_labels:
         assumption = model.assumptions[NORMALIZED_LABELS]
         final = rules.apply_equation(collected, assumption.equation)
-        steps.append(Step("Assume normalized labels, Σ_i y_i = 1 (one-hot or probabilities)",
+        steps.append(Step(r"Assume normalized labels, $\sum_i y_i = 1$ (one-hot or probability labels)",
                           Rule.ASSUMPTION, Derivative(L, z[j]), final, (j,),
                           assumptions=(NORMALIZED_LABELS,)))
-        steps.append(Step("As a vector: dz = a − y  (dZ = A − Y)", Rule.VECTOR_FORM, gradient_lhs,
+        steps.append(Step(r"As a vector: $\mathbf{dz} = \mathbf{a} - \mathbf{y}$, i.e. $dZ = A - Y$", Rule.VECTOR_FORM, gradient_lhs,
                           rules.vector_form(final, j, size), assumptions=(NORMALIZED_LABELS,)))
     else:
-        steps.append(Step("As a vector: dz = (Σ_i y_i) a − y", Rule.VECTOR_FORM, gradient_lhs,
+        steps.append(Step(r"As a vector: $\mathbf{dz} = (\sum_i y_i)\, \mathbf{a} - \mathbf{y}$", Rule.VECTOR_FORM, gradient_lhs,
                           rules.vector_form(collected, j, size)))
-        notes.append("Stopped at dz = (Σ_i y_i) a − y: without the assumption Σ_i y_i = 1 "
-                     "(--normalized-labels) it does not reduce to a − y.")
+        notes.append(r"Stopped at $\mathbf{dz} = (\sum_i y_i)\, \mathbf{a} - \mathbf{y}$: without the "
+                     r"assumption $\sum_i y_i = 1$ (normalized labels) it does not reduce to "
+                     r"$\mathbf{a} - \mathbf{y}$.")
     if fixed and int(size) == 1:
-        notes.append("n = 1: softmax of a single logit is the constant 1, so ∂a/∂z = 0 and, with "
-                     "y_1 = 1, the gradient a − y is 0.")
+        notes.append(r"$n = 1$: the softmax of a single logit is the constant 1, so "
+                     r"$\partial a_1/\partial z_1 = 0$ and, with $y_1 = 1$, the gradient "
+                     r"$a_1 - y_1$ is 0.")
     return Derivation(
         name="softmax-cross-entropy",
         title=f"Softmax + cross-entropy gradient, n = {n}",

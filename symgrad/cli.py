@@ -1,0 +1,173 @@
+"""The command line: a thin typer layer over ``symgrad.api``.
+
+Exit codes: 0 every step proven · 1 a check failed or could not be decided · 2 usage error
+(bad option, bad size, unwritable path) · 3 internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Symbolic, step-by-step, checked derivations of ML gradients, exported as LaTeX.",
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    latex = "latex"
+    markdown = "markdown"
+    json = "json"
+
+
+class NotationChoice(str, Enum):
+    plain = "plain"
+    course = "course"
+
+
+class Bold(str, Enum):
+    mathbf = "mathbf"
+    bm = "bm"
+
+
+@app.callback()
+def _root():
+    """symgrad: derive gradients step by step, check every step, export LaTeX."""
+
+
+@app.command()
+def derive(
+    name: Annotated[str, typer.Argument(help="Derivation to run: softmax-cross-entropy.")] = "softmax-cross-entropy",
+    n: Annotated[str, typer.Option("--n", help="Number of classes: a positive integer, or 'symbolic'.")] = "3",
+    fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
+                                        help="Output: text (terminal), latex, markdown, json (certificate).")] = Format.text,
+    standalone: Annotated[bool, typer.Option(help="LaTeX: a complete document that pdflatex compiles.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")] = None,
+    normalized_labels: Annotated[bool, typer.Option(help="Assume Σ_i y_i = 1 (one-hot or probability labels) and finish at dz = a − y.")] = True,
+    notation: Annotated[NotationChoice, typer.Option(case_sensitive=False, help="Names in print: plain (z, a, y, L) or course (Z^[L], A^[L], …).")] = NotationChoice.plain,
+    bold: Annotated[Bold, typer.Option(case_sensitive=False, help=r"Bold vectors with \mathbf (plain LaTeX) or \bm (package bm).")] = Bold.mathbf,
+    label: Annotated[Optional[str], typer.Option(help=r"LaTeX: number the lines and put \label{PREFIX:step-k} on each.")] = None,
+) -> None:
+    """Derive a gradient step by step, check every step, and print it."""
+    from symgrad.api import derive as run_derivation
+    from symgrad.api import parse_size, render
+
+    size = parse_size(n)
+    target = _check_output_path(output)
+    derivation = run_derivation(name, size, normalized_labels=normalized_labels,
+                                progress=_progress_reporter())
+    if fmt is Format.text and target is None:
+        from rich.console import Console
+
+        Console(highlight=False).print(derivation)
+    else:
+        text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
+                      bold=bold.value, label=label)
+        if target is None:
+            sys.stdout.write(text)
+        else:
+            write_atomically(target, text)
+    if not derivation.proven:
+        _error_line("not every step could be proven; see the step statuses above")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _check_output_path(output: Optional[Path]) -> Optional[Path]:
+    from symgrad.errors import UsageError
+
+    if output is None:
+        return None
+    directory = output.parent if str(output.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"cannot write {output}: directory {directory} does not exist")
+    if output.is_dir():
+        raise UsageError(f"cannot write {output}: it is a directory")
+    return output
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: a failure leaves the old
+    file (if any) untouched and no half-written file behind."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _progress_reporter():
+    """Progress on stderr, only for a person at a terminal (CI logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    status = console.status("checking …")
+    status.start()
+
+    def report(number: int, total: int, title: str) -> None:
+        from symgrad.render.notation import latex_to_unicode
+
+        status.update(f"checking step {number}/{total}: {latex_to_unicode(title)}")
+        if number == total:
+            status.stop()
+    return report
+
+
+def _error_line(message: str) -> None:
+    sys.stderr.write(f"symgrad: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="symgrad", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click ≥ 8.2
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        code = EXIT_OK
+    except click.UsageError as exc:
+        _error_line(exc.format_message())
+        code = EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _error_line("aborted")
+        code = EXIT_FAILED
+    except click.ClickException as exc:
+        _error_line(exc.format_message())
+        code = exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the top of the program
+        from symgrad.errors import UsageError
+
+        if isinstance(exc, UsageError):
+            _error_line(str(exc))
+            code = EXIT_USAGE
+        elif isinstance(exc, OSError):
+            _error_line(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+            code = EXIT_USAGE
+        else:
+            import traceback
+
+            traceback.print_exc()
+            _error_line(f"internal error ({type(exc).__name__}: {exc}); please report this as a bug")
+            code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,25 @@
+"""Stage 4 — Markdown for GitHub/KaTeX: one ``$$ … $$`` block per step with ``\\tag{k}``
+(KaTeX has no ``\\label``)."""
+
+from __future__ import annotations
+
+from symgrad.render.latex import PaperLatexPrinter, step_lines
+from symgrad.render.notation import Notation
+from symgrad.render.status import status_symbol, status_words
+from symgrad.steps import Derivation
+
+
+def render_markdown(derivation: Derivation, notation: Notation | None = None) -> str:
+    printer = PaperLatexPrinter(notation)
+    out = [f"# {derivation.title}", "", f"Layout: {derivation.convention}.", ""]
+    lines = step_lines(derivation, printer, tags=True)
+    for number, (step, (_, line)) in enumerate(zip(derivation.steps, lines), start=1):
+        lhs = printer.doprint(step.lhs)
+        equation = line.replace("&=", "=", 1).replace("&&", r"\qquad", 1)
+        if equation.startswith(" ="):
+            equation = lhs + equation  # every block stands alone, so it names its left side
+        out += [f"**{number}. {step.title}** — _{step.rule.value}; "
+                f"{status_symbol(step.check)} {status_words(step.check)}_", "",
+                "$$", equation.strip(), "$$", ""]
+    out += [f"> **Note.** {note}" for note in derivation.notes]
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,67 @@
+"""How names print: the mathematics is the same objects whichever notation is chosen.
+
+``plain``: z, a, y, L. ``course``: Z^{[L]}, A^{[L]}, Y, J … (the deep-learning course style).
+Vectors/matrices print bold with ``\\mathbf`` (the default: plain LaTeX) or ``\\bm`` (package bm,
+which keeps Greek letters and italics bold too).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz"}
+COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}"}
+
+
+@dataclass(frozen=True)
+class Notation:
+    """LaTeX names for the base names used by derivations, and the bold command."""
+
+    names: dict = field(default_factory=lambda: dict(PLAIN))
+    bold: str = "mathbf"
+
+    def latex_name(self, name: str) -> str:
+        return self.names.get(name, name)
+
+    def latex_bold(self, name: str) -> str:
+        return f"\\{self.bold}{{{self.latex_name(name)}}}"
+
+
+NOTATIONS = {"plain": PLAIN, "course": COURSE}
+
+SUBSCRIPTS = str.maketrans("0123456789aeijklmnoprstuvx+-=()", "₀₁₂₃₄₅₆₇₈₉ₐₑᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ₊₋₌₍₎")
+_SUBSCRIPTABLE = set("0123456789aeijklmnoprstuvx+-=()")
+
+_COMMANDS = {
+    r"\partial": "∂", r"\sum": "Σ", r"\delta": "δ", r"\neq": "≠", r"\ne": "≠", r"\times": "×",
+    r"\cdot": "·", r"\dots": "…", r"\ldots": "…", r"\to": "→", r"\in": "∈", r"\varepsilon": "ε",
+    r"\sigma": "σ", r"\nabla": "∇", r"\leq": "≤", r"\,": " ", r"\quad": "  ", r"\log": "log",
+}
+
+
+_PREFIX_COMMANDS = {r"\partial", r"\sum", r"\nabla"}  # ∂L reads better than ∂ L
+
+
+def subscript(text: str) -> str:
+    """Unicode subscript if every character has one, else ``_text``."""
+    return text.translate(SUBSCRIPTS) if set(text) <= _SUBSCRIPTABLE else f"_{text}"
+
+
+def latex_to_unicode(markup: str) -> str:
+    """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal."""
+    def math(match: re.Match) -> str:
+        s = match.group(1)
+        s = re.sub(r"\\(?:mathbf|bm|operatorname|mathrm|text|mathcal)\{([^{}]*)\}", r"\1", s)
+        s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", s)
+        s = s.replace(r"\left", "").replace(r"\right", "")
+        s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")
+        for command in sorted(_COMMANDS, key=len, reverse=True):
+            space = " ?" if command in _PREFIX_COMMANDS else ""
+            s = re.sub(re.escape(command) + r"(?![A-Za-z])" + space, lambda _m: _COMMANDS[command], s)
+        s = re.sub(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+        s = re.sub(r"_(\w)", lambda m: subscript(m.group(1)), s)
+        s = re.sub(r"\^\{([^{}]*)\}", r"^(\1)", s)
+        s = s.replace("-", "−").replace("{", "").replace("}", "")
+        return s
+    return re.sub(r"\$([^$]*)\$", math, markup)

@@ -1,0 +1,66 @@
+"""Term and factor order the way people write them, shared by the LaTeX and terminal printers.
+
+Terms: positive before negative (a_j − y_j, not −y_j + a_j). Factors: numbers, then signed
+fractions like −y_i/a_i, then plain entries, then functions (y_i log a_i), then sums and
+parenthesised sums (a_i (δ_ij − a_j)). The sort is stable, so a product built in a chosen order
+(for the reader) keeps it within each group.
+"""
+
+from __future__ import annotations
+
+from sympy import Add, Function, Indexed, Mul, Pow, Sum, Symbol
+
+
+def ordered_terms(terms: list) -> list:
+    positive = [t for t in terms if not t.could_extract_minus_sign()]
+    return positive + [t for t in terms if t.could_extract_minus_sign()]
+
+
+def _factor_rank(factor) -> int:
+    if factor.is_Number:
+        return 0
+    if isinstance(factor, Mul) or (isinstance(factor, Pow) and factor.exp.is_negative):
+        return 1
+    if isinstance(factor, (Indexed, Symbol)) or (isinstance(factor, Pow) and factor.base.is_Atom):
+        return 2
+    if isinstance(factor, Function):
+        return 3
+    if isinstance(factor, Sum):
+        return 4
+    if isinstance(factor, Add):
+        return 5
+    return 2
+
+
+def ordered_factors(factors: list) -> list:
+    return sorted(factors, key=_factor_rank)
+
+
+class OrderingMixin:
+    """Mix into a SymPy printer (before the printer class) to apply the orders above."""
+
+    def _as_ordered_terms(self, expr, order=None):
+        return ordered_terms(list(super()._as_ordered_terms(expr, order=order)))
+
+    def _print_MatAdd(self, expr):
+        from sympy.matrices.expressions import MatAdd
+
+        terms = ordered_terms(list(expr.args))
+        saved = self.order
+        self._settings["order"] = "none"
+        try:
+            return super()._print_MatAdd(MatAdd(*terms, evaluate=False))
+        finally:
+            self._settings["order"] = saved
+
+    def _print_Mul(self, expr):
+        factors = list(expr.args)
+        if any(f.is_Number and f.is_negative for f in factors) or len(factors) < 2:
+            return super()._print_Mul(expr)
+        reordered = Mul(*ordered_factors(factors), evaluate=False)
+        saved = self.order
+        self._settings["order"] = "none"
+        try:
+            return super()._print_Mul(reordered)
+        finally:
+            self._settings["order"] = saved

@@ -1,0 +1,93 @@
+"""Unicode pretty printing for terminals: SymPy's PrettyPrinter with subscripts for entries,
+∂ fractions, Σ_{i≠j}, diag(a), aᵀ and elided large matrices."""
+
+from __future__ import annotations
+
+from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.stringpict import prettyForm
+
+from symgrad.render.notation import subscript
+from symgrad.render.ordering import OrderingMixin
+
+MAX_MATRIX = 6
+
+
+class TerminalPrinter(OrderingMixin, PrettyPrinter):
+    def __init__(self):
+        super().__init__({"use_unicode": True, "wrap_line": False})
+
+    def _print_Indexed(self, expr: Indexed):
+        indices = ",".join(str(i) for i in expr.indices)
+        return prettyForm(expr.base.label.name + subscript(indices))
+
+    def _print_Vec(self, expr):
+        return prettyForm(expr.base.label.name)
+
+    def _name(self, expr) -> str:
+        """A one-line name for the numerator/denominator of a ∂ fraction."""
+        if isinstance(expr, Symbol):
+            return expr.name
+        if isinstance(expr, Indexed):
+            return expr.base.label.name + subscript(",".join(str(i) for i in expr.indices))
+        if expr.__class__.__name__ == "Vec":
+            return expr.base.label.name
+        return str(expr)
+
+    def _print_Derivative(self, expr):
+        (variable,) = expr.variables
+        return prettyForm("∂" + self._name(expr.expr)) / prettyForm("∂" + self._name(variable))
+
+    def _print_PartialD(self, expr):
+        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+
+    def _print_SumExcluding(self, expr):
+        from sympy import Sum
+
+        # Printed as a sum whose "lower limit" reads i≠j and with no upper limit shown.
+        label = Symbol(f"{expr.index}≠{expr.excluded}")
+        form = self._print(Sum(expr.term, (label, 1, 1)))
+        lines = form.render(wrap_line=False).split("\n")
+        lines = [line.replace(f"{label} = 1", f"{label}    ") for line in lines[1:]]
+        return prettyForm("\n".join(lines), baseline=form.baseline - 1)
+
+    def _print_Piecewise(self, expr: Piecewise):
+        if len(expr.args) == 2 and isinstance(expr.args[0][1], Eq):
+            condition = expr.args[0][1]
+            other = Symbol(f"{condition.lhs}≠{condition.rhs}")
+            expr = Piecewise(expr.args[0], (expr.args[1][0], other), evaluate=False)
+        return super()._print_Piecewise(expr)
+
+    def _print_DiagMatrix(self, expr):
+        inner = prettyForm(*self._print(expr.args[0]).parens())
+        return prettyForm(*inner.left("diag"))
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ != "Vec":
+            inner = prettyForm(*inner.parens())
+        return prettyForm(*inner.right("ᵀ"))
+
+    def _print_MatrixBase(self, expr: MatrixBase):
+        rows, cols = expr.shape
+        if rows <= MAX_MATRIX and cols <= MAX_MATRIX:
+            return super()._print_MatrixBase(expr)
+        keep_r = [0, 1, None, rows - 1] if rows > MAX_MATRIX else list(range(rows))
+        keep_c = [0, 1, None, cols - 1] if cols > MAX_MATRIX else list(range(cols))
+        def cell(r, c):
+            if r is None and c is None:
+                return Symbol("⋱")
+            if r is None:
+                return Symbol("⋮")
+            if c is None:
+                return Symbol("⋯")
+            return expr[r, c]
+        small = ImmutableMatrix(len(keep_r), len(keep_c), [cell(r, c) for r in keep_r for c in keep_c])
+        return super()._print_MatrixBase(small)
+
+    _print_ImmutableMatrix = _print_MatrixBase
+    _print_ImmutableDenseMatrix = _print_MatrixBase
+
+
+def pretty(expr) -> str:
+    return TerminalPrinter().doprint(expr)
