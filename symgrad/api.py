@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from symgrad.derive import DERIVATIONS
+from symgrad.derivation import DERIVATIONS
 from symgrad.errors import UsageError
-from symgrad.render.notation import NOTATIONS, Notation
+from symgrad.output.notation import NOTATIONS, Notation
 from symgrad.steps import Derivation
 from symgrad.verify import check_derivation
 
@@ -61,15 +61,15 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
         raise UsageError(f"unknown notation {notation!r}; known: {', '.join(NOTATIONS)}")
     names = Notation(dict(NOTATIONS[notation]), bold)
     if fmt == "latex":
-        from symgrad.render.latex import render_latex
+        from symgrad.output.latex import render_latex
 
         return render_latex(derivation, standalone=standalone, notation=names, label=label)
     if fmt == "markdown":
-        from symgrad.render.markdown import render_markdown
+        from symgrad.output.markdown import render_markdown
 
         return render_markdown(derivation, notation=names)
     if fmt == "json":
-        from symgrad.render.certificate import render_json
+        from symgrad.output.certificate import render_json
 
         return render_json(derivation)
     if fmt == "text":

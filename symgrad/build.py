@@ -1,7 +1,7 @@
 """Stage 1 of 4 — build the expressions a derivation is about, for a fixed or a symbolic n.
 
 Only definitions live here (softmax, cross-entropy and their variables); what is *derived*
-from them lives in ``symgrad.derive``.
+from them lives in ``symgrad.derivation``.
 """
 
 from __future__ import annotations

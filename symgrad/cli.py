@@ -124,7 +124,7 @@ def _progress_reporter():
     status.start()
 
     def report(number: int, total: int, title: str) -> None:
-        from symgrad.render.notation import latex_to_unicode
+        from symgrad.output.notation import latex_to_unicode
 
         status.update(f"checking step {number}/{total}: {latex_to_unicode(title)}")
         if number == total:
@@ -158,7 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the top of the program
         from symgrad.errors import UsageError
 
-        if isinstance(exc, UsageError):
+        # typer ≥ 0.20 vendors click: its usage errors are not click.UsageError instances.
+        if type(exc).__name__ in {"Exit"} and hasattr(exc, "exit_code"):
+            code = exc.exit_code
+        elif hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2:
+            _error_line(exc.format_message())
+            code = EXIT_USAGE
+        elif isinstance(exc, UsageError):
             _error_line(str(exc))
             code = EXIT_USAGE
         elif isinstance(exc, OSError):

@@ -7,7 +7,7 @@ writes it and still be turned mechanically into the explicit objects the checker
 - ``SumExcluding(term, i, j, n)``: Σ_{i≠j} term, the off-diagonal part of a sum over 1..n.
 
 Every object here knows how to become explicit (``as_explicit`` / ``doit``) for a concrete n;
-printing lives in ``symgrad.render``.
+printing lives in ``symgrad.output``.
 """
 
 from __future__ import annotations

@@ -90,11 +90,11 @@ class Derivation:
         return replace(self, steps=tuple(steps))
 
     def _repr_latex_(self) -> str:
-        from symgrad.render.latex import render_latex
+        from symgrad.output.latex import render_latex
 
         return "$$" + render_latex(self, environment="aligned") + "$$"
 
     def __rich__(self):
-        from symgrad.render.text import rich_renderable
+        from symgrad.output.text import rich_renderable
 
         return rich_renderable(self)

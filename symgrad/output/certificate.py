@@ -9,7 +9,7 @@ import json
 
 from sympy import ImmutableMatrix, srepr
 
-from symgrad.render.latex import PaperLatexPrinter, step_lines
+from symgrad.output.latex import PaperLatexPrinter, step_lines
 from symgrad.steps import Derivation
 from symgrad.verify.concrete import ConcreteModel
 

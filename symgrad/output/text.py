@@ -7,11 +7,11 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.text import Text
 
-from symgrad.render.notation import latex_to_unicode
+from symgrad.output.notation import latex_to_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.render.pretty import TerminalPrinter, pretty
-from symgrad.render.status import status_symbol, status_words
+from symgrad.output.pretty import TerminalPrinter, pretty
+from symgrad.output.status import status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from symgrad.render.latex import PaperLatexPrinter, step_lines
-from symgrad.render.notation import Notation
-from symgrad.render.status import status_symbol, status_words
+from symgrad.output.latex import PaperLatexPrinter, step_lines
+from symgrad.output.notation import Notation
+from symgrad.output.status import status_symbol, status_words
 from symgrad.steps import Derivation
 
 

@@ -7,8 +7,8 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 
-from symgrad.render.notation import subscript
-from symgrad.render.ordering import OrderingMixin
+from symgrad.output.notation import subscript
+from symgrad.output.ordering import OrderingMixin
 
 MAX_MATRIX = 6
 

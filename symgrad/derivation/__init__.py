@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from symgrad.derive.softmax_ce import derive_softmax_cross_entropy
+from symgrad.derivation.softmax_ce import derive_softmax_cross_entropy
 
 DERIVATIONS = {
     "softmax-cross-entropy": derive_softmax_cross_entropy,

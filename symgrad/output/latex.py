@@ -9,9 +9,9 @@ from sympy import Add, Eq, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.latex import LatexPrinter
 
 from symgrad.notation import PartialD, Vec
-from symgrad.render.notation import Notation
-from symgrad.render.ordering import OrderingMixin
-from symgrad.render.status import status_words
+from symgrad.output.notation import Notation
+from symgrad.output.ordering import OrderingMixin
+from symgrad.output.status import status_words
 from symgrad.steps import Derivation
 
 MAX_MATRIX = 6  # larger matrices print their corners with \cdots, \vdots, \ddots

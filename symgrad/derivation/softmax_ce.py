@@ -10,7 +10,7 @@ from sympy import Derivative, ImmutableMatrix, Mul, Sum, Transpose
 from sympy.matrices.expressions import DiagMatrix, MatMul
 
 from symgrad.build import L, NORMALIZED_LABELS, a, i, j, softmax_cross_entropy, y, z
-from symgrad.derive import rules
+from symgrad.derivation import rules
 from symgrad.notation import PartialD, Vec
 from symgrad.steps import Derivation, Rule, Step
 

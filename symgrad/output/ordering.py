@@ -49,7 +49,13 @@ class OrderingMixin:
         saved = self.order
         self._settings["order"] = "none"
         try:
-            return super()._print_MatAdd(MatAdd(*terms, evaluate=False))
+            if hasattr(super(), "_print_MatAdd"):
+                return super()._print_MatAdd(MatAdd(*terms, evaluate=False))
+            out = ""
+            for k, term in enumerate(terms):
+                text = self._print(term)
+                out += text if k == 0 else (" - " + text[1:].lstrip() if text.startswith("-") else " + " + text)
+            return out
         finally:
             self._settings["order"] = saved
 
