@@ -73,17 +73,12 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
 
         return render_json(derivation)
     if fmt == "text":
+        import io
+
         from rich.console import Console
 
-        console = Console(record=True, width=200, file=_NullFile(), color_system=None)
+        console = Console(record=True, width=200, file=io.StringIO(), color_system=None)
         console.print(derivation)
         return console.export_text()
     raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
-
-class _NullFile:
-    def write(self, _text):
-        return 0
-
-    def flush(self):
-        pass

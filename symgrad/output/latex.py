@@ -40,12 +40,9 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         return self.notation.latex_bold(expr.base.label.name)
 
     # calculus ----------------------------------------------------------------------------
-    def _operand(self, expr) -> str:
-        return self._print(expr)
-
     def _print_Derivative(self, expr):
         (variable,) = expr.variables
-        return rf"\frac{{\partial {self._operand(expr.expr)}}}{{\partial {self._print(variable)}}}"
+        return rf"\frac{{\partial {self._print(expr.expr)}}}{{\partial {self._print(variable)}}}"
 
     def _print_PartialD(self, expr: PartialD):
         return rf"\frac{{\partial {self._print(expr.f)}}}{{\partial {self._print(expr.x)}}}"
