@@ -58,6 +58,36 @@ class Model:
     def symbolic(self) -> bool:
         return any(not isinstance(v, int) for v in self.sizes.values())
 
+    @property
+    def index_bound(self) -> Basic:
+        """The upper bound n (an Integer or the symbol n) over which free indices run."""
+        return next(iter(self.shapes.values()))[0]
+
+    def at_size(self, **values: int) -> "Model":
+        """The same model with symbolic sizes (by name, e.g. n=3) replaced by numbers."""
+        mapping = {x: Integer(values[name]) for name, x in self.size_symbols().items() if name in values}
+
+        def put(e):
+            return e.xreplace(mapping)
+
+        return Model(
+            name=self.name,
+            sizes={k: (int(values[k]) if k in values else v) for k, v in self.sizes.items()},
+            shapes={b: tuple(put(d) for d in shape) for b, shape in self.shapes.items()},
+            scalars=self.scalars,
+            definitions=tuple(Definition(d.head, d.index, put(d.body), d.description)
+                              for d in self.definitions),
+            abbreviation_shapes={b: tuple(put(d) for d in shape)
+                                 for b, shape in self.abbreviation_shapes.items()},
+            assumptions={k: Assumption(v.name, put(v.equation), v.description)
+                         for k, v in self.assumptions.items()},
+        )
+
+    def size_symbols(self) -> dict:
+        """Each symbolic size's name → its SymPy symbol (n → n)."""
+        return {x.name: x for shape in [*self.shapes.values(), *self.abbreviation_shapes.values()]
+                for d in shape for x in getattr(d, "free_symbols", ())}
+
     def definition_for(self, atom: Basic) -> Expr | None:
         """The body defining ``atom`` (an abbreviation symbol or an indexed entry), else None."""
         if not self.is_abbreviation(atom):

@@ -37,6 +37,7 @@ class Check:
     exact: bool | None
     numeric: bool | None
     detail: str = ""
+    scope: str = ""  # e.g. "all n" (a proof in index notation) or "instantiation only: n = 1, 2"
 
     @property
     def proven(self) -> bool:

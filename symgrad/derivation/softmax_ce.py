@@ -98,7 +98,7 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
                      r"$a_1 - y_1$ is 0.")
     return Derivation(
         name="softmax-cross-entropy",
-        title=f"Softmax + cross-entropy gradient, n = {n}",
+        title="Softmax + cross-entropy gradient, " + ("for every n" if n == "symbolic" else f"n = {n}"),
         model=model,
         steps=tuple(steps),
         convention=CONVENTION,

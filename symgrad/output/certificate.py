@@ -35,22 +35,23 @@ def certificate(derivation: Derivation) -> dict:
                        for name, a in model.assumptions.items()}
         sides = []
         for step in derivation.steps:
-            _, lhs, rhs = concrete.instances(step)
-            sides.append((_side(lhs), _side(rhs)))
+            _, lhs, rhs = concrete.instances(step, abbreviate=False)
+            sides.append((_side(lhs), _side(rhs), step.free_indices))
         base = [srepr(e) for e in model.base_entries()]
     steps = []
-    for step, (lhs, rhs), latex in zip(derivation.steps, sides, latex_lines):
+    for step, (lhs, rhs, free), latex in zip(derivation.steps, sides, latex_lines):
         check = step.check
         steps.append({
             "title": step.title,
             "rule": step.rule.value,
             "lhs": lhs,
             "rhs": rhs,
-            "free_indices": [str(i) for i in step.free_indices],
+            "free_indices": [str(i) for i in free],
             "latex": latex,
             "assumptions": list(step.assumptions),
             "check": {"exact": check.exact if check else None,
                       "numeric": check.numeric if check else None,
+                      "scope": check.scope if check else "",
                       "detail": check.detail if check else "not checked"},
         })
     return {

@@ -134,7 +134,7 @@ def step_lines(derivation: Derivation, printer: PaperLatexPrinter, label: str | 
         line = f"{lhs} &= {printer.doprint(step.rhs)}"
         if step.free_indices:
             ranges = ", ".join(printer.doprint(i) for i in step.free_indices)
-            size = printer.doprint(derivation.model.shapes[next(iter(derivation.model.shapes))][0])
+            size = printer.doprint(derivation.model.index_bound)
             line += rf" && {ranges} = 1, \dots, {size}"
         if label:
             line += rf" \label{{{label}:step-{number}}}"

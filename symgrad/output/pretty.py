@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
-from sympy.printing.pretty.stringpict import prettyForm
+from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
 from symgrad.output.notation import subscript
-from symgrad.output.ordering import OrderingMixin
+from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
 
@@ -57,6 +57,32 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             other = Symbol(f"{condition.lhs}≠{condition.rhs}")
             expr = Piecewise(expr.args[0], (expr.args[1][0], other), evaluate=False)
         return super()._print_Piecewise(expr)
+
+    def _print_Mul(self, expr):
+        """An unevaluated product such as (−y_i/a_i)·(−a_i a_j): a negative factor after the
+        first is parenthesised (SymPy would print ⋅-a_i)."""
+        factors = ordered_factors(list(expr.args))
+        if len(factors) < 2 or not any(f.could_extract_minus_sign() for f in factors[1:]):
+            return super()._print_Mul(expr)
+        form = self._print(factors[0])
+        for factor in factors[1:]:
+            piece = self._print(factor)
+            if factor.could_extract_minus_sign() or factor.is_Add:
+                piece = prettyForm(*piece.parens())
+            form = prettyForm(*stringPict.next(form, "⋅", piece))
+        return form
+
+    def _print_MatAdd(self, expr):
+        """a − y rather than SymPy's "a -y"."""
+        form = None
+        for term in ordered_terms(list(expr.args)):
+            negative = term.could_extract_minus_sign()
+            piece = self._print(-term if negative else term)
+            if form is None:
+                form = prettyForm(*piece.left("-")) if negative else piece
+            else:
+                form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
+        return form
 
     def _print_DiagMatrix(self, expr):
         inner = prettyForm(*self._print(expr.args[0]).parens())

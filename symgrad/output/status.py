@@ -11,9 +11,12 @@ def status_words(check: Check | None) -> str:
         return "not checked"
     if check.exact is False or check.numeric is False:
         return "FAILED"
-    done = [name for name, ok in (("exact", check.exact), ("numeric", check.numeric)) if ok]
+    exact = "exact" + (f" for {check.scope}" if check.scope and check.exact else "")
+    done = [name for name, ok in ((exact, check.exact), ("numeric", check.numeric)) if ok]
     if check.exact is True:
         return "checked: " + ", ".join(done)
+    if check.scope:
+        return f"NOT PROVEN for all sizes (checked by {check.scope})"
     return "NOT PROVEN" + (" (numeric only)" if check.numeric else "")
 
 

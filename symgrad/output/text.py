@@ -28,7 +28,7 @@ def _equation(step: Step, show_lhs: bool, size) -> str:
 
 
 def rich_renderable(derivation: Derivation) -> Group:
-    size = next(iter(derivation.model.sizes.values()))
+    size = derivation.model.index_bound
     parts = [Text(latex_to_unicode(derivation.title), style="bold"),
              Text("Layout: " + latex_to_unicode(derivation.convention), style="dim")]
     previous = None

@@ -29,16 +29,27 @@ def check_derivation(derivation: Derivation, progress: Progress | None = None) -
         from symgrad.verify.symbolic import check_symbolic_derivation
 
         return check_symbolic_derivation(derivation, progress)
-    concrete = ConcreteModel(derivation.model)
-    prover = ExactProver(concrete)
-    numeric = NumericProgram(concrete)
+    checker = StepChecker(derivation.model)
     checked = []
     for number, step in enumerate(derivation.steps, start=1):
         if progress:
             progress(number, len(derivation.steps), step.title)
         seed = f"{derivation.name}:{sorted(derivation.model.sizes.items())}:{number}"
-        checked.append(step.with_check(check_step(concrete, prover, numeric, step, seed)))
+        checked.append(step.with_check(checker.check(step, seed)))
     return derivation.with_steps(checked)
+
+
+class StepChecker:
+    """The fixed-size checker of one model; steps must be checked in order, since a step may
+    rely on an earlier one proven about the same left-hand side (transitivity)."""
+
+    def __init__(self, model):
+        self.concrete = ConcreteModel(model)
+        self.prover = ExactProver(self.concrete)
+        self.numeric = NumericProgram(self.concrete)
+
+    def check(self, step: Step, seed: str) -> Check:
+        return check_step(self.concrete, self.prover, self.numeric, step, seed)
 
 
 def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericProgram, step: Step,

@@ -98,10 +98,13 @@ class ConcreteModel:
             return expr  # unchanged: rebuilding (a Derivative above all) costs ~100 µs
         return expr.func(*args)
 
-    def instances(self, step) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
-        """Both sides of a step at every value of its free indices, as equal-shaped matrices."""
+    def instances(self, step, abbreviate: bool = True) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
+        """Both sides of a step at every value of its free indices, as equal-shaped matrices.
+
+        ``abbreviate=False`` writes closed sums out in full (for export, where the opaque sum
+        symbols mean nothing to a reader)."""
         if not step.free_indices:
-            lhs, rhs = self.explicit(step.lhs), self.explicit(step.rhs)
+            lhs, rhs = self.explicit(step.lhs, abbreviate), self.explicit(step.rhs, abbreviate)
             if not isinstance(lhs, MatrixBase):
                 lhs, rhs = ImmutableMatrix([[lhs]]), ImmutableMatrix([[rhs]])
             if lhs.shape != rhs.shape:
@@ -117,8 +120,8 @@ class ConcreteModel:
         for v in values:
             sub = {idx: Integer(x) for idx, x in zip(step.free_indices, v)}
             left, right = step.lhs.xreplace(sub), step.rhs.xreplace(sub)
-            lhs.append(self.explicit(left) if lhs_walk else left)
-            rhs.append(self.explicit(right) if rhs_walk else right)
+            lhs.append(self.explicit(left, abbreviate) if lhs_walk else left)
+            rhs.append(self.explicit(right, abbreviate) if rhs_walk else right)
         if len(step.free_indices) == 1:
             shape = (n, 1)
         else:

@@ -8,13 +8,13 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
-from sympy import Basic, cancel, expand
+from sympy import Basic, cancel, expand, together
 
 from symgrad.verify.concrete import ConcreteModel
 
 # Past this many operations the fall-back rational simplification is not attempted: the
 # entry is reported as undecided rather than allowed to run for minutes.
-MAX_OPS_FOR_CANCEL = 4000
+MAX_OPS_FOR_CANCEL = 1000
 
 
 class ExactProver:
@@ -41,14 +41,18 @@ class ExactProver:
         value = cm.evaluate_derivatives(difference)
         if value == 0:
             return True
-        value = cm.unfold(value, keep_sums=True)
-        if elimination:
-            value = value.xreplace(elimination)
-        value = expand(value)
-        if value == 0:
+        unfolded = cm.unfold(value, keep_sums=True)
+        if expand(unfolded.xreplace(elimination) if elimination else unfolded) == 0:
             return True
-        # Last resort: unfold the opaque sums too and clear denominators.
-        value = cm.unfold(value, keep_sums=False)
+        # Fall-backs for rational identities that expanding does not show, e.g.
+        # (a³ − y³)/(a² + a y + y²) = a − y: clear denominators while the sums are still opaque
+        # and only then apply the assumptions (applying them first can multiply the size
+        # a hundredfold); then, for small entries, unfold everything.
+        if unfolded.count_ops() <= MAX_OPS_FOR_CANCEL:
+            numerator = together(unfolded).as_numer_denom()[0]
+            if expand(numerator.xreplace(elimination) if elimination else numerator) == 0:
+                return True
+        value = cm.unfold(unfolded, keep_sums=False)
         if elimination:
             value = value.xreplace(elimination)
         if value.count_ops() > MAX_OPS_FOR_CANCEL:

@@ -1,0 +1,218 @@
+"""Exact checking in index notation, for a symbolic size n.
+
+A step ``lhs = rhs`` about entries ``i, j`` (each in 1..n) is proven for every n when the
+difference of both sides, written in the base variables, reduces to 0 under a normal form:
+
+1. matrix notation is read entry-wise at generic indices (``PartialD(L, z)`` → ∂L/∂z_j);
+2. each derivative is taken by SymPy's ``diff`` on the definition (one level down for a partial
+   by an intermediate such as ∂L/∂a_i, the full base form otherwise);
+3. abbreviations are unfolded (a_i → e^{z_i}/Σ_k e^{z_k}), Σ_{i≠j} becomes Σ_i − (term at j);
+4. sums are normalised: constants pulled out, terms split, bound indices renamed canonically,
+   sums over a Kronecker delta evaluated by SymPy's delta summation. SymPy answers those with
+   ``Piecewise((…, j <= n), (0, True))``; the condition is true because j is an index in 1..n,
+   so the first branch is taken — and the step's check says so.
+5. where both sides are piecewise in i = j (δ_ij, or a ``cases`` display), each case is
+   checked on its own: i = j (substitute j → i) and i ≠ j (δ_ij = 0).
+
+Anything this cannot reduce to 0 is reported as *undecided*, never as proven.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum,
+                   Symbol, cancel, expand)
+from sympy.core.relational import Relational
+from sympy.matrices.expressions import MatrixExpr
+
+from symgrad.model import Model
+from symgrad.notation import SumExcluding, index_symbol
+from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
+
+
+@dataclass
+class IndexResult:
+    """Outcome of one symbolic check, with the side conditions it relied on (for the reader)."""
+
+    proven: bool
+    used: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def generic_entry(side: Basic, row: Symbol, col: Symbol) -> Basic:
+    """Entry (row, col) — 1-based index symbols — of a vector/matrix side; scalars unchanged."""
+    if not isinstance(side, MatrixExpr):
+        return side
+    rows, cols = side.shape
+    r = row - 1 if rows != 1 else 0
+    c = col - 1 if cols != 1 else 0
+    return side[r, c]
+
+
+class IndexProver:
+    """Checks index-form steps of one model with a symbolic size."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.ranges: dict[Symbol, Basic] = {}  # index symbol → its upper bound n
+
+    # -- 1. index form -----------------------------------------------------------------------
+    def index_form(self, step) -> tuple[Basic, Basic, tuple[Symbol, ...]]:
+        """Both sides as scalar templates in free indices (matrix sides read at a generic entry)."""
+        free = tuple(step.free_indices)
+        if isinstance(step.lhs, MatrixExpr) or isinstance(step.rhs, MatrixExpr):
+            shape = (step.lhs if isinstance(step.lhs, MatrixExpr) else step.rhs).shape
+            row, col = index_symbol("i"), index_symbol("j")
+            lhs, rhs = generic_entry(step.lhs, row, col), generic_entry(step.rhs, row, col)
+            free = tuple(x for x, size in ((row, shape[0]), (col, shape[1])) if size != 1)
+            return readable(lhs), readable(rhs), free
+        return step.lhs, step.rhs, free
+
+    # -- 2, 3. base variables ----------------------------------------------------------------
+    def _definition(self, atom: Basic) -> Basic | None:
+        body = self.model.definition_for(atom)
+        if body is None:
+            return None
+        # fresh bound indices, so a definition's Σ_i cannot capture the step's free i
+        return body.replace(lambda e: isinstance(e, Sum), _fresh_sum)
+
+    def base_form(self, expr: Basic) -> Basic:
+        """Every abbreviation replaced by its definition, recursively."""
+        atoms = [x for x in expr.atoms(Indexed, Symbol) if self.model.is_abbreviation(x)]
+        if not atoms:
+            return expr
+        return self.base_form(expr.xreplace({x: self._definition(x) for x in atoms}))
+
+    def _derivative(self, node: Derivative) -> Basic:
+        (wrt,) = node.variables
+        f = node.expr
+        if not self.model.is_abbreviation(f):
+            return self.base_form(f).diff(wrt)
+        if self.model.is_abbreviation(wrt):
+            # a partial by an intermediate, e.g. ∂L/∂a_i: L as a function of a, one level down
+            return self._definition(f).diff(wrt)
+        return self.base_form(self._definition(f)).diff(wrt)
+
+    def realise(self, expr: Basic) -> Basic:
+        expr = expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
+        expr = expr.replace(lambda e: isinstance(e, Derivative), self._derivative)
+        return self.base_form(expr)
+
+    # -- 4. normal form ----------------------------------------------------------------------
+    def normal_form(self, expr: Basic, free: tuple[Symbol, ...], size: Basic, used: list[str]) -> Basic:
+        expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
+        bounded = set(free) | {lim[0] for s in expr.atoms(Sum) for lim in s.limits
+                               if expand(lim[2] - lim[1] + 1 - size) == 0}
+
+        def normal_sum(total: Sum) -> Basic:
+            term, (index, lower, upper) = total.function, total.limits[0]
+            if len(total.limits) != 1:
+                return total
+            out = []
+            for t in Add.make_args(expand(term)):
+                outside, inside = t.as_independent(index, as_Add=False)
+                if inside == 1:
+                    out.append(outside * upper)
+                elif inside.has(KroneckerDelta):
+                    value = Sum(inside, (index, 1, upper)).doit()
+                    out.append(outside * self._resolve_ranges(value, bounded, size, used))
+                else:
+                    dummy = _canonical_dummy(inside)
+                    out.append(outside * Sum(inside.xreplace({index: dummy}), (dummy, 1, upper)))
+            return Add(*out)
+
+        return expand(expr.replace(lambda e: isinstance(e, Sum), normal_sum))
+
+    @staticmethod
+    def _resolve_ranges(expr: Basic, bounded: set, size: Basic, used: list[str]) -> Basic:
+        """Take ``Piecewise((v, 1 <= j <= n), …)`` at v when j is an index known to lie in 1..n."""
+        def holds(rel: Relational) -> bool:
+            lo, hi = (rel.lhs, rel.rhs) if rel.rel_op in ("<=", "<") else (rel.rhs, rel.lhs)
+            if rel.rel_op not in ("<=", ">="):
+                return False
+            return (hi in bounded and lo == 1) or (lo in bounded and hi == size)
+
+        def resolve(p: Piecewise) -> Basic:
+            args = []
+            for value, condition in p.args:
+                rels = [r for r in condition.atoms(Relational) if holds(r)]
+                if rels:
+                    note = ("delta summation: SymPy's answer is a Piecewise on "
+                            + " and ".join(sorted(str(r) for r in rels))
+                            + ", true since every index runs over 1..n")
+                    if note not in used:
+                        used.append(note)
+                args.append((value, condition.xreplace({r: S.true for r in rels})))
+            return Piecewise(*args)
+
+        return expr.replace(lambda e: isinstance(e, Piecewise), resolve)
+
+    # -- 5. the check ------------------------------------------------------------------------
+    def prove(self, step, size: Basic, equations: list[Eq]) -> IndexResult:
+        lhs, rhs, free = self.index_form(step)
+        used: list[str] = []
+        difference = self.realise(lhs) - self.realise(rhs)
+        cases = _case_splits(difference, free)
+        for case_name, case in cases:
+            value = self.normal_form(case, free, size, used)
+            for equation in equations:
+                value = expand(value.xreplace({self.normal_form(equation.lhs, (), size, []):
+                                               self.normal_form(equation.rhs, (), size, [])}))
+            if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
+                value = S.Zero  # a rational identity that expanding alone does not show
+            if value != 0:
+                return IndexResult(False, used, f"{case_name}reduces to {value}, not 0")
+        if len(cases) > 1:
+            used.append("checked in the two cases i = j and i ≠ j")
+        return IndexResult(True, used)
+
+
+def readable(expr: Basic) -> Basic:
+    """SymPy's matrix products sum over Dummy indices from 0 (Σ_{_i_1=0}^{n-1}); rename them to
+    plain index symbols and sum from 1, so certificates and messages are deterministic."""
+    expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
+    taken = {s.name for s in expr.atoms(Symbol) if not isinstance(s, Dummy)}
+    mapping = {}
+    for d in sorted(expr.atoms(Dummy), key=lambda d: d.name):
+        name = d.name.lstrip("_")
+        while name in taken:
+            name += "'"
+        taken.add(name)
+        mapping[d] = index_symbol(name)
+    return expr.xreplace(mapping)
+
+
+def _from_one(total: Sum) -> Sum:
+    """Σ_{i=lo}^{hi} f(i) as Σ_{i=1}^{hi-lo+1} f(i + lo - 1): SymPy's matrix products sum from 0."""
+    (index, lower, upper), *rest = total.limits
+    return Sum(total.function.xreplace({index: index + lower - 1}), (index, 1, upper - lower + 1), *rest)
+
+
+def _fresh_sum(total: Sum) -> Sum:
+    index = total.limits[0][0]
+    dummy = Dummy(index.name, integer=True, positive=True)
+    return Sum(total.function.xreplace({index: dummy}), (dummy, *total.limits[0][1:]))
+
+
+def _canonical_dummy(expr: Basic) -> Symbol:
+    """ι_1, ι_2, …: the first name not already used inside ``expr`` (inner sums come first)."""
+    names = {s.name for s in expr.atoms(Symbol)}
+    number = 1
+    while f"ι_{number}" in names:
+        number += 1
+    return index_symbol(f"ι_{number}")
+
+
+def _case_splits(expr: Basic, free: tuple[Symbol, ...]) -> list[tuple[str, Basic]]:
+    """[("", expr)] or, when expr depends on whether two free indices are equal, both cases."""
+    for p in free:
+        for q in free:
+            if p == q:
+                continue
+            if expr.has(KroneckerDelta(p, q)) or expr.has(Eq(p, q)):
+                equal = expr.xreplace({q: p})
+                apart = expr.xreplace({KroneckerDelta(p, q): 0, KroneckerDelta(q, p): 0,
+                                       Eq(p, q): S.false, Eq(q, p): S.false})
+                return [(f"case {p} = {q}: ", equal), (f"case {p} ≠ {q}: ", apart)]
+    return [("", expr)]

@@ -1,0 +1,120 @@
+"""Symbolic n: the proof for every n, its instances, and the labels it prints."""
+
+import json
+import random
+
+import mpmath
+import pytest
+from sympy import Integer, KroneckerDelta, Sum, exp, lambdify, log
+
+from symgrad import derive, render
+from symgrad.build import N, a, i, j, k, y, z
+from symgrad.derivation import DERIVATIONS
+from symgrad.output.status import status_words
+from symgrad.steps import Rule, Step
+from symgrad.verify import check_derivation
+from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.index_form import IndexProver
+from support import run
+
+
+@pytest.fixture(scope="module")
+def symbolic():
+    return derive(n="symbolic")
+
+
+def test_every_step_is_proven_for_all_n(symbolic):
+    assert symbolic.proven
+    for step in symbolic.steps:
+        assert step.check.scope == "all n", step.title
+        assert "for all n" in status_words(step.check)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_result_at_each_n_is_the_gradient_of_the_loss(symbolic, n):
+    """Substitute n into the symbolic result and compare it, at a random point in 40 digits,
+    with SymPy's own derivative of the loss written out at that n (an independent route)."""
+    model = symbolic.model.at_size(n=n)
+    concrete = ConcreteModel(model)
+    result = concrete.explicit(symbolic.result.xreplace({N: Integer(n)}))
+    zs, ys = [z[m] for m in range(1, n + 1)], [y[m] for m in range(1, n + 1)]
+    softmax = [exp(v) / sum(exp(w) for w in zs) for v in zs]
+    loss = -sum(t * log(s) for t, s in zip(ys, softmax))
+    gradient = [loss.diff(v) for v in zs]
+    ours = [entry.xreplace(dict(zip([a[m] for m in range(1, n + 1)], softmax))) for entry in result]
+    rng = random.Random(n)
+    with mpmath.workdps(40):
+        raw = [mpmath.mpf(rng.uniform(0.1, 1)) for _ in range(n)]
+        point = [mpmath.mpf(rng.uniform(-3, 3)) for _ in range(n)] + [v / mpmath.fsum(raw) for v in raw]
+        expected = lambdify(zs + ys, gradient, modules="mpmath")(*point)
+        got = lambdify(zs + ys, ours, modules="mpmath")(*point)
+        for e, g in zip(expected, got):
+            assert abs(e - g) < mpmath.mpf("1e-35")
+
+
+def _corrupt(derivation, index, rhs):
+    steps = list(derivation.steps)
+    steps[index] = Step(steps[index].title, steps[index].rule, steps[index].lhs, rhs,
+                        steps[index].free_indices, steps[index].assumptions)
+    return derivation.with_steps(steps)
+
+
+def test_delta_replaced_by_one_is_caught():
+    derivation = DERIVATIONS["softmax-cross-entropy"]("symbolic")
+    index = next(n for n, s in enumerate(derivation.steps) if s.rule is Rule.QUOTIENT_RULE)
+    wrong = derivation.steps[index].rhs.xreplace({KroneckerDelta(i, j): 1})
+    assert wrong != derivation.steps[index].rhs
+    bad = _corrupt(derivation, index, wrong)
+    general = IndexProver(bad.model).prove(bad.steps[index], N, [])
+    assert not general.proven
+    checked = check_derivation(bad)
+    assert checked.steps[index].check.exact is False
+    assert checked.steps[index].check.numeric is False
+    assert not checked.proven
+
+
+def test_collect_step_without_a_term_is_caught():
+    """a_j Σ y_i (dropping − y_j) is false for every n ≥ 1."""
+    derivation = DERIVATIONS["softmax-cross-entropy"]("symbolic")
+    index = next(n for n, s in enumerate(derivation.steps) if s.rule is Rule.COLLECT)
+    bad = _corrupt(derivation, index, a[j] * Sum(y[i], (i, 1, N)))
+    assert not IndexProver(bad.model).prove(bad.steps[index], N, []).proven
+    assert not check_derivation(bad).proven
+
+
+def test_true_step_beyond_the_normal_form_is_labelled_instantiation_only():
+    """Σ_{i=1}^{n} y_i = Σ_{i=1}^{n-1} y_i + y_n is true, but the index normal form does not
+    relate sums over different ranges: the checker must prove the step at the instances and
+    say that it did *only* there."""
+    derivation = DERIVATIONS["softmax-cross-entropy"]("symbolic")
+    index = next(n for n, s in enumerate(derivation.steps) if s.rule is Rule.COLLECT)
+    peeled = a[j] * (Sum(y[i], (i, 1, N - 1)) + y[N]) - y[j]
+    checked = check_derivation(_corrupt(derivation, index, peeled))
+    check = checked.steps[index].check
+    assert check.exact is None and check.numeric is True
+    assert check.scope.startswith("instantiation only")
+    assert "NOT PROVEN" in status_words(check)
+    assert not checked.proven
+
+
+def test_disguised_rational_identity_is_proven():
+    """(a³ − y³)/(a² + a y + y²) = a − y needs cancelling, not only expanding."""
+    derivation = DERIVATIONS["softmax-cross-entropy"]("symbolic")
+    index = next(n for n, s in enumerate(derivation.steps) if s.rule is Rule.ASSUMPTION)
+    disguised = (a[j] ** 3 - y[j] ** 3) / (a[j] ** 2 + a[j] * y[j] + y[j] ** 2)
+    checked = check_derivation(_corrupt(derivation, index, disguised))
+    assert checked.steps[index].check.scope == "all n"
+    assert checked.proven
+
+
+def test_symbolic_certificate_is_plain_sympy_and_says_symbolic(symbolic):
+    from sympy import sympify
+
+    cert = json.loads(render(symbolic, "json"))
+    assert cert["n"] == "symbolic" and cert["proven"] is True
+    for step in cert["steps"]:
+        for side in (step["lhs"], step["rhs"]):
+            assert "Dummy" not in side and "SumExcluding" not in side and "PartialD" not in side
+            sympify(side)  # readable by SymPy alone
+    definitions = {sympify(key): sympify(value) for key, value in cert["definitions"].items()}
+    assert definitions[a[i]] == exp(z[i]) / Sum(exp(z[k]), (k, 1, N))
