@@ -52,6 +52,7 @@ class Model:
     definitions: tuple[Definition, ...] = ()
     abbreviation_shapes: dict[IndexedBase, tuple] = field(default_factory=dict)
     assumptions: dict[str, Assumption] = field(default_factory=dict)
+    index_ranges: dict[Symbol, Basic] = field(default_factory=dict)  # index → its upper bound
     _head_cache: frozenset | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -62,6 +63,10 @@ class Model:
     def index_bound(self) -> Basic:
         """The upper bound n (an Integer or the symbol n) over which free indices run."""
         return next(iter(self.shapes.values()))[0]
+
+    def range_of(self, index: Symbol) -> Basic:
+        """The upper bound of a free index (it runs over 1..bound); n unless declared."""
+        return self.index_ranges.get(index, self.index_bound)
 
     def at_size(self, **values: int) -> "Model":
         """The same model with symbolic sizes (by name, e.g. n=3) replaced by numbers."""
@@ -81,6 +86,7 @@ class Model:
                                  for b, shape in self.abbreviation_shapes.items()},
             assumptions={k: Assumption(v.name, put(v.equation), v.description)
                          for k, v in self.assumptions.items()},
+            index_ranges={index: put(bound) for index, bound in self.index_ranges.items()},
         )
 
     def size_symbols(self) -> dict:

@@ -68,6 +68,12 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
 
     # algebra -----------------------------------------------------------------------------
+    def _wrap(self, printed: str) -> str:
+        return rf"\left({printed}\right)"
+
+    def _join_factors(self, sign: str, parts: list[str]) -> str:
+        return (sign + " " if sign else "") + " ".join(parts)
+
     def _print_DiagMatrix(self, expr):
         return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
 

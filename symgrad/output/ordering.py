@@ -59,6 +59,24 @@ class OrderingMixin:
         finally:
             self._settings["order"] = saved
 
+    def _print_MatMul(self, expr):
+        """Factors side by side. SymPy's own printer first asks whether the product can shed a
+        minus sign, which multiplies the matrices out: 4 s for a 64 × 64 product."""
+        from sympy import Add
+        from sympy.matrices.expressions import MatAdd
+
+        factors = list(expr.args)
+        sign = ""
+        if factors[0] == -1:
+            sign, factors = "-", factors[1:]
+        parts = []
+        for factor in factors:
+            printed = self._print(factor)
+            if isinstance(factor, (Add, MatAdd)):
+                printed = self._wrap(printed)
+            parts.append(printed)
+        return self._join_factors(sign, parts)
+
     def _print_Mul(self, expr):
         factors = list(expr.args)
         if any(f.is_Number and f.is_negative for f in factors) or len(factors) < 2:

@@ -72,6 +72,15 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             form = prettyForm(*stringPict.next(form, "⋅", piece))
         return form
 
+    def _wrap(self, printed):
+        return prettyForm(*printed.parens())
+
+    def _join_factors(self, sign: str, parts: list):
+        form = parts[0]
+        for part in parts[1:]:
+            form = prettyForm(*stringPict.next(form, "⋅", part))
+        return prettyForm(*form.left(sign)) if sign else form
+
     def _print_MatAdd(self, expr):
         """a − y rather than SymPy's "a -y"."""
         form = None

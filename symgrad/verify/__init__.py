@@ -7,18 +7,21 @@ independent high-precision comparison at random points. Nothing is ever marked p
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
 import mpmath
+from sympy import Integer
 
 from symgrad.steps import Check, Derivation, Step
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.exact import ExactProver
+from symgrad.verify.index_form import IndexProver, NotGeneric
 from symgrad.verify.numeric import DIGITS, TOLERANCE_DIGITS, NumericError, NumericProgram, agree
 
 NUMERIC_POINTS = 2
-MAX_NUMERIC_ENTRIES = 24
+MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
 
 Progress = Callable[[int, int, str], None]
 
@@ -41,20 +44,80 @@ def check_derivation(derivation: Derivation, progress: Progress | None = None) -
 
 class StepChecker:
     """The fixed-size checker of one model; steps must be checked in order, since a step may
-    rely on an earlier one proven about the same left-hand side (transitivity)."""
+    rely on an earlier one proven about the same left-hand side (transitivity).
 
-    def __init__(self, model):
+    A step written as an index template (a_i(δ_ij − a_j), Σ_i …, vectors and ∂ notation) is
+    proven once for every index value by ``IndexProver``; only steps with written-out matrices
+    are proven entry by entry. Either way the numeric check evaluates sampled entries.
+    """
+
+    def __init__(self, model, index_proofs: bool = True):
+        self.model = model
         self.concrete = ConcreteModel(model)
         self.prover = ExactProver(self.concrete)
         self.numeric = NumericProgram(self.concrete)
+        self.index_prover = IndexProver(model) if index_proofs else None
 
     def check(self, step: Step, seed: str) -> Check:
+        rng = random.Random(seed)
+        elimination = dict(self.concrete.elimination(name) for name in step.assumptions)
+        general = self._index_proof(step)
+        if general is not None and general.proven:
+            lhs, rhs, free = self.index_prover.index_form(step)
+            total, values = self._sample_indices(free, rng)
+            try:
+                entries = [(self.concrete.explicit(lhs.xreplace(v)), self.concrete.explicit(rhs.xreplace(v)))
+                           for v in values]
+            except (ValueError, TypeError) as error:
+                return Check(None, None, f"could not make the step explicit: {error}")
+            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)),
+                                                    elimination, rng)
+            if numeric is False:
+                return Check(False, False, f"refuted numerically: {counterexample}")
+            if not step.assumptions:
+                self.prover.remember_template(lhs, rhs, free)
+            where = _entries(total)
+            parts = [f"exact: all {where}, in index form", *general.used]
+            parts.append(_numeric_text(numeric, counterexample, len(entries), where))
+            return Check(True, numeric, "; ".join(parts))
         return check_step(self.concrete, self.prover, self.numeric, step, seed)
+
+    def _index_proof(self, step: Step):
+        if self.index_prover is None:
+            return None
+        equations = [self.model.assumptions[name].equation for name in step.assumptions]
+        try:
+            return self.index_prover.prove(step, self.model.index_bound, equations)
+        except NotGeneric:
+            return None
+
+    def _sample_indices(self, free, rng) -> tuple[int, list[dict]]:
+        """How many index values there are, and a sample of them (as substitutions)."""
+        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        total = 1
+        for r in ranges:
+            total *= len(r)
+        if total <= MAX_NUMERIC_ENTRIES:
+            picks = list(itertools.product(*ranges))
+        else:
+            picks = sorted({tuple(rng.choice(r) for r in ranges) for _ in range(MAX_NUMERIC_ENTRIES)})
+        return total, [{index: Integer(v) for index, v in zip(free, pick)} for pick in picks]
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _numeric_text(numeric, reason: str, sampled: int, where: str) -> str:
+    if numeric is None:
+        return f"numeric: not evaluated ({reason})"
+    return (f"numeric: {sampled} of {where} at {NUMERIC_POINTS} random points, "
+            f"{TOLERANCE_DIGITS} of {DIGITS} digits")
 
 
 def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericProgram, step: Step,
                seed: str) -> Check:
-    """Check one step at every value of its free indices."""
+    """Check one step entry by entry, at every value of its free indices."""
     try:
         indices, lhs, rhs = concrete.instances(step)
     except (ValueError, TypeError) as error:
@@ -68,16 +131,12 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
         rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES))))
     numeric, counterexample = numeric_check(program, entries, sample, elimination, rng)
 
-    where = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    where = _entries(len(entries))
     if numeric is False:
         return Check(False, False, f"refuted numerically: {counterexample}")
     exact = True if not unproven else None
-    parts = [f"exact: {'all ' + where if exact else f'{len(unproven)} of {where} not proven'}"]
-    if numeric is None:
-        parts.append(f"numeric: not evaluated ({counterexample})")
-    else:
-        parts.append(f"numeric: {len(sample)} of {where} at {NUMERIC_POINTS} random points, "
-                     f"{TOLERANCE_DIGITS} of {DIGITS} digits")
+    parts = [f"exact: {'all ' + where if exact else f'{len(unproven)} of {where} not proven'}",
+             _numeric_text(numeric, counterexample, len(sample), where)]
     return Check(exact, numeric, "; ".join(parts))
 
 

@@ -8,8 +8,9 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
-from sympy import Basic, cancel, expand, together
+from sympy import Basic, Derivative, Sum, cancel, expand, together
 
+from symgrad.notation import SumExcluding
 from symgrad.verify.concrete import ConcreteModel
 
 # Past this many operations the fall-back rational simplification is not attempted: the
@@ -23,11 +24,41 @@ class ExactProver:
     def __init__(self, concrete: ConcreteModel):
         self.concrete = concrete
         self.proven: dict[Basic, Basic] = {}
+        self.templates: list[tuple[Basic, Basic, frozenset, bool]] = []
+
+    def remember_template(self, lhs: Basic, rhs: Basic, free) -> None:
+        """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
+        so that a later entry such as ∂a_3/∂z_5 can start from its instance."""
+        self.templates.append((lhs, rhs, frozenset(free), rhs.has(Sum, SumExcluding)))
+
+    def _known(self, lhs: Basic) -> Basic:
+        """The latest proven right-hand side for ``lhs``, or ``lhs`` itself."""
+        if lhs in self.proven:
+            return self.proven[lhs]
+        for template, value, free, has_sums in reversed(self.templates):
+            binding = _bind(template, lhs, free, {})
+            if binding is not None:
+                known = value.xreplace(binding)
+                if has_sums:
+                    known = self.concrete.explicit(known)
+                self.proven[lhs] = known
+                return known
+        return lhs
+
+    def _use_known_derivatives(self, expr: Basic) -> Basic:
+        """Replace derivatives already proven equal to something (∂L/∂a_k = −y_k/a_k) by it:
+        a proven fact, and often what makes both sides structurally equal at once."""
+        mapping = {}
+        for node in expr.atoms(Derivative):
+            known = self._known(node)
+            if known is not node:
+                mapping[node] = known
+        return expr.xreplace(mapping) if mapping else expr
 
     def prove(self, lhs: Basic, rhs: Basic, elimination: dict) -> bool:
         """True if lhs = rhs is proven; False only if it was not (the numeric check decides
         whether it is *refuted*)."""
-        reference = self.proven.get(lhs, lhs)
+        reference = self._known(lhs)
         if reference == rhs or self._is_zero(reference - rhs, elimination):
             if not elimination:
                 self.proven[lhs] = rhs
@@ -38,7 +69,10 @@ class ExactProver:
 
     def _is_zero(self, difference: Basic, elimination: dict) -> bool:
         cm = self.concrete
-        value = cm.evaluate_derivatives(difference)
+        value = self._use_known_derivatives(difference)
+        if value == 0:
+            return True
+        value = cm.evaluate_derivatives(value)
         if value == 0:
             return True
         unfolded = cm.unfold(value, keep_sums=True)
@@ -58,3 +92,19 @@ class ExactProver:
         if value.count_ops() > MAX_OPS_FOR_CANCEL:
             return False
         return cancel(expand(value)) == 0
+
+
+def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict | None:
+    """The index values that make ``template`` (with free index symbols) equal ``entry``."""
+    if template in free:
+        if not entry.is_Integer or binding.setdefault(template, entry) != entry:
+            return None
+        return binding
+    if not template.args or not entry.args:  # (not is_Atom: SymPy counts Indexed as an atom)
+        return binding if template == entry else None
+    if template.func != entry.func or len(template.args) != len(entry.args):
+        return None
+    for t, e in zip(template.args, entry.args):
+        if _bind(t, e, free, binding) is None:
+            return None
+    return binding

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum,
                    Symbol, cancel, expand)
 from sympy.core.relational import Relational
-from sympy.matrices.expressions import MatrixExpr
+from sympy import Mul, Transpose
+from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr
 
 from symgrad.model import Model
-from symgrad.notation import SumExcluding, index_symbol
+from symgrad.notation import PartialD, SumExcluding, Vec, index_symbol
 from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
 
 
@@ -40,14 +41,45 @@ class IndexResult:
     reason: str = ""
 
 
-def generic_entry(side: Basic, row: Symbol, col: Symbol) -> Basic:
-    """Entry (row, col) — 1-based index symbols — of a vector/matrix side; scalars unchanged."""
+class NotGeneric(ValueError):
+    """A side with explicit entries (an n × n matrix written out) has no index form."""
+
+
+def generic_entry(side: Basic, row: Basic, col: Basic) -> Basic:
+    """Entry (row, col), 1-based and possibly symbolic, of a vector/matrix side; scalars unchanged.
+
+    Written out here rather than taken from SymPy's ``MatrixExpr._entry``, which calls ``doit``
+    on the entries and so turns ∂L/∂a_i (L a bare symbol) into 0."""
     if not isinstance(side, MatrixExpr):
         return side
-    rows, cols = side.shape
-    r = row - 1 if rows != 1 else 0
-    c = col - 1 if cols != 1 else 0
-    return side[r, c]
+    if isinstance(side, Vec):
+        return side.base[row]
+    if isinstance(side, PartialD):
+        numerator = side.f.base[row] if isinstance(side.f, Vec) else side.f
+        return Derivative(numerator, side.x.base[col])
+    if isinstance(side, Transpose):
+        return generic_entry(side.arg, col, row)
+    if isinstance(side, MatAdd):
+        return Add(*[generic_entry(term, row, col) for term in side.args])
+    if isinstance(side, DiagMatrix):
+        return KroneckerDelta(row, col) * generic_entry(side.args[0], row, 1)
+    if isinstance(side, MatMul):
+        scalars = [f for f in side.args if not isinstance(f, MatrixExpr)]
+        matrices = [f for f in side.args if isinstance(f, MatrixExpr)]
+        entry = _product_entry(matrices, row, col)
+        return Mul(*scalars) * entry
+    raise NotGeneric(f"{type(side).__name__} has no index form")
+
+
+def _product_entry(matrices: list, row: Basic, col: Basic) -> Basic:
+    if len(matrices) == 1:
+        return generic_entry(matrices[0], row, col)
+    first, rest = matrices[0], matrices[1:]
+    inner = first.shape[1]
+    if inner == 1:
+        return generic_entry(first, row, 1) * _product_entry(rest, 1, col)
+    k = Dummy("k", integer=True, positive=True)
+    return Sum(generic_entry(first, row, k) * _product_entry(rest, k, col), (k, 1, inner))
 
 
 class IndexProver:
@@ -63,8 +95,12 @@ class IndexProver:
         free = tuple(step.free_indices)
         if isinstance(step.lhs, MatrixExpr) or isinstance(step.rhs, MatrixExpr):
             shape = (step.lhs if isinstance(step.lhs, MatrixExpr) else step.rhs).shape
-            row, col = index_symbol("i"), index_symbol("j")
-            lhs, rhs = generic_entry(step.lhs, row, col), generic_entry(step.rhs, row, col)
+            # the entry's indices must not be captured by a sum the sides already bind (Σ_i y_i · a)
+            taken = {x.name for side in (step.lhs, step.rhs) for x in side.atoms(Symbol)}
+            row, col = _unused_index("i", taken), _unused_index("j", taken)
+            row_at = row if shape[0] != 1 else S.One
+            col_at = col if shape[1] != 1 else S.One
+            lhs, rhs = generic_entry(step.lhs, row_at, col_at), generic_entry(step.rhs, row_at, col_at)
             free = tuple(x for x, size in ((row, shape[0]), (col, shape[1])) if size != 1)
             return readable(lhs), readable(rhs), free
         return step.lhs, step.rhs, free
@@ -175,12 +211,15 @@ def readable(expr: Basic) -> Basic:
     taken = {s.name for s in expr.atoms(Symbol) if not isinstance(s, Dummy)}
     mapping = {}
     for d in sorted(expr.atoms(Dummy), key=lambda d: d.name):
-        name = d.name.lstrip("_")
-        while name in taken:
-            name += "'"
-        taken.add(name)
-        mapping[d] = index_symbol(name)
+        mapping[d] = _unused_index(d.name.lstrip("_"), taken)
     return expr.xreplace(mapping)
+
+
+def _unused_index(name: str, taken: set[str]) -> Symbol:
+    while name in taken:
+        name += "'"
+    taken.add(name)
+    return index_symbol(name)
 
 
 def _from_one(total: Sum) -> Sum:
