@@ -109,3 +109,9 @@ class SumExcluding(Expr):
 def index_symbol(name: str) -> Symbol:
     """A positive integer index (i, j, k …), the kind SymPy's delta-summation needs."""
     return Symbol(name, integer=True, positive=True)
+
+
+def plain_sympy(expr: Basic) -> Basic:
+    """Only SymPy's own classes (Σ_{i≠j} as Σ_i − the j-th term), so that ``sympify`` alone can
+    read an exported expression."""
+    return expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())

@@ -134,16 +134,37 @@ def test_certificate_rechecks_with_sympy_alone():
     """Re-check every step from the JSON alone (our own output, so sympify is fine here)."""
     import json
 
-    from sympy import Derivative, Matrix, expand, simplify, sympify
+    import itertools
+    from functools import reduce
+    from operator import mul
+
+    from sympy import Add, Derivative, MatMul, Matrix, Sum, Symbol, expand, simplify, sympify
+
+    def unroll(e):
+        """Sums over concrete ranges, term by term (never ``doit``: it would evaluate ∂L/∂a_1
+        with L a bare symbol to 0)."""
+        def terms(s):
+            (index, lower, upper), = s.limits
+            return Add(*[s.function.xreplace({index: k}) for k in range(int(lower), int(upper) + 1)])
+        return e.replace(lambda t: isinstance(t, Sum), terms)
 
     cert = json.loads(render(derive(n=2), "json"))
-    definitions = {sympify(k): sympify(v) for k, v in cert["definitions"].items()}
-    direct = {sympify(k): sympify(v) for k, v in cert["direct_definitions"].items()}
+    definitions = {sympify(k): unroll(sympify(v)) for k, v in cert["definitions"].items()}
+    direct = {sympify(k): unroll(sympify(v)) for k, v in cert["direct_definitions"].items()}
     (assumption,) = [sympify(v) for v in cert["assumptions"].values()]
     for step in cert["steps"]:
         lhs, rhs = sympify(step["lhs"]), sympify(step["rhs"])
-        lhs_m = lhs if hasattr(lhs, "shape") else Matrix([[lhs]])
-        rhs_m = rhs if hasattr(rhs, "shape") else Matrix([[rhs]])
+        if step["free_indices"]:  # a template: every instance over the stated index ranges
+            free = [Symbol(name, integer=True, positive=True) for name in step["free_indices"]]
+            values = itertools.product(*[range(lo, hi + 1) for lo, hi in step["index_ranges"].values()])
+            pairs = [(lhs.xreplace(dict(zip(free, v))), rhs.xreplace(dict(zip(free, v)))) for v in values]
+            lhs_m, rhs_m = Matrix([unroll(p) for p, _ in pairs]), Matrix([unroll(q) for _, q in pairs])
+            assert len(pairs) == 2 ** len(free)
+        else:
+            # a product of explicit matrices is multiplied out (never ``doit``, see ``unroll``)
+            lhs, rhs = (unroll(reduce(mul, x.args) if isinstance(x, MatMul) else x) for x in (lhs, rhs))
+            lhs_m = lhs if hasattr(lhs, "shape") else Matrix([[lhs]])
+            rhs_m = rhs if hasattr(rhs, "shape") else Matrix([[rhs]])
 
         def realise(e):
             def d(node):

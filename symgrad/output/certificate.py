@@ -1,17 +1,27 @@
 """Stage 4 — the JSON certificate: everything needed to re-check the derivation with SymPy
-alone. Sides are ``srepr`` strings of explicit objects (matrices for vector/matrix sides);
-``definitions`` give each abbreviation in the base variables, ``direct_definitions`` one level
-down (what ∂L/∂a_i differentiates)."""
+alone.
+
+A step written as an index template (∂a_i/∂z_j = a_i(δ_ij − a_j)) is exported as written, with
+``free_indices`` and their ``index_ranges``: re-check it at every index value. Any other side is
+an explicit object: a Matrix for a vector/matrix side, or an unevaluated product of explicit
+matrices where the step writes a product. Sums stay SymPy ``Sum`` objects over concrete ranges,
+so the file grows with the number of entries, not entries · n. ``definitions`` give each
+abbreviation in the base variables, ``direct_definitions`` one level down (what ∂L/∂a_i
+differentiates).
+"""
 
 from __future__ import annotations
 
 import json
 
-from sympy import ImmutableMatrix, srepr
+from sympy import Basic, ImmutableMatrix, srepr
+from sympy.printing.repr import ReprPrinter
 
+from symgrad.notation import plain_sympy
 from symgrad.output.latex import PaperLatexPrinter, step_lines
 from symgrad.steps import Derivation
-from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.concrete import KEEP, ConcreteModel
+from symgrad.verify.index_form import IndexProver, readable
 
 FORMAT_VERSION = 1
 
@@ -28,15 +38,22 @@ def certificate(derivation: Derivation) -> dict:
     else:
         concrete = ConcreteModel(model)
         entries = model.abbreviation_entries()
-        definitions = {srepr(e): srepr(concrete.base_form(e)) for e in entries}
-        direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), abbreviate=False))
+        unfolder = IndexProver(model)
+        definitions = {srepr(e): srepr(concrete.explicit(readable(unfolder.base_form(e)), sums=KEEP))
+                       for e in entries}
+        direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), sums=KEEP))
                   for e in entries}
-        assumptions = {name: srepr(concrete.explicit(a.equation, abbreviate=False))
+        assumptions = {name: srepr(concrete.explicit(a.equation, sums=KEEP))
                        for name, a in model.assumptions.items()}
         sides = []
+        srepr_memo = _MemoReprPrinter()
         for step in derivation.steps:
-            _, lhs, rhs = concrete.instances(step, abbreviate=False)
-            sides.append((_side(lhs), _side(rhs), step.free_indices))
+            if step.free_indices:  # a template: exported as written, with its index ranges
+                lhs, rhs = (srepr_memo.doprint(plain_sympy(side)) for side in (step.lhs, step.rhs))
+            else:
+                lhs, rhs = (_side(concrete.side_instances(side, (), KEEP), srepr_memo)
+                            for side in (step.lhs, step.rhs))
+            sides.append((lhs, rhs, step.free_indices))
         base = [srepr(e) for e in model.base_entries()]
     steps = []
     for step, (lhs, rhs, free), latex in zip(derivation.steps, sides, latex_lines):
@@ -47,6 +64,7 @@ def certificate(derivation: Derivation) -> dict:
             "lhs": lhs,
             "rhs": rhs,
             "free_indices": [str(i) for i in free],
+            "index_ranges": {str(i): [1, _size_text(model.range_of(i))] for i in free},
             "latex": latex,
             "assumptions": list(step.assumptions),
             "check": {"exact": check.exact if check else None,
@@ -71,11 +89,31 @@ def certificate(derivation: Derivation) -> dict:
     }
 
 
-def _side(matrix: ImmutableMatrix) -> str:
-    """A 1 × 1 side is its single entry; anything else stays a Matrix."""
-    if matrix.shape == (1, 1):
-        return srepr(matrix[0, 0])
-    return srepr(matrix)
+def _size_text(bound) -> int | str:
+    return int(bound) if bound.is_Integer else str(bound)
+
+
+class _MemoReprPrinter(ReprPrinter):
+    """SymPy's ``srepr``, remembering the text of every subexpression: an n × n Jacobian repeats
+    a_1 … a_n and z_1 … z_n thousands of times, and consecutive steps share whole sides."""
+
+    def __init__(self):
+        super().__init__()
+        self._memo: dict[Basic, str] = {}
+
+    def _print(self, expr, **kwargs) -> str:
+        if not isinstance(expr, Basic):
+            return super()._print(expr, **kwargs)
+        if expr not in self._memo:
+            self._memo[expr] = super()._print(expr, **kwargs)
+        return self._memo[expr]
+
+
+def _side(value: Basic, printer: _MemoReprPrinter) -> str:
+    """A 1 × 1 side is its single entry; anything else stays a Matrix (or a product of them)."""
+    if isinstance(value, ImmutableMatrix) and value.shape == (1, 1):
+        return printer.doprint(value[0, 0])
+    return printer.doprint(value)
 
 
 def render_json(derivation: Derivation) -> str:

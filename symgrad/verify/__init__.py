@@ -14,7 +14,9 @@ from collections.abc import Callable
 import mpmath
 from sympy import Integer
 
-from symgrad.steps import Check, Derivation, Step
+from sympy.matrices.expressions import MatMul, MatrixExpr
+
+from symgrad.steps import Check, Derivation, Rule, Step
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.exact import ExactProver
 from symgrad.verify.index_form import IndexProver, NotGeneric
@@ -57,6 +59,7 @@ class StepChecker:
         self.prover = ExactProver(self.concrete)
         self.numeric = NumericProgram(self.concrete)
         self.index_prover = IndexProver(model) if index_proofs else None
+        self.proven_sides: dict = {}  # lhs → matrix-level right-hand sides proven equal to it
 
     def check(self, step: Step, seed: str) -> Check:
         rng = random.Random(seed)
@@ -76,11 +79,69 @@ class StepChecker:
                 return Check(False, False, f"refuted numerically: {counterexample}")
             if not step.assumptions:
                 self.prover.remember_template(lhs, rhs, free)
+                if not step.free_indices:
+                    self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
             where = _entries(total)
             parts = [f"exact: all {where}, in index form", *general.used]
             parts.append(_numeric_text(numeric, counterexample, len(entries), where))
             return Check(True, numeric, "; ".join(parts))
-        return check_step(self.concrete, self.prover, self.numeric, step, seed)
+        congruent = self._factor_by_factor(step, seed)
+        if congruent is not None:
+            return congruent
+        check = check_step(self.concrete, self.prover, self.numeric, step, seed)
+        if check.exact and not step.free_indices and not step.assumptions:
+            self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
+        return check
+
+    def _factor_by_factor(self, step: Step, seed: str) -> Check | None:
+        """A product whose factors are each proven equal to those of a product already proven
+        equal to the same left-hand side (∂L/∂z = ∂L/∂a · ∂a/∂z = row · J): equal by
+        congruence, without multiplying n × n matrices out. None when the rule does not apply."""
+        if step.free_indices or step.assumptions or not _is_product(step.rhs):
+            return None
+        for earlier in self.proven_sides.get(step.lhs, []):
+            if not _is_product(earlier) or len(earlier.args) != len(step.rhs.args):
+                continue
+            pairs = list(zip(earlier.args, step.rhs.args))
+            if not all(getattr(f, "shape", None) == getattr(g, "shape", None) for f, g in pairs):
+                continue
+            if all(self._factor_equal(f, g, f"{seed}:{k}") for k, (f, g) in enumerate(pairs)):
+                return self._numeric_of_product(step, seed)
+        return None
+
+    def _factor_equal(self, left, right, seed: str) -> bool:
+        if left == right or right in self.proven_sides.get(left, []):
+            return True
+        return bool(self.check(Step("factor", Rule.SUBSTITUTE, left, right), seed).exact)
+
+    def _numeric_of_product(self, step: Step, seed: str) -> Check:
+        rng = random.Random(seed)
+        lhs = self.concrete.explicit(step.lhs)
+        rows, cols = lhs.shape
+        picks = list(itertools.product(range(rows), range(cols)))
+        total = len(picks)
+        if total > MAX_NUMERIC_ENTRIES:
+            picks = sorted(rng.sample(picks, MAX_NUMERIC_ENTRIES))
+        entries = [(lhs[r, c], self._product_entry(step.rhs, r, c)) for r, c in picks]
+        numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {}, rng)
+        if numeric is False:
+            return Check(False, False, f"refuted numerically: {counterexample}")
+        self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
+        return Check(True, numeric, f"exact: all {_entries(total)}, factor by factor (each factor "
+                                    f"proven equal); {_numeric_text(numeric, counterexample, len(entries), _entries(total))}")
+
+    def _product_entry(self, product, row: int, col: int):
+        """Entry (row, col) of a product of explicit factors, computed alone."""
+        factors = [self.concrete.explicit(f) if hasattr(f, "shape") else f for f in product.args]
+        scalars = [f for f in factors if not hasattr(f, "shape")]
+        matrices = [f for f in factors if hasattr(f, "shape")]
+        vector = matrices[0][row, :]
+        for matrix in matrices[1:-1]:
+            vector = vector * matrix
+        value = (vector * matrices[-1][:, col])[0, 0]
+        for scalar in scalars:
+            value = scalar * value
+        return value
 
     def _index_proof(self, step: Step):
         if self.index_prover is None:
@@ -102,6 +163,10 @@ class StepChecker:
         else:
             picks = sorted({tuple(rng.choice(r) for r in ranges) for _ in range(MAX_NUMERIC_ENTRIES)})
         return total, [{index: Integer(v) for index, v in zip(free, pick)} for pick in picks]
+
+
+def _is_product(expr) -> bool:
+    return isinstance(expr, MatMul) and sum(isinstance(f, MatrixExpr) for f in expr.args) > 1
 
 
 def _entries(count: int) -> str:

@@ -19,6 +19,9 @@ from symgrad.model import Model
 from symgrad.notation import PartialD, SumExcluding, Vec
 
 
+EXPAND, ABBREVIATE, KEEP = "expand", "abbreviate", "keep"  # what ``explicit`` does with sums
+
+
 def _is_closed(expr: Basic) -> bool:
     """True when no free *index* symbol remains (IndexedBase labels like z do not count)."""
     return not any(isinstance(s, Symbol) and s.is_integer for s in expr.free_symbols)
@@ -38,22 +41,28 @@ class ConcreteModel:
                 if _is_closed(s) and s not in self.sum_symbols:
                     symbol = Symbol(f"σ_{len(self.sum_symbols)}")
                     self.sum_symbols[s] = symbol
-                    self.sum_expansions[symbol] = self.explicit(s, abbreviate=False)
+                    self.sum_expansions[symbol] = self.explicit(s, EXPAND)
         self._scalars = frozenset(model.scalars)
         self._unfold_memo: dict[Basic, Basic] = {}
         self._derivative_memo: dict[tuple, Basic] = {}
+        self._instance_memo: dict[tuple, ImmutableMatrix] = {}
 
     # -- explicit entries -------------------------------------------------------------------
-    def explicit(self, expr: Basic, abbreviate: bool = True) -> Basic:
-        """Expand sums over concrete ranges (abbreviating the known closed ones) and matrix
-        notation into explicit matrices."""
+    def explicit(self, expr: Basic, sums: str = ABBREVIATE) -> Basic:
+        """Matrix notation into explicit matrices, and sums over concrete ranges: written out
+        (``EXPAND``), written out except the known closed ones, which become σ symbols
+        (``ABBREVIATE``), or kept as SymPy ``Sum`` objects (``KEEP``, for export: compact, and
+        ``doit`` recovers the terms)."""
+        if sums == KEEP and isinstance(expr, MatMul) and sum(isinstance(f, MatrixExpr) for f in expr.args) > 1:
+            # the product as the step writes it, of explicit factors: O(n²) text, not n² sums
+            return MatMul(*[self.explicit(f, sums) for f in expr.args], evaluate=False)
         if isinstance(expr, (MatrixExpr, MatrixBase)):
             matrix = self._explicit_matrix(expr)
             return ImmutableMatrix(matrix.shape[0], matrix.shape[1],
-                                   [self._explicit_scalar(e, abbreviate) for e in matrix])
+                                   [self._explicit_scalar(e, sums) for e in matrix])
         if isinstance(expr, Eq):
-            return Eq(self.explicit(expr.lhs, abbreviate), self.explicit(expr.rhs, abbreviate))
-        return self._explicit_scalar(expr, abbreviate)
+            return Eq(self.explicit(expr.lhs, sums), self.explicit(expr.rhs, sums))
+        return self._explicit_scalar(expr, sums)
 
     def _explicit_matrix(self, expr: Basic) -> ImmutableMatrix:
         """Evaluate matrix notation operand by operand. SymPy's own ``as_explicit`` would call
@@ -80,53 +89,70 @@ class ConcreteModel:
             return ImmutableMatrix(size, size, lambda r, c: vector[r] if r == c else 0)
         raise ValueError(f"no explicit form for {type(expr).__name__}")
 
-    def _explicit_scalar(self, expr: Basic, abbreviate: bool) -> Basic:
+    def _explicit_scalar(self, expr: Basic, sums: str) -> Basic:
         if expr.is_Atom or isinstance(expr, Indexed):
             return expr
-        if abbreviate and expr in self.sum_symbols:
+        if sums == ABBREVIATE and expr in self.sum_symbols:
             return self.sum_symbols[expr]
         if isinstance(expr, SumExcluding):
-            return self._explicit_scalar(expr.doit(), abbreviate)
+            if sums == KEEP:  # Σ_{i≠j} f(i) = Σ_i f(i) − f(j): plain SymPy, still one term
+                return self._explicit_scalar(expr.full_sum() - expr.term.xreplace({expr.index: expr.excluded}), sums)
+            return self._explicit_scalar(expr.doit(), sums)
         if isinstance(expr, Sum):
             term, (index, lower, upper) = expr.function, expr.limits[0]
             if len(expr.limits) != 1:
                 raise ValueError("only single sums are supported")
-            return Add(*[self._explicit_scalar(term.xreplace({index: Integer(v)}), abbreviate)
+            if sums == KEEP:
+                return Sum(self._explicit_scalar(term, sums), expr.limits[0])
+            return Add(*[self._explicit_scalar(term.xreplace({index: Integer(v)}), sums)
                          for v in range(int(lower), int(upper) + 1)])
-        args = [self._explicit_scalar(arg, abbreviate) for arg in expr.args]
+        args = [self._explicit_scalar(arg, sums) for arg in expr.args]
         if all(new is old for new, old in zip(args, expr.args)):
             return expr  # unchanged: rebuilding (a Derivative above all) costs ~100 µs
         return expr.func(*args)
 
-    def instances(self, step, abbreviate: bool = True) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
+    def instances(self, step, sums: str = ABBREVIATE) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
         """Both sides of a step at every value of its free indices, as equal-shaped matrices.
 
-        ``abbreviate=False`` writes closed sums out in full (for export, where the opaque sum
+        ``sums=KEEP`` keeps sums as SymPy ``Sum`` objects (for export, where the opaque sum
         symbols mean nothing to a reader)."""
-        if not step.free_indices:
-            lhs, rhs = self.explicit(step.lhs, abbreviate), self.explicit(step.rhs, abbreviate)
-            if not isinstance(lhs, MatrixBase):
-                lhs, rhs = ImmutableMatrix([[lhs]]), ImmutableMatrix([[rhs]])
-            if lhs.shape != rhs.shape:
-                raise ValueError(f"sides of different shapes {lhs.shape} and {rhs.shape}")
-            return [()], lhs, rhs
-        n = int(self.model.sizes["n"])
-        values = list(itertools.product(range(1, n + 1), repeat=len(step.free_indices)))
-        lhs, rhs = [], []
+        free = tuple(step.free_indices)
+        lhs, rhs = self.side_instances(step.lhs, free, sums), self.side_instances(step.rhs, free, sums)
+        if lhs.shape != rhs.shape:
+            raise ValueError(f"sides of different shapes {lhs.shape} and {rhs.shape}")
+        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        return list(itertools.product(*ranges)), lhs, rhs
+
+    def side_instances(self, side: Basic, free: tuple, sums: str = ABBREVIATE) -> ImmutableMatrix:
+        """One side at every value of the free indices (a matrix: rows for the first index,
+        columns for the second), or its explicit matrix when it has no free index. Memoised:
+        consecutive steps share a side (∂a_i/∂z_j = … = … = …)."""
+        key = (side, free, sums)
+        if key not in self._instance_memo:
+            self._instance_memo[key] = self._side_instances(side, free, sums)
+        return self._instance_memo[key]
+
+    def _side_instances(self, side: Basic, free: tuple, sums: str) -> ImmutableMatrix:
+        if not free:
+            if sums == KEEP and isinstance(side, MatMul):  # factors shared with other steps
+                factors = [self.side_instances(f, (), sums) if isinstance(f, MatrixExpr) else f
+                           for f in side.args]
+                if sum(isinstance(f, MatrixBase) for f in factors) > 1:
+                    return MatMul(*factors, evaluate=False)
+            value = self.explicit(side, sums)
+            return value if isinstance(value, MatrixBase) else ImmutableMatrix([[value]])
+        if len(free) > 2:
+            raise ValueError("at most two free indices (a matrix of entries) are supported")
+        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
         # Templates without sums only need their indices replaced (Piecewise and δ evaluate
         # themselves); walking every entry through ``explicit`` would cost O(n²) tree walks.
-        lhs_walk = step.lhs.has(Sum, SumExcluding)
-        rhs_walk = step.rhs.has(Sum, SumExcluding)
-        for v in values:
-            sub = {idx: Integer(x) for idx, x in zip(step.free_indices, v)}
-            left, right = step.lhs.xreplace(sub), step.rhs.xreplace(sub)
-            lhs.append(self.explicit(left, abbreviate) if lhs_walk else left)
-            rhs.append(self.explicit(right, abbreviate) if rhs_walk else right)
-        if len(step.free_indices) == 1:
-            shape = (n, 1)
-        else:
-            shape = (n, n)
-        return values, ImmutableMatrix(*shape, lhs), ImmutableMatrix(*shape, rhs)
+        walk = side.has(Sum, SumExcluding)
+        entries = []
+        for values in itertools.product(*ranges):
+            entry = side.xreplace({index: Integer(v) for index, v in zip(free, values)})
+            entries.append(self.explicit(entry, sums) if walk else entry)
+        shape = (len(ranges[0]), len(ranges[1]) if len(ranges) == 2 else 1)
+        return ImmutableMatrix(*shape, entries)
 
     # -- abbreviations ----------------------------------------------------------------------
     def is_abbreviation(self, atom: Basic) -> bool:
@@ -223,7 +249,7 @@ class ConcreteModel:
     def elimination(self, assumption_name: str) -> tuple[Basic, Basic]:
         """Solve an assumption for one base variable that it holds linearly (the last one in
         base order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute it."""
-        equation = self.explicit(self.model.assumptions[assumption_name].equation, abbreviate=False)
+        equation = self.explicit(self.model.assumptions[assumption_name].equation, EXPAND)
         difference = expand(equation.lhs - equation.rhs)
         for variable in reversed(self.model.base_entries()):
             coefficient = difference.coeff(variable)

@@ -8,7 +8,7 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
-from sympy import Basic, Derivative, Sum, cancel, expand, together
+from sympy import Basic, Derivative, Eq, Piecewise, Sum, cancel, expand, together
 
 from symgrad.notation import SumExcluding
 from symgrad.verify.concrete import ConcreteModel
@@ -24,20 +24,30 @@ class ExactProver:
     def __init__(self, concrete: ConcreteModel):
         self.concrete = concrete
         self.proven: dict[Basic, Basic] = {}
-        self.templates: list[tuple[Basic, Basic, frozenset, bool]] = []
+        self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple]] = []
 
     def remember_template(self, lhs: Basic, rhs: Basic, free) -> None:
         """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
         so that a later entry such as ∂a_3/∂z_5 can start from its instance."""
-        self.templates.append((lhs, rhs, frozenset(free), rhs.has(Sum, SumExcluding)))
+        free = frozenset(free)
+        split = _equal_case_split(rhs, free)
+        if split is None:
+            self.templates.append((lhs, rhs, free, rhs.has(Sum, SumExcluding), ()))
+            return
+        # a Piecewise on i = j: one template per case, so an instance needs no Piecewise
+        # evaluation (the i ≠ j one applies only where the bound values differ)
+        (p, q), equal, apart = split
+        self.templates.append((lhs, apart, free, apart.has(Sum, SumExcluding), ((p, q),)))
+        equal_lhs = lhs.xreplace({q: p})
+        self.templates.append((equal_lhs, equal, free - {q}, equal.has(Sum, SumExcluding), ()))
 
     def _known(self, lhs: Basic) -> Basic:
         """The latest proven right-hand side for ``lhs``, or ``lhs`` itself."""
         if lhs in self.proven:
             return self.proven[lhs]
-        for template, value, free, has_sums in reversed(self.templates):
+        for template, value, free, has_sums, distinct in reversed(self.templates):
             binding = _bind(template, lhs, free, {})
-            if binding is not None:
+            if binding is not None and all(binding[p] != binding[q] for p, q in distinct):
                 known = value.xreplace(binding)
                 if has_sums:
                     known = self.concrete.explicit(known)
@@ -108,3 +118,14 @@ def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict
         if _bind(t, e, free, binding) is None:
             return None
     return binding
+
+
+def _equal_case_split(rhs: Basic, free: frozenset):
+    """``Piecewise((f, Eq(i, j)), (g, True))`` with free i, j → ((i, j), f at j = i, g); else None."""
+    if not isinstance(rhs, Piecewise) or len(rhs.args) != 2 or rhs.args[1][1] != True:  # noqa: E712
+        return None
+    (equal, condition), (apart, _) = rhs.args
+    if not isinstance(condition, Eq) or not set(condition.args) <= free:
+        return None
+    p, q = condition.args
+    return (p, q), equal.xreplace({q: p}), apart

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sympy import Basic, srepr
 
+from symgrad.notation import plain_sympy
 from symgrad.steps import Check, Derivation, Step
 from symgrad.verify.index_form import IndexProver, readable
 
@@ -76,12 +77,5 @@ def symbolic_certificate_parts(derivation: Derivation):
     sides = []
     for step in derivation.steps:
         lhs, rhs, free = prover.index_form(step)
-        sides.append((srepr(_plain(lhs)), srepr(_plain(rhs)), free))
+        sides.append((srepr(plain_sympy(lhs)), srepr(plain_sympy(rhs)), free))
     return definitions, direct, assumptions, sides
-
-
-def _plain(expr: Basic) -> Basic:
-    """Only SymPy's own classes, so that ``sympify`` alone can read the certificate."""
-    from symgrad.notation import SumExcluding
-
-    return expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
