@@ -65,7 +65,7 @@ def test_delta_replaced_by_one_is_caught():
     wrong = derivation.steps[index].rhs.xreplace({KroneckerDelta(i, j): 1})
     assert wrong != derivation.steps[index].rhs
     bad = _corrupt(derivation, index, wrong)
-    general = IndexProver(bad.model).prove(bad.steps[index], N, [])
+    general = IndexProver(bad.model).prove(bad.steps[index], [])
     assert not general.proven
     checked = check_derivation(bad)
     assert checked.steps[index].check.exact is False
@@ -78,7 +78,7 @@ def test_collect_step_without_a_term_is_caught():
     derivation = DERIVATIONS["softmax-cross-entropy"]("symbolic")
     index = next(n for n, s in enumerate(derivation.steps) if s.rule is Rule.COLLECT)
     bad = _corrupt(derivation, index, a[j] * Sum(y[i], (i, 1, N)))
-    assert not IndexProver(bad.model).prove(bad.steps[index], N, []).proven
+    assert not IndexProver(bad.model).prove(bad.steps[index], []).proven
     assert not check_derivation(bad).proven
 
 

@@ -148,7 +148,7 @@ class StepChecker:
             return None
         equations = [self.model.assumptions[name].equation for name in step.assumptions]
         try:
-            return self.index_prover.prove(step, self.model.index_bound, equations)
+            return self.index_prover.prove(step, equations)
         except NotGeneric:
             return None
 

@@ -136,10 +136,11 @@ class IndexProver:
         return self.base_form(expr)
 
     # -- 4. normal form ----------------------------------------------------------------------
-    def normal_form(self, expr: Basic, free: tuple[Symbol, ...], size: Basic, used: list[str]) -> Basic:
+    def normal_form(self, expr: Basic, free: tuple[Symbol, ...], used: list[str]) -> Basic:
         expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
-        bounded = set(free) | {lim[0] for s in expr.atoms(Sum) for lim in s.limits
-                               if expand(lim[2] - lim[1] + 1 - size) == 0}
+        # every index with its range 1..bound: the free ones from the model, bound ones from their sum
+        bounds = {index: self.model.range_of(index) for index in free}
+        bounds.update({lim[0]: lim[2] for s in expr.atoms(Sum) for lim in s.limits if lim[1] == 1})
 
         def normal_sum(total: Sum) -> Basic:
             term, (index, lower, upper) = total.function, total.limits[0]
@@ -152,7 +153,7 @@ class IndexProver:
                     out.append(outside * upper)
                 elif inside.has(KroneckerDelta):
                     value = Sum(inside, (index, 1, upper)).doit()
-                    out.append(outside * self._resolve_ranges(value, bounded, size, used))
+                    out.append(outside * self._resolve_ranges(value, bounds, upper, used))
                 else:
                     dummy = _canonical_dummy(inside)
                     out.append(outside * Sum(inside.xreplace({index: dummy}), (dummy, 1, upper)))
@@ -161,13 +162,14 @@ class IndexProver:
         return expand(expr.replace(lambda e: isinstance(e, Sum), normal_sum))
 
     @staticmethod
-    def _resolve_ranges(expr: Basic, bounded: set, size: Basic, used: list[str]) -> Basic:
-        """Take ``Piecewise((v, 1 <= j <= n), …)`` at v when j is an index known to lie in 1..n."""
+    def _resolve_ranges(expr: Basic, bounds: dict, upper: Basic, used: list[str]) -> Basic:
+        """Take ``Piecewise((v, 1 <= j <= n), …)`` at v when j is an index known to lie in 1..n
+        (the sum's own upper bound n, and j's range the same 1..n)."""
         def holds(rel: Relational) -> bool:
             lo, hi = (rel.lhs, rel.rhs) if rel.rel_op in ("<=", "<") else (rel.rhs, rel.lhs)
             if rel.rel_op not in ("<=", ">="):
                 return False
-            return (hi in bounded and lo == 1) or (lo in bounded and hi == size)
+            return (hi in bounds and lo == 1) or (lo in bounds and hi == upper == bounds[lo])
 
         def resolve(p: Piecewise) -> Basic:
             args = []
@@ -176,7 +178,7 @@ class IndexProver:
                 if rels:
                     note = ("delta summation: SymPy's answer is a Piecewise on "
                             + " and ".join(sorted(str(r) for r in rels))
-                            + ", true since every index runs over 1..n")
+                            + ", true since every index runs over its range 1..n")
                     if note not in used:
                         used.append(note)
                 args.append((value, condition.xreplace({r: S.true for r in rels})))
@@ -185,16 +187,16 @@ class IndexProver:
         return expr.replace(lambda e: isinstance(e, Piecewise), resolve)
 
     # -- 5. the check ------------------------------------------------------------------------
-    def prove(self, step, size: Basic, equations: list[Eq]) -> IndexResult:
+    def prove(self, step, equations: list[Eq]) -> IndexResult:
         lhs, rhs, free = self.index_form(step)
         used: list[str] = []
         difference = self.realise(lhs) - self.realise(rhs)
         cases = _case_splits(difference, free)
         for case_name, case in cases:
-            value = self.normal_form(case, free, size, used)
+            value = self.normal_form(case, free, used)
             for equation in equations:
-                value = expand(value.xreplace({self.normal_form(equation.lhs, (), size, []):
-                                               self.normal_form(equation.rhs, (), size, [])}))
+                value = expand(value.xreplace({self.normal_form(equation.lhs, (), []):
+                                               self.normal_form(equation.rhs, (), [])}))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0:

@@ -31,7 +31,7 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
         if progress:
             progress(number, len(derivation.steps), step.title)
         equations = [model.assumptions[name].equation for name in step.assumptions]
-        general = prover.prove(step, size, equations)
+        general = prover.prove(step, equations)
         at = {}
         for n, checker in instances.items():
             seed = f"{derivation.name}:{size_name}={n}:{number}"
