@@ -18,6 +18,7 @@ from symgrad.steps import Derivation
 from symgrad.verify import check_derivation
 
 FORMATS = ("text", "latex", "markdown", "json")
+EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
 MAX_N = 4096  # beyond this a fixed-n derivation is not useful to print and would take very long
 
 
@@ -49,6 +50,11 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
         raise UsageError(f"unknown derivation {name!r}; known: {known}")
     size = parse_size(n)
     builder = DERIVATIONS[name]
+    accepted = EXTRA_SIZES.get(name, ())
+    for key in sizes:
+        if key not in accepted:
+            raise UsageError(f"--{key.replace('_', '-')} does not apply to {name}"
+                             + (f" (it takes --n{''.join(' --' + k.replace('_', '-') for k in accepted)})"))
     extra = {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()}
     derivation = builder(size, normalized_labels=normalized_labels, **extra)
     return check_derivation(derivation, progress) if check else derivation

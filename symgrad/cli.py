@@ -51,8 +51,10 @@ def _root():
 
 @app.command()
 def derive(
-    name: Annotated[str, typer.Argument(help="Derivation to run: softmax-cross-entropy.")] = "softmax-cross-entropy",
+    name: Annotated[str, typer.Argument(help="Derivation to run: softmax-cross-entropy, or softmax-layer (Z = W A_prev + b over a batch).")] = "softmax-cross-entropy",
     n: Annotated[str, typer.Option("--n", help="Number of classes: a positive integer, or 'symbolic'.")] = "3",
+    n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
+    m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
                                         help="Output: text (terminal), latex, markdown, json (certificate).")] = Format.text,
     standalone: Annotated[bool, typer.Option(help="LaTeX: a complete document that pdflatex compiles.")] = False,
@@ -68,8 +70,9 @@ def derive(
 
     size = parse_size(n)
     target = _check_output_path(output)
+    sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
     derivation = run_derivation(name, size, normalized_labels=normalized_labels,
-                                progress=_progress_reporter())
+                                progress=_progress_reporter(), **sizes)
     if fmt is Format.text and target is None:
         from rich.console import Console
 

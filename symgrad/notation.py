@@ -4,6 +4,8 @@ writes it and still be turned mechanically into the explicit objects the checker
 - ``Vec(base, n)``: the whole vector whose entries are ``base[1] … base[n]`` (bold in print).
 - ``PartialD(f, x)``: ∂f/∂x of a scalar or vector ``f`` by a vector ``x``, numerator layout,
   i.e. shape (len f, len x) and entry (i, j) = ∂f_i/∂x_j.
+- ``MatVar(base, rows, cols)``: a whole matrix (W, Z, A …) whose entries are ``base[r, c]``.
+- ``GradientMatrix(f, X)``: ∂f/∂X of a scalar f, shaped like X (dW, db, dZ as ML code holds them).
 - ``SumExcluding(term, i, j, n)``: Σ_{i≠j} term, the off-diagonal part of a sum over 1..n.
 
 Every object here knows how to become explicit (``as_explicit`` / ``doit``) for a concrete n;
@@ -60,6 +62,54 @@ class PartialD(MatrixExpr):
     def _entry(self, i, j, **kwargs):
         numerator = self.f.base[i + 1] if isinstance(self.f, Vec) else self.f
         return Derivative(numerator, self.x.base[j + 1])
+
+
+class MatVar(MatrixExpr):
+    """A matrix named by an ``IndexedBase`` (W, Z, A, Y …); entry (r, c), 0-based, is base[r + 1, c + 1]."""
+
+    def __new__(cls, base, rows, cols):
+        return Basic.__new__(cls, base, sympify(rows), sympify(cols))
+
+    @property
+    def base(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return (self.args[1], self.args[2])
+
+    def _entry(self, i, j, **kwargs):
+        return self.base[i + 1, j + 1]
+
+
+class GradientMatrix(MatrixExpr):
+    """∂f/∂X of a scalar f by a matrix or vector X, shaped like X (the layout ML code uses for
+    dW, db, dZ): entry (r, c) = ∂f/∂X_rc."""
+
+    def __new__(cls, f, x):
+        return Basic.__new__(cls, f, x)
+
+    @property
+    def f(self):
+        return self.args[0]
+
+    @property
+    def x(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.x.shape
+
+    def _entry(self, i, j, **kwargs):
+        return Derivative(self.f, _entry_of(self.x, i, j))
+
+
+def _entry_of(variable, i, j):
+    """Entry (i, j), 0-based, of a Vec or MatVar, as the Indexed it stands for."""
+    if isinstance(variable, Vec):
+        return variable.base[i + 1]
+    return variable.base[i + 1, j + 1]
 
 
 class SumExcluding(Expr):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, Sum, Symbol,
                    exp, expand, factor_terms)
+from sympy.concrete.delta import deltasummation
 from sympy.matrices.expressions import MatAdd, MatMul
 
 from symgrad.notation import SumExcluding, Vec
@@ -21,17 +22,18 @@ def evaluated(expr: Basic) -> Basic:
     return expr.func(*[evaluated(arg) for arg in expr.args])
 
 
-def quotient_rule(numerator_exp_arg, denominator_sum: Sum, wrt, activation, i, j) -> Basic:
-    """∂/∂z_j of e^{z_i} / Σ_k e^{z_k}, rewritten in the activations: a_i (δ_ij − a_j).
+def quotient_rule(numerator_exp_arg, wrt, activation_i, activation_j, i, j) -> Basic:
+    """∂/∂x_j of e^{x_i} / Σ_k e^{x_k}, rewritten in the activations: a_i (δ_ij − a_j).
 
-    The denominator is treated as a symbol S with ∂S/∂z_j = e^{z_j}; e^{z_i} = a_i S afterwards.
+    The denominator is treated as a symbol S with ∂S/∂x_j = e^{x_j}; e^{x_i} = a_i S afterwards.
+    ``activation_i``/``activation_j`` are the entries a_i and a_j (A_is and A_js for a column s).
     """
     S = Symbol("S", positive=True)
     quotient = exp(numerator_exp_arg) / S
     derivative = (quotient.diff(numerator_exp_arg) * KroneckerDelta(i, j)
                   + quotient.diff(S) * exp(wrt))
-    derivative = derivative.xreplace({exp(numerator_exp_arg): activation[i] * S,
-                                      exp(wrt): activation[j] * S})
+    derivative = derivative.xreplace({exp(numerator_exp_arg): activation_i * S,
+                                      exp(wrt): activation_j * S})
     return factor_terms(expand(derivative))
 
 
@@ -115,3 +117,11 @@ def derivative_of_summand(summand: Basic, wrt: Basic) -> Basic:
     """∂/∂x of the one term of a sum that holds x (the others do not depend on it)."""
     return summand.diff(wrt)
 
+
+
+def derivative_through_sum(expr: Basic, wrt: Basic) -> Basic:
+    """∂/∂x of an expression holding Σ_q c_q x_q (Z_is = Σ_q W_iq A_prev,qs + b_i by W_ip):
+    SymPy's derivative leaves Σ_q δ_pq A_prev,qs; the delta sum is taken, and the range
+    condition (p lies in 1..n_prev) dropped — the step's check confirms it."""
+    return expr.diff(wrt).replace(lambda e: isinstance(e, Sum),
+                                  lambda e: deltasummation(e.function, e.limits[0], no_piecewise=True))

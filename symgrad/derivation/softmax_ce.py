@@ -39,8 +39,7 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
                       Rule.LOG_RULE, Derivative(L, a[i]), dL_da, (i,)))
 
     (exponent,) = softmax.body.as_numer_denom()[0].args
-    denominator = softmax.body.as_numer_denom()[1]
-    jac_delta = rules.quotient_rule(exponent, denominator, z[j], a, i, j)
+    jac_delta = rules.quotient_rule(exponent, z[j], a[i], a[j], i, j)
     steps.append(Step(r"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{z_k}) / \partial z_j = e^{z_j}$",
                       Rule.QUOTIENT_RULE, Derivative(a[i], z[j]), jac_delta, (i, j)))
     jac_cases = rules.split_kronecker_cases(jac_delta, i, j)

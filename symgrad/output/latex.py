@@ -11,7 +11,7 @@ from sympy.printing.latex import LatexPrinter
 from symgrad.notation import PartialD, Vec
 from symgrad.output.notation import Notation
 from symgrad.output.ordering import OrderingMixin
-from symgrad.output.status import status_words
+from symgrad.output.status import index_ranges, status_words
 from symgrad.steps import Derivation
 
 MAX_MATRIX = 6  # larger matrices print their corners with \cdots, \vdots, \ddots
@@ -33,11 +33,27 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
 
     def _print_Indexed(self, expr: Indexed):
         name = self.notation.latex_name(expr.base.label.name)
-        indices = "".join(self._print(i) for i in expr.indices)
+        # W_{ip} for letters; W_{1,2} for numbers (W_{12} would read as one index)
+        separator = "," if any(i.is_Integer for i in expr.indices) else ""
+        indices = separator.join(self._print(i) for i in expr.indices)
+        if "_" in name:  # a name with its own subscript (A_{\mathrm{prev}}): index it as A_{\mathrm{prev}, ps}
+            head, _, sub = name.partition("_")
+            if sub.startswith("{") and sub.endswith("}"):
+                sub = sub[1:-1]
+            return f"{head}_{{{sub}, {indices}}}"
         return f"{name}_{{{indices}}}"
 
     def _print_Vec(self, expr: Vec):
         return self.notation.latex_bold(expr.base.label.name)
+
+    def _print_MatVar(self, expr):
+        return self.notation.latex_bold(expr.base.label.name)
+
+    def _print_GradientMatrix(self, expr):
+        return rf"\frac{{\partial {self._print(expr.f)}}}{{\partial {self._print(expr.x)}}}"
+
+    def _print_OneMatrix(self, expr):
+        return rf"\mathbf{{1}}_{{{self._print(expr.shape[0])}}}"
 
     # calculus ----------------------------------------------------------------------------
     def _print_Derivative(self, expr):
@@ -139,9 +155,9 @@ def step_lines(derivation: Derivation, printer: PaperLatexPrinter, label: str | 
         lhs = "" if step.lhs == previous_lhs else printer.doprint(step.lhs)
         line = f"{lhs} &= {printer.doprint(step.rhs)}"
         if step.free_indices:
-            ranges = ", ".join(printer.doprint(i) for i in step.free_indices)
-            size = printer.doprint(derivation.model.index_bound)
-            line += rf" && {ranges} = 1, \dots, {size}"
+            line += " && " + r",\ ".join(
+                rf"{', '.join(printer.doprint(i) for i in indices)} = 1, \dots, {printer.doprint(bound)}"
+                for indices, bound in index_ranges(step, derivation.model))
         if label:
             line += rf" \label{{{label}:step-{number}}}"
         elif tags:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz"}
-COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}"}
+PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz",
+         # the layer: Z = W A_prev + b, A = softmax(Z), J = (1/m) Σ_s L_s
+         "A_prev": "A_{\\mathrm{prev}}"}
+COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}",
+          "Z": "Z^{[L]}", "A": "A^{[L]}", "W": "W^{[L]}", "b": "b^{[L]}", "A_prev": "A^{[L-1]}"}
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,21 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     def _print_Vec(self, expr):
         return prettyForm(expr.base.label.name)
 
+    _print_MatVar = _print_Vec
+
+    def _print_GradientMatrix(self, expr):
+        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+
+    def _print_OneMatrix(self, expr):
+        return prettyForm("1" + subscript(str(expr.shape[0])))
+
     def _name(self, expr) -> str:
         """A one-line name for the numerator/denominator of a ∂ fraction."""
         if isinstance(expr, Symbol):
             return expr.name
         if isinstance(expr, Indexed):
             return expr.base.label.name + subscript(",".join(str(i) for i in expr.indices))
-        if expr.__class__.__name__ == "Vec":
+        if expr.__class__.__name__ in ("Vec", "MatVar"):
             return expr.base.label.name
         return str(expr)
 
@@ -99,7 +107,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_Transpose(self, expr):
         inner = self._print(expr.arg)
-        if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ != "Vec":
+        if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ not in ("Vec", "MatVar"):
             inner = prettyForm(*inner.parens())
         return prettyForm(*inner.right("ᵀ"))
 

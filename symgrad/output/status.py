@@ -28,3 +28,17 @@ def status_symbol(check: Check | None) -> str:
     if check.exact is True:
         return "✓"
     return "?"
+
+
+def index_ranges(step, model) -> list[tuple[list, object]]:
+    """The step's free indices grouped by range, in order: [([i, j], n), ([s], m)]."""
+    groups: list[tuple[list, object]] = []
+    for index in step.free_indices:
+        bound = model.range_of(index)
+        for indices, existing in groups:
+            if existing == bound and model.index_ranges.get(indices[0]) == model.index_ranges.get(index):
+                indices.append(index)
+                break
+        else:
+            groups.append(([index], bound))
+    return groups

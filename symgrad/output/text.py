@@ -11,31 +11,30 @@ from symgrad.output.notation import latex_to_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
 from symgrad.output.pretty import TerminalPrinter, pretty
-from symgrad.output.status import status_symbol, status_words
+from symgrad.output.status import index_ranges, status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
 
-def _equation(step: Step, show_lhs: bool, size) -> str:
+def _equation(step: Step, show_lhs: bool, model) -> str:
     """lhs = rhs joined on their baselines by SymPy's own layout, plus the index range."""
     printer = TerminalPrinter()
     right = printer._print(step.rhs)
     left = printer._print(step.lhs) if show_lhs else prettyForm("")
     joined = prettyForm(*stringPict.next(left, " = ", right)).render(wrap_line=False)
     if step.free_indices:
-        names = ", ".join(str(i) for i in step.free_indices)
-        joined += f"\n(for {names} = 1 … {size})"
+        joined += "\n(for " + "; ".join(f"{', '.join(map(str, indices))} = 1 … {bound}"
+                                        for indices, bound in index_ranges(step, model)) + ")"
     return joined
 
 
 def rich_renderable(derivation: Derivation) -> Group:
-    size = derivation.model.index_bound
     parts = [Text(latex_to_unicode(derivation.title), style="bold"),
              Text("Layout: " + latex_to_unicode(derivation.convention), style="dim")]
     previous = None
     for number, step in enumerate(derivation.steps, start=1):
         status = status_words(step.check)
         colour = "green" if step.check and step.check.proven else "red"
-        math = Text(_equation(step, step.lhs != previous, size), no_wrap=True, overflow="ignore")
+        math = Text(_equation(step, step.lhs != previous, derivation.model), no_wrap=True, overflow="ignore")
         title = Text(f"{number}. {latex_to_unicode(step.title)}", style="bold")
         status_line = Text(f"{step.rule.value} · {status_symbol(step.check)} {status}", style=colour)
         parts.append(Panel(Group(title, math, status_line), expand=False))

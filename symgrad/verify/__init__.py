@@ -63,7 +63,7 @@ class StepChecker:
 
     def check(self, step: Step, seed: str) -> Check:
         rng = random.Random(seed)
-        elimination = dict(self.concrete.elimination(name) for name in step.assumptions)
+        elimination = dict(pair for name in step.assumptions for pair in self.concrete.elimination(name))
         general = self._index_proof(step)
         if general is not None and general.proven:
             lhs, rhs, free = self.index_prover.index_form(step)
@@ -77,8 +77,8 @@ class StepChecker:
                                                     elimination, rng)
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
+            self.prover.remember_template(lhs, rhs, free, step.assumptions)
             if not step.assumptions:
-                self.prover.remember_template(lhs, rhs, free)
                 if not step.free_indices:
                     self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
             where = _entries(total)
@@ -187,18 +187,29 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
         indices, lhs, rhs = concrete.instances(step)
     except (ValueError, TypeError) as error:
         return Check(None, None, f"could not make the step explicit: {error}")
-    elimination = dict(concrete.elimination(name) for name in step.assumptions)
+    elimination = dict(pair for name in step.assumptions for pair in concrete.elimination(name))
     entries = list(zip(lhs, rhs))
-    unproven = [k for k, (left, right) in enumerate(entries) if not prover.prove(left, right, elimination)]
-
-    rng = random.Random(seed)
-    sample = sorted(set(unproven[:MAX_NUMERIC_ENTRIES]) | set(
-        rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES))))
-    numeric, counterexample = numeric_check(program, entries, sample, elimination, rng)
-
     where = _entries(len(entries))
+    rng = random.Random(seed)
+    # numeric first: a wrong step is refuted in milliseconds instead of being fed to the
+    # symbolic fall-backs, which can take long on an expression that is not zero
+    sample = sorted(rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES)))
+    numeric, counterexample = numeric_check(program, entries, sample, elimination, rng)
     if numeric is False:
         return Check(False, False, f"refuted numerically: {counterexample}")
+
+    assumptions = frozenset(step.assumptions)
+    unproven = [k for k, (left, right) in enumerate(entries)
+                if not prover.prove(left, right, elimination, assumptions)]
+    extra = [k for k in unproven if k not in sample][:MAX_NUMERIC_ENTRIES]
+    if extra:  # the entries the exact check could not decide get a numeric look of their own
+        more, reason = numeric_check(program, entries, extra, elimination, rng)
+        if more is False:
+            return Check(False, False, f"refuted numerically: {reason}")
+        if more is None:
+            numeric, counterexample = None, reason
+        sample = sample + extra
+
     exact = True if not unproven else None
     parts = [f"exact: {'all ' + where if exact else f'{len(unproven)} of {where} not proven'}",
              _numeric_text(numeric, counterexample, len(sample), where)]

@@ -13,10 +13,10 @@ from functools import lru_cache
 
 from sympy import (Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Sum,
                    Symbol, Transpose, expand)
-from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr
+from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
 from symgrad.model import Model
-from symgrad.notation import PartialD, SumExcluding, Vec
+from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec
 
 
 EXPAND, ABBREVIATE, KEEP = "expand", "abbreviate", "keep"  # what ``explicit`` does with sums
@@ -38,10 +38,8 @@ class ConcreteModel:
         self.sum_expansions: dict[Symbol, Basic] = {}
         for definition in model.definitions:
             for s in sorted(definition.body.atoms(Sum), key=str):
-                if _is_closed(s) and s not in self.sum_symbols:
-                    symbol = Symbol(f"σ_{len(self.sum_symbols)}")
-                    self.sum_symbols[s] = symbol
-                    self.sum_expansions[symbol] = self.explicit(s, EXPAND)
+                if _is_closed(s):
+                    self._abbreviate_sum(s)
         self._scalars = frozenset(model.scalars)
         self._unfold_memo: dict[Basic, Basic] = {}
         self._derivative_memo: dict[tuple, Basic] = {}
@@ -69,7 +67,7 @@ class ConcreteModel:
         ``doit`` on the entries and turn ∂L/∂a_i (L being a bare symbol) into 0."""
         if isinstance(expr, MatrixBase):
             return ImmutableMatrix(expr)
-        if isinstance(expr, (Vec, PartialD)):
+        if isinstance(expr, (Vec, PartialD, MatVar, GradientMatrix)):
             rows, cols = (int(d) for d in expr.shape)
             return ImmutableMatrix(rows, cols, lambda r, c: expr._entry(r, c))
         if isinstance(expr, MatMul):
@@ -87,6 +85,8 @@ class ConcreteModel:
             vector = list(self._explicit_matrix(expr.args[0]))
             size = len(vector)
             return ImmutableMatrix(size, size, lambda r, c: vector[r] if r == c else 0)
+        if isinstance(expr, (OneMatrix, Identity, ZeroMatrix)):
+            return ImmutableMatrix(expr.as_explicit())
         raise ValueError(f"no explicit form for {type(expr).__name__}")
 
     def _explicit_scalar(self, expr: Basic, sums: str) -> Basic:
@@ -99,11 +99,13 @@ class ConcreteModel:
                 return self._explicit_scalar(expr.full_sum() - expr.term.xreplace({expr.index: expr.excluded}), sums)
             return self._explicit_scalar(expr.doit(), sums)
         if isinstance(expr, Sum):
-            term, (index, lower, upper) = expr.function, expr.limits[0]
-            if len(expr.limits) != 1:
-                raise ValueError("only single sums are supported")
             if sums == KEEP:
-                return Sum(self._explicit_scalar(term, sums), expr.limits[0])
+                return Sum(self._explicit_scalar(expr.function, sums), *expr.limits)
+            if len(expr.limits) > 1:  # Σ_s Σ_i f (innermost limit first): write the outer one out
+                (index, lower, upper), inner = expr.limits[-1], Sum(expr.function, *expr.limits[:-1])
+                return Add(*[self._explicit_scalar(inner.xreplace({index: Integer(v)}), sums)
+                             for v in range(int(lower), int(upper) + 1)])
+            term, (index, lower, upper) = expr.function, expr.limits[0]
             return Add(*[self._explicit_scalar(term.xreplace({index: Integer(v)}), sums)
                          for v in range(int(lower), int(upper) + 1)])
         args = [self._explicit_scalar(arg, sums) for arg in expr.args]
@@ -141,8 +143,6 @@ class ConcreteModel:
                     return MatMul(*factors, evaluate=False)
             value = self.explicit(side, sums)
             return value if isinstance(value, MatrixBase) else ImmutableMatrix([[value]])
-        if len(free) > 2:
-            raise ValueError("at most two free indices (a matrix of entries) are supported")
         ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
         # Templates without sums only need their indices replaced (Piecewise and δ evaluate
         # themselves); walking every entry through ``explicit`` would cost O(n²) tree walks.
@@ -151,19 +151,33 @@ class ConcreteModel:
         for values in itertools.product(*ranges):
             entry = side.xreplace({index: Integer(v) for index, v in zip(free, values)})
             entries.append(self.explicit(entry, sums) if walk else entry)
-        shape = (len(ranges[0]), len(ranges[1]) if len(ranges) == 2 else 1)
+        # one index: a column; two: a matrix (row index first); more: one column, in
+        # lexicographic order of the index values
+        shape = (len(ranges[0]), len(ranges[1])) if len(ranges) == 2 else (len(entries), 1)
         return ImmutableMatrix(*shape, entries)
 
     # -- abbreviations ----------------------------------------------------------------------
     def is_abbreviation(self, atom: Basic) -> bool:
         return atom in self.sum_expansions or self.model.is_abbreviation(atom)
 
+    def _abbreviate_sum(self, total: Sum) -> Symbol:
+        if total not in self.sum_symbols:
+            symbol = Symbol(f"σ_{len(self.sum_symbols)}")
+            self.sum_symbols[total] = symbol
+            self.sum_expansions[symbol] = self.explicit(total, EXPAND)
+        return self.sum_symbols[total]
+
     def unfold_once(self, atom: Basic) -> Basic:
-        """The definition of one abbreviation, in explicit form (closed sums abbreviated)."""
+        """The definition of one abbreviation, in explicit form (closed sums abbreviated).
+
+        A sum that becomes closed only at a concrete index (Σ_k e^{Z_ks} at s = 2) is
+        abbreviated here too, so that A_12 and A_22 share one σ instead of each carrying n terms."""
         if atom in self.sum_expansions:
             return self.sum_expansions[atom]
         if atom not in self._unfold_memo:
-            self._unfold_memo[atom] = self.explicit(self.model.definition_for(atom))
+            body = self.model.definition_for(atom)
+            closed = {total: self._abbreviate_sum(total) for total in body.atoms(Sum) if _is_closed(total)}
+            self._unfold_memo[atom] = self.explicit(body.xreplace(closed) if closed else body)
         return self._unfold_memo[atom]
 
     def unfold(self, expr: Basic, keep_sums: bool = True) -> Basic:
@@ -246,10 +260,20 @@ class ConcreteModel:
 
     # -- assumptions ------------------------------------------------------------------------
     @lru_cache(maxsize=None)
-    def elimination(self, assumption_name: str) -> tuple[Basic, Basic]:
-        """Solve an assumption for one base variable that it holds linearly (the last one in
-        base order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute it."""
-        equation = self.explicit(self.model.assumptions[assumption_name].equation, EXPAND)
+    def elimination(self, assumption_name: str) -> tuple[tuple[Basic, Basic], ...]:
+        """Solve an assumption for base variables that it holds linearly (the last one in base
+        order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute them. An assumption with a
+        free index (Σ_i Y_is = 1 for every example s) is solved once per index value."""
+        template = self.model.assumptions[assumption_name].equation
+        free = sorted((x for x in template.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
+        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        solved = []
+        for values in itertools.product(*ranges):
+            equation = self.explicit(template.xreplace(dict(zip(free, map(Integer, values)))), EXPAND)
+            solved.append(self._solve_for_base_variable(equation, assumption_name))
+        return tuple(solved)
+
+    def _solve_for_base_variable(self, equation: Eq, assumption_name: str) -> tuple[Basic, Basic]:
         difference = expand(equation.lhs - equation.rhs)
         for variable in reversed(self.model.base_entries()):
             coefficient = difference.coeff(variable)

@@ -24,62 +24,74 @@ class ExactProver:
     def __init__(self, concrete: ConcreteModel):
         self.concrete = concrete
         self.proven: dict[Basic, Basic] = {}
-        self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple]] = []
+        self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple, frozenset]] = []
+        self._conditional: dict[tuple, Basic] = {}  # (lhs, assumptions) → value proven under them
 
-    def remember_template(self, lhs: Basic, rhs: Basic, free) -> None:
+    def remember_template(self, lhs: Basic, rhs: Basic, free, assumptions=frozenset()) -> None:
         """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
-        so that a later entry such as ∂a_3/∂z_5 can start from its instance."""
-        free = frozenset(free)
+        so that a later entry such as ∂a_3/∂z_5 can start from its instance. A template proven
+        under assumptions serves only checks made under (at least) the same assumptions."""
+        free, assumptions = frozenset(free), frozenset(assumptions)
         split = _equal_case_split(rhs, free)
         if split is None:
-            self.templates.append((lhs, rhs, free, rhs.has(Sum, SumExcluding), ()))
+            self.templates.append((lhs, rhs, free, rhs.has(Sum, SumExcluding), (), assumptions))
             return
         # a Piecewise on i = j: one template per case, so an instance needs no Piecewise
         # evaluation (the i ≠ j one applies only where the bound values differ)
         (p, q), equal, apart = split
-        self.templates.append((lhs, apart, free, apart.has(Sum, SumExcluding), ((p, q),)))
+        self.templates.append((lhs, apart, free, apart.has(Sum, SumExcluding), ((p, q),), assumptions))
         equal_lhs = lhs.xreplace({q: p})
-        self.templates.append((equal_lhs, equal, free - {q}, equal.has(Sum, SumExcluding), ()))
+        self.templates.append((equal_lhs, equal, free - {q}, equal.has(Sum, SumExcluding), (), assumptions))
 
-    def _known(self, lhs: Basic) -> Basic:
-        """The latest proven right-hand side for ``lhs``, or ``lhs`` itself."""
+    def _known(self, lhs: Basic, assumptions: frozenset = frozenset()) -> Basic:
+        """The latest proven right-hand side for ``lhs`` (under at most ``assumptions``), or
+        ``lhs`` itself."""
         if lhs in self.proven:
             return self.proven[lhs]
-        for template, value, free, has_sums, distinct in reversed(self.templates):
+        key = (lhs, assumptions)
+        if key in self._conditional:
+            return self._conditional[key]
+        for template, value, free, has_sums, distinct, needs in reversed(self.templates):
+            if not needs <= assumptions:
+                continue
             binding = _bind(template, lhs, free, {})
             if binding is not None and all(binding[p] != binding[q] for p, q in distinct):
                 known = value.xreplace(binding)
                 if has_sums:
                     known = self.concrete.explicit(known)
-                self.proven[lhs] = known
+                if needs:
+                    self._conditional[key] = known
+                else:
+                    self.proven[lhs] = known
                 return known
         return lhs
 
-    def _use_known_derivatives(self, expr: Basic) -> Basic:
+    def _use_known_derivatives(self, expr: Basic, assumptions: frozenset) -> Basic:
         """Replace derivatives already proven equal to something (∂L/∂a_k = −y_k/a_k) by it:
         a proven fact, and often what makes both sides structurally equal at once."""
         mapping = {}
         for node in expr.atoms(Derivative):
-            known = self._known(node)
+            known = self._known(node, assumptions)
             if known is not node:
                 mapping[node] = known
         return expr.xreplace(mapping) if mapping else expr
 
-    def prove(self, lhs: Basic, rhs: Basic, elimination: dict) -> bool:
-        """True if lhs = rhs is proven; False only if it was not (the numeric check decides
-        whether it is *refuted*)."""
-        reference = self._known(lhs)
-        if reference == rhs or self._is_zero(reference - rhs, elimination):
+    def prove(self, lhs: Basic, rhs: Basic, elimination: dict, assumptions: frozenset = frozenset()) -> bool:
+        """True if lhs = rhs is proven (under the named assumptions, whose solved form is
+        ``elimination``); False only if it was not (the numeric check decides whether it is
+        *refuted*)."""
+        reference = self._known(lhs, assumptions)
+        if reference == rhs or self._is_zero(reference - rhs, elimination, assumptions):
             if not elimination:
                 self.proven[lhs] = rhs
             return True
-        if reference is not lhs and self._is_zero(lhs - rhs, elimination):
+        if reference is not lhs and self._is_zero(lhs - rhs, elimination, assumptions):
             return True
         return False
 
-    def _is_zero(self, difference: Basic, elimination: dict) -> bool:
+    def _is_zero(self, difference: Basic, elimination: dict, assumptions: frozenset = frozenset()) -> bool:
         cm = self.concrete
-        value = self._use_known_derivatives(difference)
+        value = self._use_known_derivatives(difference, assumptions)
         if value == 0:
             return True
         value = cm.evaluate_derivatives(value)

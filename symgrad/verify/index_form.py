@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum,
+from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum, Wild,
                    Symbol, cancel, expand)
+from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
-from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr
+from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.model import Model
-from symgrad.notation import PartialD, SumExcluding, Vec, index_symbol
+from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbol
 from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
 
 
@@ -57,6 +58,13 @@ def generic_entry(side: Basic, row: Basic, col: Basic) -> Basic:
     if isinstance(side, PartialD):
         numerator = side.f.base[row] if isinstance(side.f, Vec) else side.f
         return Derivative(numerator, side.x.base[col])
+    if isinstance(side, MatVar):
+        return side.base[row, col]
+    if isinstance(side, GradientMatrix):
+        x = side.x
+        return Derivative(side.f, x.base[row] if isinstance(x, Vec) else x.base[row, col])
+    if isinstance(side, OneMatrix):
+        return S.One
     if isinstance(side, Transpose):
         return generic_entry(side.arg, col, row)
     if isinstance(side, MatAdd):
@@ -97,13 +105,28 @@ class IndexProver:
             shape = (step.lhs if isinstance(step.lhs, MatrixExpr) else step.rhs).shape
             # the entry's indices must not be captured by a sum the sides already bind (Σ_i y_i · a)
             taken = {x.name for side in (step.lhs, step.rhs) for x in side.atoms(Symbol)}
-            row, col = _unused_index("i", taken), _unused_index("j", taken)
+            row, col = self._index_for(shape[0], "i", taken), self._index_for(shape[1], "j", taken)
             row_at = row if shape[0] != 1 else S.One
             col_at = col if shape[1] != 1 else S.One
             lhs, rhs = generic_entry(step.lhs, row_at, col_at), generic_entry(step.rhs, row_at, col_at)
             free = tuple(x for x, size in ((row, shape[0]), (col, shape[1])) if size != 1)
             return readable(lhs), readable(rhs), free
         return step.lhs, step.rhs, free
+
+    def _index_for(self, dimension: Basic, default: str, taken: set[str]) -> Symbol:
+        """An index symbol that runs over 1..dimension in this model (p over n_prev, s over m,
+        i or j over n), not already used by the step."""
+        if dimension == 1:
+            return index_symbol(default)  # a row or column vector: this index is always 1
+        declared = [x.name for x, bound in self.model.index_ranges.items() if bound == dimension]
+        names = declared if dimension != self.model.index_bound or not declared else [default, *declared]
+        for name in names:
+            if name not in taken:
+                taken.add(name)
+                return index_symbol(name)
+        if dimension != self.model.index_bound:
+            raise NotGeneric(f"no free index name left for a dimension of size {dimension}")
+        return _unused_index(default, taken)
 
     # -- 2, 3. base variables ----------------------------------------------------------------
     def _definition(self, atom: Basic) -> Basic | None:
@@ -113,27 +136,34 @@ class IndexProver:
         # fresh bound indices, so a definition's Σ_i cannot capture the step's free i
         return body.replace(lambda e: isinstance(e, Sum), _fresh_sum)
 
-    def base_form(self, expr: Basic) -> Basic:
-        """Every abbreviation replaced by its definition, recursively."""
-        atoms = [x for x in expr.atoms(Indexed, Symbol) if self.model.is_abbreviation(x)]
+    def base_form(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
+        """Every abbreviation replaced by its definition, recursively — except entries of the
+        families in ``keep`` (vectors or matrices such as a or Z), which stay as variables."""
+        atoms = [x for x in expr.atoms(Indexed, Symbol)
+                 if self.model.is_abbreviation(x) and self.model.family(x) not in keep]
         if not atoms:
             return expr
-        return self.base_form(expr.xreplace({x: self._definition(x) for x in atoms}))
+        return self.base_form(expr.xreplace({x: self._definition(x) for x in atoms}), keep)
 
     def _derivative(self, node: Derivative) -> Basic:
+        """∂f/∂x with f as a function of x's whole family: for an intermediate x (∂L/∂a_i,
+        ∂J/∂Z_js) every abbreviation above x is unfolded down to x's family and no further."""
         (wrt,) = node.variables
-        f = node.expr
-        if not self.model.is_abbreviation(f):
-            return self.base_form(f).diff(wrt)
-        if self.model.is_abbreviation(wrt):
-            # a partial by an intermediate, e.g. ∂L/∂a_i: L as a function of a, one level down
-            return self._definition(f).diff(wrt)
-        return self.base_form(self._definition(f)).diff(wrt)
+        return self.base_form(node.expr, keep=frozenset({self.model.family(wrt)})).diff(wrt)
 
-    def realise(self, expr: Basic) -> Basic:
+    def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
+        """Derivatives evaluated, abbreviations unfolded except the families in ``keep``."""
         expr = expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
         expr = expr.replace(lambda e: isinstance(e, Derivative), self._derivative)
-        return self.base_form(expr)
+        return self.base_form(expr, keep)
+
+    def _unfolding_levels(self) -> list[frozenset]:
+        """Which abbreviations to keep opaque, tried in turn: first those defined directly in the
+        base variables (Z = W A_prev + b: unfolding it turns e^{Z} into a product of
+        exponentials that no longer matches), then none."""
+        lowest = frozenset(d.head for d in self.model.definitions
+                           if not any(self.model.is_abbreviation(x) for x in d.body.atoms(Indexed, Symbol)))
+        return [lowest, frozenset()] if lowest else [frozenset()]
 
     # -- 4. normal form ----------------------------------------------------------------------
     def normal_form(self, expr: Basic, free: tuple[Symbol, ...], used: list[str]) -> Basic:
@@ -143,20 +173,43 @@ class IndexProver:
         bounds.update({lim[0]: lim[2] for s in expr.atoms(Sum) for lim in s.limits if lim[1] == 1})
 
         def normal_sum(total: Sum) -> Basic:
-            term, (index, lower, upper) = total.function, total.limits[0]
             if len(total.limits) != 1:
-                return total
+                return normal_multiple_sum(total)
+            term, (index, lower, upper) = total.function, total.limits[0]
             out = []
             for t in Add.make_args(expand(term)):
                 outside, inside = t.as_independent(index, as_Add=False)
                 if inside == 1:
                     out.append(outside * upper)
                 elif inside.has(KroneckerDelta):
-                    value = Sum(inside, (index, 1, upper)).doit()
+                    # deltasummation, not Sum.doit: doit would also write out every inner sum
+                    # with numeric bounds (Σ_k e^{Z_ks} → e^{Z_1s} + …) and the forms would no longer match
+                    value = deltasummation(inside, (index, 1, upper))
                     out.append(outside * self._resolve_ranges(value, bounds, upper, used))
                 else:
                     dummy = _canonical_dummy(inside)
                     out.append(outside * Sum(inside.xreplace({index: dummy}), (dummy, 1, upper)))
+            return Add(*out)
+
+        def normal_multiple_sum(total: Sum) -> Basic:
+            """Σ_s Σ_i f (SymPy cannot nest one Sum directly in another): a Kronecker delta is
+            summed over the innermost limit first; otherwise every bound index is renamed
+            canonically and factors free of all of them are pulled out."""
+            term, limits = expand(total.function), total.limits
+            indices = [lim[0] for lim in limits]
+            out = []
+            for t in Add.make_args(term):
+                outside, inside = t.as_independent(*indices, as_Add=False)
+                if inside.has(KroneckerDelta):
+                    inner = normal_sum(Sum(inside, limits[0]))
+                    out.append(outside * expand(Sum(inner, *limits[1:])).replace(
+                        lambda e: isinstance(e, Sum), normal_sum))
+                    continue
+                mapping = {}
+                for index in indices:
+                    mapping[index] = _canonical_dummy(inside.xreplace(mapping), avoid=set(mapping.values()))
+                renamed = [(mapping[lim[0]], *lim[1:]) for lim in limits]
+                out.append(outside * Sum(inside.xreplace(mapping), *renamed))
             return Add(*out)
 
         return expand(expr.replace(lambda e: isinstance(e, Sum), normal_sum))
@@ -189,14 +242,21 @@ class IndexProver:
     # -- 5. the check ------------------------------------------------------------------------
     def prove(self, step, equations: list[Eq]) -> IndexResult:
         lhs, rhs, free = self.index_form(step)
+        result = None
+        for keep in self._unfolding_levels():
+            result = self._prove_at(lhs - rhs, keep, free, equations)
+            if result.proven:
+                break
+        return result
+
+    def _prove_at(self, difference: Basic, keep: frozenset, free, equations: list[Eq]) -> IndexResult:
         used: list[str] = []
-        difference = self.realise(lhs) - self.realise(rhs)
+        difference = self.realise(difference, keep)
         cases = _case_splits(difference, free)
         for case_name, case in cases:
             value = self.normal_form(case, free, used)
             for equation in equations:
-                value = expand(value.xreplace({self.normal_form(equation.lhs, (), []):
-                                               self.normal_form(equation.rhs, (), [])}))
+                value = expand(self._apply_equation(value, equation))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0:
@@ -204,6 +264,17 @@ class IndexProver:
         if len(cases) > 1:
             used.append("checked in the two cases i = j and i ≠ j")
         return IndexResult(True, used)
+
+
+    def _apply_equation(self, value: Basic, equation: Eq) -> Basic:
+        """Replace the equation's left side by its right side, in normal form; a free index of
+        the equation (Σ_i Y_is = 1 for every s) matches any index in ``value``."""
+        lhs, rhs = (self.normal_form(side, (), []) for side in (equation.lhs, equation.rhs))
+        free = [x for x in equation.free_symbols if isinstance(x, Symbol) and x.is_integer]
+        if not free:
+            return value.xreplace({lhs: rhs})
+        wilds = {x: Wild(f"{x.name}_any") for x in free}
+        return value.replace(lhs.xreplace(wilds), rhs.xreplace(wilds))
 
 
 def readable(expr: Basic) -> Basic:
@@ -236,9 +307,9 @@ def _fresh_sum(total: Sum) -> Sum:
     return Sum(total.function.xreplace({index: dummy}), (dummy, *total.limits[0][1:]))
 
 
-def _canonical_dummy(expr: Basic) -> Symbol:
+def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:
     """ι_1, ι_2, …: the first name not already used inside ``expr`` (inner sums come first)."""
-    names = {s.name for s in expr.atoms(Symbol)}
+    names = {s.name for s in expr.atoms(Symbol)} | {s.name for s in avoid}
     number = 1
     while f"ι_{number}" in names:
         number += 1

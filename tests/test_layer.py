@@ -1,0 +1,145 @@
+"""The output layer over a batch: gradients against finite differences of an independent
+implementation of J, a corrupted step, the two 1/m conventions, notation and labels, bad input."""
+
+import dataclasses
+import re
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from sympy import Float, Indexed, Rational
+
+from symgrad import derive, render
+from symgrad.build import A, A_prev, J, W, Y, b
+from symgrad.notation import GradientMatrix
+from symgrad.verify import check_derivation
+from symgrad.verify.concrete import ConcreteModel
+from support import compile_latex, needs_latex, run
+
+SHAPES = [(2, 1, 1), (3, 2, 2), (2, 3, 3)]
+
+
+@lru_cache(maxsize=None)
+def _layer(n, n_prev, m):
+    derivation = derive("softmax-layer", n, n_prev=n_prev, m=m)
+    assert derivation.proven
+    return derivation
+
+
+def _cost(Wv, Pv, bv, Yv):
+    """J written directly in numpy, independent of symgrad."""
+    Zv = Wv @ Pv + bv[:, None]
+    Zv = Zv - Zv.max(axis=0)
+    Av = np.exp(Zv) / np.exp(Zv).sum(axis=0)
+    return -(Yv * np.log(Av)).sum() / Pv.shape[1], Av
+
+
+def _finite_differences(f, x, h=1e-6):
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += h
+        down[idx] -= h
+        grad[idx] = (f(up) - f(down)) / (2 * h)
+    return grad
+
+
+def _matrix_gradient(derivation, variable):
+    """The right side of the *first* step that states ∂J/∂variable as a whole matrix (the 1/m
+    inside convention), made explicit in A, Y, W, A_prev."""
+    for step in derivation.steps:
+        if isinstance(step.lhs, GradientMatrix) and step.lhs.x.base == variable:
+            return ConcreteModel(derivation.model).explicit(step.rhs)
+    raise AssertionError(f"no matrix-form step for {variable}")
+
+
+@settings(max_examples=12, deadline=None)
+@given(shape=st.sampled_from(SHAPES), seed=st.integers(0, 10**6))
+def test_layer_gradients_match_finite_differences(shape, seed):
+    n, n_prev, m = shape
+    derivation = _layer(n, n_prev, m)
+    rng = np.random.default_rng(seed)
+    Wv, Pv, bv = rng.normal(size=(n, n_prev)), rng.normal(size=(n_prev, m)), rng.normal(size=n)
+    Yv = rng.random(size=(n, m)) + 0.05
+    Yv /= Yv.sum(axis=0)  # the assumption: every column sums to 1
+    _, Av = _cost(Wv, Pv, bv, Yv)
+
+    values = {}
+    for base, array in ((W, Wv), (A_prev, Pv), (Y, Yv), (A, Av)):
+        for idx in np.ndindex(array.shape):
+            values[base[tuple(k + 1 for k in idx)]] = array[idx]
+    expected = {
+        W: _finite_differences(lambda x: _cost(x, Pv, bv, Yv)[0], Wv),
+        A_prev: _finite_differences(lambda x: _cost(Wv, x, bv, Yv)[0], Pv),
+        b: _finite_differences(lambda x: _cost(Wv, Pv, x, Yv)[0], bv).reshape(n, 1),
+    }
+    for variable, reference in expected.items():
+        derived = _matrix_gradient(derivation, variable)
+        entries = derived.atoms(Indexed)
+        assert entries <= set(values), entries - set(values)
+        numeric = np.array(derived.xreplace({e: Float(values[e], 30) for e in entries}).evalf(), dtype=float)
+        np.testing.assert_allclose(numeric, reference, atol=1e-6, err_msg=str(variable))
+
+
+def test_dZ_is_A_minus_Y_over_m_and_the_course_dZ_is_m_times_it():
+    derivation = _layer(3, 2, 2)
+    concrete = ConcreteModel(derivation.model)
+    by_title = {step.title: step for step in derivation.steps}
+    inside = next(s for t, s in by_title.items() if t.startswith("As a matrix, with the $1/m$ inside"))
+    course = next(s for t, s in by_title.items() if t.startswith("Course convention: $dZ"))
+    one_over_m = concrete.explicit(inside.rhs)
+    per_example = concrete.explicit(course.rhs)
+    assert (one_over_m * 2 - per_example).expand() == 0 * per_example
+    assert concrete.explicit(course.lhs).shape == per_example.shape
+
+
+@pytest.mark.parametrize("title_start, wrong", [
+    (r"As a matrix: $\partial J/\partial \mathbf{W}", lambda rhs: rhs * 2),  # 1/m forgotten
+    (r"Substitute the two derivatives", lambda rhs: rhs.xreplace({rhs.atoms(Rational).pop(): Rational(1, 3)})),
+])
+def test_corrupted_layer_step_is_rejected(title_start, wrong):
+    derivation = _layer(3, 2, 2)
+    steps = list(derivation.steps)
+    (k,) = [k for k, s in enumerate(steps) if s.title.startswith(title_start)]
+    steps[k] = dataclasses.replace(steps[k], rhs=wrong(steps[k].rhs), check=None)
+    checked = check_derivation(derivation.with_steps([dataclasses.replace(s, check=None) for s in steps]))
+    assert not checked.proven
+    assert checked.steps[k].check.exact is not True
+    assert checked.steps[k].check.numeric is False
+
+
+def test_course_notation_renders_the_layer_symbols():
+    latex = render(_layer(3, 2, 2), "latex", notation="course")
+    for symbol in ("W^{[L]}", "A^{[L-1]}", "Z^{[L]}", "A^{[L]}", "b^{[L]}"):
+        assert symbol in latex, symbol
+
+
+@needs_latex
+@pytest.mark.parametrize("notation, bold", [("course", "bm"), ("plain", "mathbf")])
+def test_layer_latex_compiles(tmp_path, notation, bold):
+    tex = tmp_path / "layer.tex"
+    result = run("derive", "softmax-layer", "--format", "latex", "--standalone", "--notation", notation,
+                 "--bold", bold, "--label", "layer", "-o", str(tex))
+    assert result.returncode == 0, result.stderr
+    compile_latex(tex)
+
+
+def test_labels_in_latex_and_tags_in_markdown():
+    derivation = _layer(3, 2, 2)
+    latex = render(derivation, "latex", label="grad")
+    labels = re.findall(r"\\label\{grad:step-(\d+)\}", latex)
+    assert [int(x) for x in labels] == list(range(1, len(derivation.steps) + 1))
+    assert r"\begin{align}" in latex
+    markdown = render(derivation, "markdown", label="grad")
+    assert r"\label" not in markdown
+    assert len(re.findall(r"\\tag\{\d+\}", markdown)) == len(derivation.steps)
+
+
+@pytest.mark.parametrize("args", [["softmax-layer", "--n", "symbolic"], ["softmax-layer", "--m", "0"],
+                                  ["softmax-layer", "--n-prev", "x"], ["--n-prev", "2"]])
+def test_layer_bad_sizes_exit_2(args):
+    result = run("derive", *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
