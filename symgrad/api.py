@@ -88,3 +88,22 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
         return console.export_text()
     raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
+
+
+def verify_paths(paths, progress: Callable[[int, int, str], None] | None = None) -> list:
+    """Load every identity file under ``paths`` and check each identity at each of its sizes.
+    Raises UsageError (an IdentityFileError) for any problem with the files themselves."""
+    from pathlib import Path
+
+    from symgrad.identity_file import load_paths
+    from symgrad.verify.identity import check_identity
+
+    identities = load_paths([Path(p) for p in paths])
+    results = []
+    for done, identity in enumerate(identities):
+        if progress:
+            progress(done, len(identities), identity.name)
+        results.append(check_identity(identity))
+    if progress:
+        progress(len(identities), len(identities), "done")
+    return results

@@ -89,6 +89,101 @@ def derive(
         raise typer.Exit(EXIT_FAILED)
 
 
+class VerifyFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def verify(
+    paths: Annotated[list[Path], typer.Argument(help="Identity files (*.toml) or directories to search for them.")],
+    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", case_sensitive=False,
+                                              help="text (a table) or json (machine-readable results).")] = VerifyFormat.text,
+    junit: Annotated[Optional[Path], typer.Option(help="Also write JUnit XML here (atomically), for CI dashboards.")] = None,
+    check_exports: Annotated[bool, typer.Option("--check-exports", help="Also fail if a committed .tex beside a .toml is not what `symgrad export` writes.")] = False,
+) -> None:
+    """Check every identity at every listed size, exactly and numerically.
+
+    Exit codes: 0 all hold · 1 at least one fails or is undecided · 2 a usage or file error · 3 a bug."""
+    from symgrad.api import verify_paths
+    from symgrad.output.report import failure_lines, results_json, results_junit, results_table
+
+    junit_target = _check_output_path(junit)
+    results = verify_paths(paths, progress=_identity_progress())
+    stale = _stale_exports(paths) if check_exports else []
+    if fmt is VerifyFormat.json:
+        sys.stdout.write(results_json(results))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        console.print(results_table(results))
+        for line in failure_lines(results):
+            console.print(line, style="red", soft_wrap=True)
+        for path in stale:
+            console.print(f"out of date: {path} (run: symgrad export {path.with_suffix('.toml')} -o {path})", style="red")
+    if junit_target is not None:
+        write_atomically(junit_target, results_junit(results))
+    if stale or not all(r.holds for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="An identity file (*.toml).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
+) -> None:
+    """Render an identity file's statements as a LaTeX document (as written, not expanded)."""
+    from symgrad.identity_file import load_file
+    from symgrad.output.identity_latex import render_identities
+
+    target = _check_output_path(output)
+    if not path.is_file():
+        from symgrad.errors import UsageError
+
+        raise UsageError(f"{path}: no such file")
+    text = render_identities(load_file(path), title=path.stem)
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(target, text)
+
+
+def _stale_exports(paths: list[Path]) -> list[Path]:
+    """Committed .tex files beside identity files that differ from a fresh export."""
+    from symgrad.identity_file import load_file
+    from symgrad.output.identity_latex import render_identities
+
+    files = [p for path in paths for p in (sorted(path.rglob("*.toml")) if path.is_dir() else [path])]
+    stale = []
+    for file in files:
+        tex = file.with_suffix(".tex")
+        if tex.is_file() and tex.read_text(encoding="utf-8") != render_identities(load_file(file), title=file.stem):
+            stale.append(tex)
+    return stale
+
+
+def _identity_progress():
+    """A progress bar on stderr for a person at a terminal, when there is more than a little work."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    progress = Progress(console=Console(stderr=True), transient=True)
+    task = None
+
+    def report(done: int, total: int, name: str) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("verifying", total=total)
+        progress.update(task, completed=done, description=f"verifying {name}")
+        if done == total:
+            progress.stop()
+    return report
+
+
 def _check_output_path(output: Optional[Path]) -> Optional[Path]:
     from symgrad.errors import UsageError
 

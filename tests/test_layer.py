@@ -96,13 +96,15 @@ def test_dZ_is_A_minus_Y_over_m_and_the_course_dZ_is_m_times_it():
 
 @pytest.mark.parametrize("title_start, wrong", [
     (r"As a matrix: $\partial J/\partial \mathbf{W}", lambda rhs: rhs * 2),  # 1/m forgotten
-    (r"Substitute the two derivatives", lambda rhs: rhs.xreplace({rhs.atoms(Rational).pop(): Rational(1, 3)})),
+    (r"Substitute the two derivatives", lambda rhs: rhs.xreplace({Rational(-1, 2): Rational(-1, 3)})),  # 1/3 for 1/m
 ])
 def test_corrupted_layer_step_is_rejected(title_start, wrong):
     derivation = _layer(3, 2, 2)
     steps = list(derivation.steps)
     (k,) = [k for k, s in enumerate(steps) if s.title.startswith(title_start)]
-    steps[k] = dataclasses.replace(steps[k], rhs=wrong(steps[k].rhs), check=None)
+    corrupted = wrong(steps[k].rhs)
+    assert corrupted != steps[k].rhs
+    steps[k] = dataclasses.replace(steps[k], rhs=corrupted, check=None)
     checked = check_derivation(derivation.with_steps([dataclasses.replace(s, check=None) for s in steps]))
     assert not checked.proven
     assert checked.steps[k].check.exact is not True

@@ -129,6 +129,13 @@ def _elided(count: int, limit: int) -> list:
     return [0, 1, None, count - 1]
 
 
+# characters people type in titles and descriptions that pdflatex (without extra packages) lacks
+_UNICODE_IN_TEXT = {"−": "$-$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "Σ": r"$\Sigma$",
+                    "ᵀ": r"$^\top$", "×": r"$\times$", "′": "$'$", "²": "$^2$", "∇": r"$\nabla$",
+                    "∂": r"$\partial$", "≠": r"$\neq$", "≤": r"$\leq$", "→": r"$\to$", "…": r"\dots{}",
+                    "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"}
+
+
 def markup_to_latex(markup: str) -> str:
     """Titles/notes are text with $…$ math: escape the text parts for LaTeX."""
     parts = markup.split("$")
@@ -137,8 +144,9 @@ def markup_to_latex(markup: str) -> str:
         if k % 2:
             out.append(f"${part}$")
         else:
-            out.append(part.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%")
-                       .replace("#", r"\#").replace("_", r"\_"))
+            text = (part.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%")
+                    .replace("#", r"\#").replace("_", r"\_"))
+            out.append("".join(_UNICODE_IN_TEXT.get(ch, ch) for ch in text))
     return "".join(out)
 
 

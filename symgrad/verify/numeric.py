@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import mpmath
 from sympy import (Add, Basic, Derivative, Float, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational,
-                   Symbol, exp, log)
+                   Symbol, exp, log, tanh)
 
 from symgrad.verify.concrete import ConcreteModel
 
@@ -130,6 +130,8 @@ class NumericProgram:
             return lambda state: mpmath.power(base(state), exponent(state))
         if isinstance(expr, (exp, log)):
             return self._cached_node(expr, mpmath.exp if isinstance(expr, exp) else mpmath.log, parts[0])
+        if isinstance(expr, tanh):
+            return lambda state: mpmath.tanh(parts[0](state))
         if isinstance(expr, KroneckerDelta):
             return lambda state: mpmath.mpf(1 if parts[0](state) == parts[1](state) else 0)
         if isinstance(expr, Piecewise):

@@ -1,0 +1,188 @@
+"""`symgrad verify`, identity files, the expression language and its safety, the pytest plugin."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import mpmath
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from symgrad.language import LanguageError, Variable, evaluate
+from support import compile_latex, needs_latex, run
+
+CATALOG = Path(__file__).resolve().parent.parent / "derivations"
+
+FALSE = """
+[[identity]]
+name = "wrong sign"
+vars = { z = "n", y = "n" }
+n = [2, 3]
+assume = ["sum(y) == 1"]
+lhs = "grad(cross_entropy(softmax(z), y), z)"
+rhs = "y - softmax(z)"
+"""
+
+
+def _identity_file(tmp_path, lhs="softmax(z)", rhs="softmax(z)", extra="", name="x.toml"):
+    path = tmp_path / name
+    path.write_text(f'[[identity]]\nname = "t"\nvars = {{ z = "n", y = "n" }}\nn = [2]\n{extra}'
+                    f"lhs = {json.dumps(lhs)}\nrhs = {json.dumps(rhs)}\n", encoding="utf-8")
+    return path
+
+
+def test_catalog_holds_with_json_junit_and_exports(tmp_path):
+    junit = tmp_path / "report.xml"
+    result = run("verify", str(CATALOG), "--format", "json", "--junit", str(junit), "--check-exports")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["fail"] == 0 and report["summary"]["identities"] >= 11
+    names = {r["name"] for r in report["results"]}
+    for expected in ("softmax cross-entropy gradient", "softmax Jacobian", "label smoothing", "tanh derivative"):
+        assert expected in names
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    assert len(cases) == sum(len(r["sizes"]) for r in report["results"])
+    assert not ET.parse(junit).getroot().findall(".//failure")
+
+
+def test_false_identity_fails_with_a_counterexample(tmp_path):
+    path = tmp_path / "false.toml"
+    path.write_text(FALSE, encoding="utf-8")
+    junit = tmp_path / "r.xml"
+    result = run("verify", str(path), "--junit", str(junit))
+    assert result.returncode == 1
+    assert "refuted numerically" in result.stdout and "z[1] = " in result.stdout and "y[1] = " in result.stdout
+    assert len(ET.parse(junit).getroot().findall(".//failure")) == 2
+    data = json.loads(run("verify", str(path), "--format", "json").stdout)
+    assert data["results"][0]["holds"] is False
+
+
+def test_output_is_deterministic(tmp_path):
+    first = run("verify", str(CATALOG), "--format", "json").stdout
+    second = run("verify", str(CATALOG), "--format", "json").stdout
+    assert first == second
+
+
+@pytest.mark.parametrize("lhs", [
+    "__import__('os').system('touch MARKER')",
+    "z.__class__.__bases__",
+    "(lambda: 1)()",
+    "[x for x in z]",
+    "open('MARKER', 'w')",
+    "9**9**9**9",
+    "z ** 100000",
+    "(" * 10000 + "z" + ")" * 10000,
+    "z" + " + z" * 5_000_000,
+    "grad(softmax(z), z)",
+    "softmax(z) + 1 if z else 2",
+], ids=["import", "attribute", "lambda", "comprehension", "open", "power-tower", "huge-exponent",
+        "10000-parentheses", "10MB-line", "grad-of-vector", "if-else"])
+def test_hostile_or_wrong_expressions_exit_2_quickly_and_run_nothing(tmp_path, lhs):
+    path = _identity_file(tmp_path, lhs=lhs)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "symgrad", "verify", str(path)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_shape_mismatch_and_bad_files_exit_2(tmp_path):
+    cases = {
+        "shapes.toml": _identity_file(tmp_path, lhs="softmax(z)", rhs="sum(z)", name="shapes.toml"),
+        "unknown.toml": _identity_file(tmp_path, extra="colour = 1\n", name="unknown.toml"),
+    }
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[[identity]]\nname = "café"\n'.encode("latin-1"))
+    cases["latin1.toml"] = latin1
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[[identity]]\nname = "m"\nvars = { z = "n" }\nn = [2]\nlhs = "z"\n', encoding="utf-8")
+    cases["missing.toml"] = missing
+    expected = {"shapes.toml": "different shapes", "unknown.toml": "unknown key 'colour'",
+                "latin1.toml": "not UTF-8", "missing.toml": "missing key 'rhs'"}
+    for name, path in cases.items():
+        result = run("verify", str(path))
+        assert result.returncode == 2, name
+        assert expected[name] in result.stderr and name in result.stderr, result.stderr
+
+
+def test_parse_error_names_file_line_and_column(tmp_path):
+    path = _identity_file(tmp_path, lhs="softmax(z) +* y")
+    result = run("verify", str(path))
+    assert result.returncode == 2
+    line = next(k for k, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("lhs"))
+    assert f"{path}:{line}:" in result.stderr
+    assert "syntax error" in result.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="zy()+-*/.,=_ 0123456789abcdefghijklmnopqrstuvwx'[]:", max_size=60))
+def test_arbitrary_text_only_ever_raises_language_errors(text):
+    variables = {"z": Variable("z", 3), "y": Variable("y", 3)}
+    started = time.monotonic()
+    try:
+        evaluate(text, variables)
+    except LanguageError:
+        pass
+    assert time.monotonic() - started < 5
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 5), seed=st.integers(0, 10**6))
+def test_grad_of_the_language_matches_finite_differences(n, seed):
+    """An independent cross-check of what grad() builds: mpmath finite differences of the
+    scalar, evaluated from the same text."""
+    import random
+
+    from sympy import Float
+
+    variables = {"z": Variable("z", n)}
+    text = "logsumexp(z) + dot(z, z) / 3 - sum(log(sigmoid(z)))"
+    scalar, gradient = evaluate(text, variables), evaluate(f"grad({text}, z)", variables)
+    rng = random.Random(seed)
+    point = {e: rng.uniform(-2, 2) for e in evaluate("z", variables)}
+    entries = list(point)
+    with mpmath.workdps(40):
+        for k, entry in enumerate(entries):
+            def f(t):
+                values = {e: Float(t if e == entry else v, 50) for e, v in point.items()}
+                return mpmath.mpf(str(scalar.xreplace(values).evalf(50)))
+            reference = mpmath.diff(f, point[entry], h=mpmath.mpf(10) ** -10)
+            derived = gradient[k].xreplace({e: Float(v, 30) for e, v in point.items()}).evalf(30)
+            assert abs(reference - mpmath.mpf(str(derived))) < mpmath.mpf(10) ** -12
+
+
+def test_stale_export_is_reported(tmp_path):
+    for source in CATALOG.glob("*.toml"):
+        shutil.copy(source, tmp_path / source.name)
+        shutil.copy(source.with_suffix(".tex"), tmp_path / source.with_suffix(".tex").name)
+    assert run("verify", str(tmp_path), "--check-exports").returncode == 0
+    stale = next(tmp_path.glob("*.tex"))
+    stale.write_text(stale.read_text() + "% edited by hand\n")
+    result = run("verify", str(tmp_path), "--check-exports")
+    assert result.returncode == 1 and "out of date" in result.stdout
+
+
+@needs_latex
+def test_export_compiles(tmp_path):
+    tex = tmp_path / "catalog.tex"
+    result = run("export", str(CATALOG / "classification.toml"), "-o", str(tex))
+    assert result.returncode == 0, result.stderr
+    compile_latex(tex)
+
+
+def test_pytest_plugin_collects_identity_files(tmp_path):
+    (tmp_path / "false.toml").write_text(FALSE, encoding="utf-8")
+    shutil.copy(CATALOG / "classification.toml", tmp_path / "classification.toml")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "1 failed, 6 passed" in result.stdout
+    assert "refuted numerically" in result.stdout
