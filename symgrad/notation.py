@@ -18,15 +18,19 @@ from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
 from sympy.matrices.expressions import MatrixExpr
 
 
-class Vec(MatrixExpr):
-    """A column vector named by an ``IndexedBase``; entry k (0-based) is ``base[k + 1]``."""
-
-    def __new__(cls, base, n):
-        return Basic.__new__(cls, base, sympify(n))
+class _Named(MatrixExpr):
+    """A whole vector or matrix named by its ``IndexedBase`` (printed bold, entries base[…])."""
 
     @property
     def base(self):
         return self.args[0]
+
+
+class Vec(_Named):
+    """A column vector named by an ``IndexedBase``; entry k (0-based) is ``base[k + 1]``."""
+
+    def __new__(cls, base, n):
+        return Basic.__new__(cls, base, sympify(n))
 
     @property
     def length(self):
@@ -40,8 +44,22 @@ class Vec(MatrixExpr):
         return self.base[i + 1]
 
 
-class PartialD(MatrixExpr):
-    """∂f/∂x in numerator layout: a row (1 × n) for a scalar f, an m × n Jacobian for a vector f."""
+class MatVar(_Named):
+    """A matrix named by an ``IndexedBase`` (W, Z, A, Y …); entry (r, c), 0-based, is base[r + 1, c + 1]."""
+
+    def __new__(cls, base, rows, cols):
+        return Basic.__new__(cls, base, sympify(rows), sympify(cols))
+
+    @property
+    def shape(self):
+        return (self.args[1], self.args[2])
+
+    def _entry(self, i, j, **kwargs):
+        return self.base[i + 1, j + 1]
+
+
+class _Differential(MatrixExpr):
+    """∂f/∂x as a whole; subclasses fix the layout (shape and which derivative sits at (i, j))."""
 
     def __new__(cls, f, x):
         return Basic.__new__(cls, f, x)
@@ -53,6 +71,10 @@ class PartialD(MatrixExpr):
     @property
     def x(self):
         return self.args[1]
+
+
+class PartialD(_Differential):
+    """∂f/∂x in numerator layout: a row (1 × n) for a scalar f, an m × n Jacobian for a vector f."""
 
     @property
     def shape(self):
@@ -64,38 +86,9 @@ class PartialD(MatrixExpr):
         return Derivative(numerator, self.x.base[j + 1])
 
 
-class MatVar(MatrixExpr):
-    """A matrix named by an ``IndexedBase`` (W, Z, A, Y …); entry (r, c), 0-based, is base[r + 1, c + 1]."""
-
-    def __new__(cls, base, rows, cols):
-        return Basic.__new__(cls, base, sympify(rows), sympify(cols))
-
-    @property
-    def base(self):
-        return self.args[0]
-
-    @property
-    def shape(self):
-        return (self.args[1], self.args[2])
-
-    def _entry(self, i, j, **kwargs):
-        return self.base[i + 1, j + 1]
-
-
-class GradientMatrix(MatrixExpr):
+class GradientMatrix(_Differential):
     """∂f/∂X of a scalar f by a matrix or vector X, shaped like X (the layout ML code uses for
     dW, db, dZ): entry (r, c) = ∂f/∂X_rc."""
-
-    def __new__(cls, f, x):
-        return Basic.__new__(cls, f, x)
-
-    @property
-    def f(self):
-        return self.args[0]
-
-    @property
-    def x(self):
-        return self.args[1]
 
     @property
     def shape(self):

@@ -48,7 +48,11 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
 
     if fixed:
         count = int(size)
-        entries = ImmutableMatrix(count, count, lambda r, c: jac_cases.xreplace({i: r + 1, j: c + 1}))
+        # each entry from its case (not by substituting into the Piecewise: that evaluates
+        # the condition n² times)
+        (diagonal, _), (off_diagonal, _) = jac_cases.args
+        entries = ImmutableMatrix(count, count, lambda r, c: diagonal.xreplace({i: r + 1}) if r == c
+                                  else off_diagonal.xreplace({i: r + 1, j: c + 1}))
         steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, PartialD(av, zv), entries))
         steps.append(Step(r"which is $\operatorname{diag}(\mathbf{a}) - \mathbf{a} \mathbf{a}^\top$", Rule.MATRIX_FORM, PartialD(av, zv),
                           DiagMatrix(av) - av * av.T))

@@ -62,19 +62,20 @@ class StepChecker:
         self.proven_sides: dict = {}  # lhs → matrix-level right-hand sides proven equal to it
 
     def check(self, step: Step, seed: str) -> Check:
-        rng = random.Random(seed)
         elimination = dict(pair for name in step.assumptions for pair in self.concrete.elimination(name))
         general = self._index_proof(step)
         if general is not None and general.proven:
             lhs, rhs, free = self.index_prover.index_form(step)
-            total, values = self._sample_indices(free, rng)
+            # the same sample of index values for every step over the same ranges, so the
+            # numeric check reuses what it computed for the previous step
+            ranges = [self.model.range_of(index) for index in free]
+            total, values = self._sample_indices(free, random.Random(f"{seed.rsplit(':', 1)[0]}:{ranges}"))
             try:
                 entries = [(self.concrete.explicit(lhs.xreplace(v)), self.concrete.explicit(rhs.xreplace(v)))
                            for v in values]
             except (ValueError, TypeError) as error:
                 return Check(None, None, f"could not make the step explicit: {error}")
-            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)),
-                                                    elimination, rng)
+            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), elimination)
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
             self.prover.remember_template(lhs, rhs, free, step.assumptions)
@@ -123,7 +124,7 @@ class StepChecker:
         if total > MAX_NUMERIC_ENTRIES:
             picks = sorted(rng.sample(picks, MAX_NUMERIC_ENTRIES))
         entries = [(lhs[r, c], self._product_entry(step.rhs, r, c)) for r, c in picks]
-        numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {}, rng)
+        numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {})
         if numeric is False:
             return Check(False, False, f"refuted numerically: {counterexample}")
         self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
@@ -194,7 +195,7 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
     # numeric first: a wrong step is refuted in milliseconds instead of being fed to the
     # symbolic fall-backs, which can take long on an expression that is not zero
     sample = sorted(rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES)))
-    numeric, counterexample = numeric_check(program, entries, sample, elimination, rng)
+    numeric, counterexample = numeric_check(program, entries, sample, elimination)
     if numeric is False:
         return Check(False, False, f"refuted numerically: {counterexample}")
 
@@ -203,7 +204,7 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
                 if not prover.prove(left, right, elimination, assumptions)]
     extra = [k for k in unproven if k not in sample][:MAX_NUMERIC_ENTRIES]
     if extra:  # the entries the exact check could not decide get a numeric look of their own
-        more, reason = numeric_check(program, entries, extra, elimination, rng)
+        more, reason = numeric_check(program, entries, extra, elimination)
         if more is False:
             return Check(False, False, f"refuted numerically: {reason}")
         if more is None:
@@ -216,13 +217,13 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
     return Check(exact, numeric, "; ".join(parts))
 
 
-def numeric_check(program: NumericProgram, entries, sample, elimination, rng) -> tuple[bool | None, str]:
+def numeric_check(program: NumericProgram, entries, sample, elimination) -> tuple[bool | None, str]:
     """Compare both sides at random points; on disagreement return the counterexample."""
     with mpmath.workdps(DIGITS):
-        for _ in range(NUMERIC_POINTS):
+        for number in range(NUMERIC_POINTS):
             try:
                 compiled = [(program.compile(entries[k][0]), program.compile(entries[k][1])) for k in sample]
-                state = program.random_state(rng, elimination)
+                state = program.point(number, elimination)
                 for k, (left, right) in zip(sample, compiled):
                     lv, rv = left(state), right(state)
                     if not agree(lv, rv):

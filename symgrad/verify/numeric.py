@@ -49,6 +49,7 @@ class NumericProgram:
         self.definitions: list[Compiled | None] = [None] * len(self.base)
         self.depends: list[frozenset] = [frozenset({k}) for k in range(len(self.base))]
         self._compiled: dict[Basic, Compiled] = {}
+        self._points: dict[tuple, State] = {}
 
     # -- slots ------------------------------------------------------------------------------
     def slot(self, atom: Basic) -> int:
@@ -69,6 +70,8 @@ class NumericProgram:
                 if a in self.slots or self.concrete.is_abbreviation(a)]
 
     def get(self, state: State, k: int):
+        if k >= len(state.values):  # a slot compiled after this point was drawn
+            state.values.extend([None] * (len(self.definitions) - len(state.values)))
         value = state.values[k]
         if value is None:
             value = state.values[k] = self.definitions[k](state)
@@ -77,6 +80,16 @@ class NumericProgram:
     # -- points -----------------------------------------------------------------------------
     def state_at(self, base_values: list) -> State:
         return State(list(base_values) + [None] * (len(self.definitions) - len(self.base)))
+
+    def point(self, number: int, elimination: dict) -> State:
+        """Random point ``number`` (0, 1, …) of this model, the same for every step checked with
+        the same assumptions: values and numerical derivatives computed for one step (∂a_k/∂z_j
+        in the chain rule) are then reused by the next."""
+        key = (number, tuple(sorted(elimination.items(), key=str)))
+        if key not in self._points:
+            rng = random.Random(f"{self.concrete.model.name}:{sorted(self.concrete.model.sizes.items())}:{number}")
+            self._points[key] = self.random_state(rng, elimination)
+        return self._points[key]
 
     def random_state(self, rng: random.Random, elimination: dict) -> State:
         """Random values in [-2, 2] (exact binary fractions, so the point is reproducible) for
