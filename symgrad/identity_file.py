@@ -5,7 +5,7 @@ equals softmax(z) - y when sum(y) == 1", read and validated before anything is c
     name = "softmax cross-entropy gradient"
     description = "the output layer of every classifier"     # optional
     vars = { z = "n", y = "n" }       # vector lengths: the size name "n", a number, or "scalar"
-    n = [1, 2, 3, 5, 8]               # sizes to check at
+    n = [1, 2, 3, 5, 8, "symbolic"]   # sizes to check at; "symbolic": a proof for every n too
     assume = ["sum(y) == 1"]          # optional
     lhs = "grad(cross_entropy(softmax(z), y), z)"
     rhs = "softmax(z) - y"
@@ -28,6 +28,7 @@ MAX_FILE_BYTES = 1_000_000
 REQUIRED = {"name": str, "vars": dict, "n": (list, int), "lhs": str, "rhs": str}
 OPTIONAL = {"description": str, "assume": list}
 SIZE_NAME = "n"
+SYMBOLIC = "symbolic"  # in n = [...]: also a proof for every n, where the engine has one
 
 
 class IdentityFileError(UsageError):
@@ -39,7 +40,7 @@ class Identity:
     name: str
     description: str
     variables: dict  # name → "n" | int | "scalar"
-    sizes: tuple[int, ...]
+    sizes: tuple[int | str, ...]  # integers, and possibly "symbolic"
     assume: tuple[str, ...]
     lhs: str
     rhs: str
@@ -122,12 +123,11 @@ def _identity(path: Path, text: str, number: int, table: dict) -> Identity:
                                     f"an integer 1..{MAX_SIZE} or \"scalar\", not {length!r}")
     sizes = table["n"] if isinstance(table["n"], list) else [table["n"]]
     for size in sizes:
-        if size == "symbolic":
-            raise IdentityFileError(f"{label}: n = \"symbolic\" is not supported in identity files yet "
-                                    "(symgrad derive --n symbolic proves the softmax + cross-entropy "
-                                    "gradient for every n)")
+        if size == SYMBOLIC:
+            continue
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_SIZE:
-            raise IdentityFileError(f"{label}: sizes in n must be integers 1..{MAX_SIZE}, not {size!r}")
+            raise IdentityFileError(f"{label}: sizes in n must be integers 1..{MAX_SIZE} or "
+                                    f"\"symbolic\", not {size!r}")
     assume = table.get("assume", [])
     if not all(isinstance(a, str) for a in assume):
         raise IdentityFileError(f"{label}: 'assume' must be a list of strings")

@@ -186,3 +186,20 @@ def test_pytest_plugin_collects_identity_files(tmp_path):
     assert result.returncode == 1, result.stdout
     assert "1 failed, 6 passed" in result.stdout
     assert "refuted numerically" in result.stdout
+
+
+def test_symbolic_size_uses_the_proof_for_every_n_or_says_there_is_none(tmp_path):
+    renamed = tmp_path / "renamed.toml"
+    renamed.write_text('[[identity]]\nname = "ce"\nvars = { logits = "n", t = "n" }\nn = [2, "symbolic"]\n'
+                       'assume = ["sum(t) == 1"]\nlhs = "grad(cross_entropy(softmax(logits), t), logits)"\n'
+                       'rhs = "softmax(logits) - t"\n', encoding="utf-8")
+    data = json.loads(run("verify", str(renamed), "--format", "json").stdout)
+    symbolic = data["results"][0]["sizes"][-1]
+    assert symbolic["n"] == "symbolic" and symbolic["holds"] is True and "every n" in symbolic["detail"]
+
+    other = _identity_file(tmp_path, lhs="grad(logsumexp(z), z)", rhs="softmax(z)", name="other.toml")
+    other.write_text(other.read_text().replace("n = [2]", 'n = [2, "symbolic"]'))
+    result = run("verify", str(other), "--format", "json")
+    assert result.returncode == 1
+    sizes = json.loads(result.stdout)["results"][0]["sizes"]
+    assert sizes[0]["holds"] is True and sizes[1]["holds"] is None

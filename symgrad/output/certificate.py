@@ -24,6 +24,10 @@ from symgrad.verify.concrete import KEEP, ConcreteModel
 from symgrad.verify.index_form import IndexProver, readable
 
 FORMAT_VERSION = 1
+DERIVATIVES = ("∂f/∂x for a base variable x: f written in the base variables (definitions), then "
+               "differentiated. For an abbreviation x (a_i, Z_js): f as a function of x's whole "
+               "family, i.e. abbreviations of other families unfolded by direct_definitions until "
+               "only x's family and base variables remain, then differentiated.")
 
 
 def certificate(derivation: Derivation) -> dict:
@@ -83,6 +87,11 @@ def certificate(derivation: Derivation) -> dict:
         "definitions": definitions,
         "direct_definitions": direct,
         "assumptions": assumptions,
+        "assumption_index_ranges": {
+            name: {str(x): [1, _size_text(model.range_of(x))] for x in sorted(
+                (x for x in a.equation.free_symbols if x.is_Symbol and x.is_integer), key=str)}
+            for name, a in model.assumptions.items()},
+        "derivatives": DERIVATIVES,
         "steps": steps,
         "proven": derivation.proven,
         "notes": list(derivation.notes),

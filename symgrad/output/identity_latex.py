@@ -104,12 +104,13 @@ def render_identities(identities: list[Identity], title: str) -> str:
              rf"\section*{{{markup_to_latex(title)}}}"]
     for identity in identities:
         equation, assumptions = identity_latex(identity)
-        sizes = ", ".join(map(str, identity.sizes))
+        sizes = ", ".join(str(size) for size in identity.sizes if size != "symbolic")
+        every_n = " and for every $n$" if "symbolic" in identity.sizes else ""
         lines.append(rf"\subsection*{{{markup_to_latex(identity.name)}}}")
         if identity.description:
             lines.append(markup_to_latex(identity.description))
         condition = (r", assuming $" + r"$ and $".join(assumptions) + "$") if assumptions else ""
-        lines.append(rf"\noindent For $n \in \{{{sizes}\}}${condition} (checked by \texttt{{symgrad verify}}):")
+        lines.append(rf"\noindent For $n \in \{{{sizes}\}}${every_n}{condition} (checked by \texttt{{symgrad verify}}):")
         lines.append(rf"\[ {equation} \]")
     lines += [r"\end{document}", ""]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sympy import Eq, ImmutableMatrix, IndexedBase, Integer, Symbol
 
-from symgrad.identity_file import SIZE_NAME, Identity, IdentityFileError
+from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError
 from symgrad.language import LanguageError, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Model
 from symgrad.steps import Rule, Step
@@ -24,7 +24,7 @@ from symgrad.steps import Rule, Step
 class SizeResult:
     """The outcome at one size: ``holds`` True (proven), False (refuted) or None (undecided)."""
 
-    size: int
+    size: int | str  # an integer, or "symbolic"
     holds: bool | None
     method: str
     detail: str
@@ -85,10 +85,12 @@ def build_at_size(identity: Identity, size: int):
     return lhs, rhs, model
 
 
-def check_at_size(identity: Identity, size: int) -> SizeResult:
+def check_at_size(identity: Identity, size: int | str) -> SizeResult:
     from symgrad.verify import StepChecker
 
     started = time.perf_counter()
+    if size == SYMBOLIC:
+        return _for_every_n(identity, started)
     lhs, rhs, model = build_at_size(identity, size)
     if isinstance(lhs, Eq) or isinstance(rhs, Eq):
         raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: lhs and rhs must be expressions")
@@ -105,3 +107,43 @@ def check_at_size(identity: Identity, size: int) -> SizeResult:
         holds = None
     method = " + ".join(m for m, ok in (("exact", check.exact), ("numeric", check.numeric)) if ok) or "—"
     return SizeResult(size, holds, method, check.detail, time.perf_counter() - started)
+
+
+# Statements the engine proves for every n, each by a derivation: (lhs, rhs, assumptions) in the
+# expression language, over vectors of length n named in order of first appearance.
+PROOFS_FOR_EVERY_N = {
+    ("grad(cross_entropy(softmax(z), y), z)", "softmax(z) - y", ("sum(y) == 1",)): "softmax-cross-entropy",
+}
+
+
+def _for_every_n(identity: Identity, started: float) -> SizeResult:
+    """The symbolic-n derivation whose statement this identity is (up to variable names)."""
+    from symgrad.api import derive
+
+    mine = _canonical(identity.lhs, identity.rhs, identity.assume)
+    for (lhs, rhs, assume), name in PROOFS_FOR_EVERY_N.items():
+        if _canonical(lhs, rhs, assume) == mine and set(identity.variables.values()) == {SIZE_NAME}:
+            derivation = derive(name, SYMBOLIC)
+            holds = True if derivation.proven else None
+            detail = (f"proven for every n by `symgrad derive {name} --n symbolic` "
+                      f"({len(derivation.steps)} steps in index notation)" if holds else
+                      f"`symgrad derive {name} --n symbolic` did not prove every step")
+            return SizeResult(SYMBOLIC, holds, "index notation" if holds else "—", detail,
+                              time.perf_counter() - started)
+    return SizeResult(SYMBOLIC, None, "—", "no proof for every n is available for this identity "
+                      "(it is checked at the listed sizes only)", time.perf_counter() - started)
+
+
+def _canonical(lhs: str, rhs: str, assume) -> str:
+    """The statement's syntax trees with variables renamed v0, v1, … in order of appearance."""
+    import ast
+
+    from symgrad.language import FUNCTIONS, parse_tree
+
+    names: dict[str, str] = {}
+    trees = [parse_tree(lhs), parse_tree(rhs), *(parse_tree(a, allow_equation=True) for a in sorted(assume))]
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id not in FUNCTIONS and node.id != SIZE_NAME:
+                node.id = names.setdefault(node.id, f"v{len(names)}")
+    return "|".join(ast.dump(tree) for tree in trees)
