@@ -135,7 +135,7 @@ _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: l
 def _elementwise(op, left, right, node):
     if _is_matrix(left) and _is_matrix(right):
         if left.shape != right.shape:
-            raise LanguageError(f"shapes {_shape(left)} and {_shape(right)} do not match", _column(node))
+            raise LanguageError(f"shapes {shape_of(left)} and {shape_of(right)} do not match", _column(node))
         return ImmutableMatrix(left.shape[0], left.shape[1], [op(a, b) for a, b in zip(left, right)])
     if _is_matrix(left):
         return left.applyfunc(lambda e: op(e, right))
@@ -156,13 +156,13 @@ def _literal_number(node: ast.AST):
 # -- the functions -------------------------------------------------------------------------------
 def _vector(value, name: str):
     if not _is_vector(value):
-        raise LanguageError(f"{name} needs a vector, got {_shape(value)}")
+        raise LanguageError(f"{name} needs a vector, got {shape_of(value)}")
     return value
 
 
 def _scalar(value, name: str):
     if _is_matrix(value):
-        raise LanguageError(f"{name} needs a scalar, got {_shape(value)}")
+        raise LanguageError(f"{name} needs a scalar, got {shape_of(value)}")
     return value
 
 
@@ -293,16 +293,12 @@ def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = F
     return builder.build(tree)
 
 
-def _shape(value) -> str:
+def shape_of(value) -> str:
     if _is_vector(value):
         return f"a vector of length {value.shape[0]}"
     if _is_matrix(value):
         return f"a {value.shape[0]} × {value.shape[1]} matrix"
     return "a scalar"
-
-
-def shape_of(value) -> str:
-    return _shape(value)
 
 
 def _column(node: ast.AST) -> int | None:

@@ -57,4 +57,8 @@ def summary_text(derivation: Derivation) -> Text:
 
 
 def _result_words(derivation: Derivation) -> str:
-    return "result " + " ".join(pretty(derivation.result).split())
+    """The result on one line when it fits there (a − y), else a pointer to the last step."""
+    printed = pretty(derivation.result)
+    if "\n" in printed:
+        return f"result in step {len(derivation.steps)}"
+    return "result " + printed
