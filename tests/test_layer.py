@@ -78,7 +78,7 @@ def test_layer_gradients_match_finite_differences(shape, seed):
         derived = _matrix_gradient(derivation, variable)
         entries = derived.atoms(Indexed)
         assert entries <= set(values), entries - set(values)
-        numeric = np.array(derived.xreplace({e: Float(values[e], 30) for e in entries}).evalf(), dtype=float)
+        numeric = np.array(derived.xreplace({e: Float(float(values[e]), 30) for e in entries}).evalf(), dtype=float)
         np.testing.assert_allclose(numeric, reference, atol=1e-6, err_msg=str(variable))
 
 
