@@ -95,7 +95,7 @@ class IndexProver:
 
     def __init__(self, model: Model):
         self.model = model
-        self.ranges: dict[Symbol, Basic] = {}  # index symbol → its upper bound n
+        self._derivatives: dict[Derivative, Basic] = {}
 
     # -- 1. index form -----------------------------------------------------------------------
     def index_form(self, step) -> tuple[Basic, Basic, tuple[Symbol, ...]]:
@@ -148,8 +148,10 @@ class IndexProver:
     def _derivative(self, node: Derivative) -> Basic:
         """∂f/∂x with f as a function of x's whole family: for an intermediate x (∂L/∂a_i,
         ∂J/∂Z_js) every abbreviation above x is unfolded down to x's family and no further."""
-        (wrt,) = node.variables
-        return self.base_form(node.expr, keep=frozenset({self.model.family(wrt)})).diff(wrt)
+        if node not in self._derivatives:  # steps share their derivatives (∂a_i/∂z_j, ∂L/∂a_i)
+            (wrt,) = node.variables
+            self._derivatives[node] = self.base_form(node.expr, keep=frozenset({self.model.family(wrt)})).diff(wrt)
+        return self._derivatives[node]
 
     def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
         """Derivatives evaluated, abbreviations unfolded except the families in ``keep``."""
