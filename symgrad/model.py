@@ -68,6 +68,10 @@ class Model:
         """The upper bound of a free index (it runs over 1..bound); n unless declared."""
         return self.index_ranges.get(index, self.index_bound)
 
+    def index_values(self, indices) -> list[range]:
+        """For concrete sizes: the values 1..bound of each index, in order."""
+        return [range(1, int(self.range_of(index)) + 1) for index in indices]
+
     def at_size(self, **values: int) -> "Model":
         """The same model with symbolic sizes (by name, e.g. n=3) replaced by numbers."""
         mapping = {x: Integer(values[name]) for name, x in self.size_symbols().items() if name in values}

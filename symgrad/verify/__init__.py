@@ -69,7 +69,8 @@ class StepChecker:
             # the same sample of index values for every step over the same ranges, so the
             # numeric check reuses what it computed for the previous step
             ranges = [self.model.range_of(index) for index in free]
-            total, values = self._sample_indices(free, random.Random(f"{seed.rsplit(':', 1)[0]}:{ranges}"))
+            sampler = random.Random(f"{self.model.name}:{sorted(self.model.sizes.items())}:{ranges}")
+            total, values = self._sample_indices(free, sampler)
             try:
                 entries = [(self.concrete.explicit(lhs.xreplace(v)), self.concrete.explicit(rhs.xreplace(v)))
                            for v in values]
@@ -79,9 +80,7 @@ class StepChecker:
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
             self.prover.remember_template(lhs, rhs, free, step.assumptions)
-            if not step.assumptions:
-                if not step.free_indices:
-                    self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
+            self._remember_side(step)
             where = _entries(total)
             parts = [f"exact: all {where}, in index form", *general.used]
             parts.append(_numeric_text(numeric, counterexample, len(entries), where))
@@ -90,9 +89,14 @@ class StepChecker:
         if congruent is not None:
             return congruent
         check = check_step(self.concrete, self.prover, self.numeric, step, seed)
-        if check.exact and not step.free_indices and not step.assumptions:
-            self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
+        if check.exact:
+            self._remember_side(step)
         return check
+
+    def _remember_side(self, step: Step) -> None:
+        """A proven matrix-level equality without assumptions, for products proven factor by factor."""
+        if not step.free_indices and not step.assumptions:
+            self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
 
     def _factor_by_factor(self, step: Step, seed: str) -> Check | None:
         """A product whose factors are each proven equal to those of a product already proven
@@ -127,7 +131,7 @@ class StepChecker:
         numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {})
         if numeric is False:
             return Check(False, False, f"refuted numerically: {counterexample}")
-        self.proven_sides.setdefault(step.lhs, []).append(step.rhs)
+        self._remember_side(step)
         return Check(True, numeric, f"exact: all {_entries(total)}, factor by factor (each factor "
                                     f"proven equal); {_numeric_text(numeric, counterexample, len(entries), _entries(total))}")
 
@@ -155,7 +159,7 @@ class StepChecker:
 
     def _sample_indices(self, free, rng) -> tuple[int, list[dict]]:
         """How many index values there are, and a sample of them (as substitutions)."""
-        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        ranges = self.model.index_values(free)
         total = 1
         for r in ranges:
             total *= len(r)

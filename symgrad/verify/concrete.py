@@ -51,9 +51,6 @@ class ConcreteModel:
         (``EXPAND``), written out except the known closed ones, which become σ symbols
         (``ABBREVIATE``), or kept as SymPy ``Sum`` objects (``KEEP``, for export: compact, and
         ``doit`` recovers the terms)."""
-        if sums == KEEP and isinstance(expr, MatMul) and sum(isinstance(f, MatrixExpr) for f in expr.args) > 1:
-            # the product as the step writes it, of explicit factors: O(n²) text, not n² sums
-            return MatMul(*[self.explicit(f, sums) for f in expr.args], evaluate=False)
         if isinstance(expr, (MatrixExpr, MatrixBase)):
             matrix = self._explicit_matrix(expr)
             return ImmutableMatrix(matrix.shape[0], matrix.shape[1],
@@ -122,7 +119,7 @@ class ConcreteModel:
         lhs, rhs = self.side_instances(step.lhs, free, sums), self.side_instances(step.rhs, free, sums)
         if lhs.shape != rhs.shape:
             raise ValueError(f"sides of different shapes {lhs.shape} and {rhs.shape}")
-        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        ranges = self.model.index_values(free)
         return list(itertools.product(*ranges)), lhs, rhs
 
     def side_instances(self, side: Basic, free: tuple, sums: str = ABBREVIATE) -> ImmutableMatrix:
@@ -136,14 +133,16 @@ class ConcreteModel:
 
     def _side_instances(self, side: Basic, free: tuple, sums: str) -> ImmutableMatrix:
         if not free:
-            if sums == KEEP and isinstance(side, MatMul):  # factors shared with other steps
+            if sums == KEEP and isinstance(side, MatMul):
+                # the product as the step writes it, of explicit factors (shared with other
+                # steps): O(n²) text, not n² sums
                 factors = [self.side_instances(f, (), sums) if isinstance(f, MatrixExpr) else f
                            for f in side.args]
                 if sum(isinstance(f, MatrixBase) for f in factors) > 1:
                     return MatMul(*factors, evaluate=False)
             value = self.explicit(side, sums)
             return value if isinstance(value, MatrixBase) else ImmutableMatrix([[value]])
-        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        ranges = self.model.index_values(free)
         # Templates without sums only need their indices replaced (Piecewise and δ evaluate
         # themselves); walking every entry through ``explicit`` would cost O(n²) tree walks.
         walk = side.has(Sum, SumExcluding)
@@ -266,7 +265,7 @@ class ConcreteModel:
         free index (Σ_i Y_is = 1 for every example s) is solved once per index value."""
         template = self.model.assumptions[assumption_name].equation
         free = sorted((x for x in template.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
-        ranges = [range(1, int(self.model.range_of(index)) + 1) for index in free]
+        ranges = self.model.index_values(free)
         solved = []
         for values in itertools.product(*ranges):
             equation = self.explicit(template.xreplace(dict(zip(free, map(Integer, values)))), EXPAND)
