@@ -92,7 +92,7 @@ def derive_softmax_layer(n: int | str = 3, normalized_labels: bool = True, *, n_
                       Rule.CHAIN_RULE, Derivative(J, W[i, p]), dW_chain, (i, p)))
     dW = rules.substitute_factors(dW_chain, {Derivative(J, Z[i, s]): dZ_is,
                                              Derivative(Z[i, s], W[i, p]): rules.derivative_through_sum(pre.body, W[i, p])})
-    steps.append(Step(r"Substitute $\partial J/\partial Z_{is}$ and $\partial Z_{is}/\partial W_{ip} = A_{\mathrm{prev}, ps}$",
+    steps.append(Step(r"Substitute $\partial J/\partial Z_{is}$ and $\partial Z_{is}/\partial W_{ip} = A^{\mathrm{prev}}_{ps}$",
                       Rule.SUBSTITUTE, Derivative(J, W[i, p]), rules.evaluated(dW), (i, p), assumptions=labels))
     steps.append(Step(r"As a matrix: $\partial J/\partial \mathbf{W} = \frac{1}{m} (\mathbf{A} - \mathbf{Y}) \mathbf{A}_{\mathrm{prev}}^\top$",
                       Rule.MATRIX_FORM, GradientMatrix(J, Wm), MatMul(inverse_m, difference, Transpose(Pm)),
@@ -110,11 +110,11 @@ def derive_softmax_layer(n: int | str = 3, normalized_labels: bool = True, *, n_
                       assumptions=labels))
 
     dP_chain = Sum(Mul(Derivative(J, Z[i, s]), Derivative(Z[i, s], A_prev[p, s]), evaluate=False), (i, 1, size))
-    steps.append(Step(r"$\mathbf{dA}_{\mathrm{prev}}$: $A_{\mathrm{prev}, ps}$ enters column $s$ of every row of $\mathbf{Z}$",
+    steps.append(Step(r"$\mathbf{dA}_{\mathrm{prev}}$: $A^{\mathrm{prev}}_{ps}$ enters column $s$ of every row of $\mathbf{Z}$",
                       Rule.CHAIN_RULE, Derivative(J, A_prev[p, s]), dP_chain, (p, s)))
     dP = rules.substitute_factors(dP_chain, {Derivative(J, Z[i, s]): dZ_is,
                                              Derivative(Z[i, s], A_prev[p, s]): rules.derivative_through_sum(pre.body, A_prev[p, s])})
-    steps.append(Step(r"Substitute $\partial Z_{is}/\partial A_{\mathrm{prev}, ps} = W_{ip}$", Rule.SUBSTITUTE,
+    steps.append(Step(r"Substitute $\partial Z_{is}/\partial A^{\mathrm{prev}}_{ps} = W_{ip}$", Rule.SUBSTITUTE,
                       Derivative(J, A_prev[p, s]), rules.evaluated(dP), (p, s), assumptions=labels))
     steps.append(Step(r"As a matrix: $\partial J/\partial \mathbf{A}_{\mathrm{prev}} = \frac{1}{m} \mathbf{W}^\top (\mathbf{A} - \mathbf{Y})$",
                       Rule.MATRIX_FORM, GradientMatrix(J, Pm), MatMul(inverse_m, Transpose(Wm), difference),

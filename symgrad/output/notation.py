@@ -39,7 +39,7 @@ _SUBSCRIPTABLE = set("0123456789aeijklmnoprstuvx+-=()")
 _COMMANDS = {
     r"\partial": "∂", r"\sum": "Σ", r"\delta": "δ", r"\neq": "≠", r"\ne": "≠", r"\times": "×",
     r"\cdot": "·", r"\dots": "…", r"\ldots": "…", r"\to": "→", r"\in": "∈", r"\varepsilon": "ε",
-    r"\sigma": "σ", r"\nabla": "∇", r"\leq": "≤", r"\,": " ", r"\quad": "  ", r"\log": "log",
+    r"\sigma": "σ", r"\nabla": "∇", r"\leq": "≤", r"\le": "≤", r"\ge": "≥", r"\,": " ", r"\quad": "  ", r"\log": "log",
 }
 
 

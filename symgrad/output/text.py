@@ -61,4 +61,4 @@ def _result_words(derivation: Derivation) -> str:
     printed = pretty(derivation.result)
     if "\n" in printed:
         return f"result in step {len(derivation.steps)}"
-    return "result " + printed
+    return f"result (step {len(derivation.steps)}) " + printed
