@@ -13,7 +13,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -235,33 +234,28 @@ def _error_line(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3."""
+    """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3.
+
+    Click's exceptions are recognised by what they carry (``exit_code``, ``format_message``), not
+    by class: typer ≥ 0.20 vendors its own click, and older typer uses the click package."""
+    from symgrad.errors import UsageError
+
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="symgrad", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click ≥ 8.2
-        sys.stdout.write(exc.ctx.get_help() + "\n")
-        code = EXIT_OK
-    except click.UsageError as exc:
-        _error_line(exc.format_message())
-        code = EXIT_USAGE
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        _error_line("aborted")
-        code = EXIT_FAILED
-    except click.ClickException as exc:
-        _error_line(exc.format_message())
-        code = exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the top of the program
-        from symgrad.errors import UsageError
-
-        # typer ≥ 0.20 vendors click: its usage errors are not click.UsageError instances.
-        if type(exc).__name__ in {"Exit"} and hasattr(exc, "exit_code"):
+        name = type(exc).__name__
+        if name == "NoArgsIsHelpError" and hasattr(exc, "ctx"):
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+            code = EXIT_OK
+        elif name == "Exit" and hasattr(exc, "exit_code"):
             code = exc.exit_code
-        elif hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2:
+        elif name == "Abort":
+            _error_line("aborted")
+            code = EXIT_FAILED
+        elif hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
             _error_line(exc.format_message())
-            code = EXIT_USAGE
+            code = EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
         elif isinstance(exc, UsageError):
             _error_line(str(exc))
             code = EXIT_USAGE
