@@ -118,13 +118,21 @@ def test_course_notation_renders_the_layer_symbols():
 
 
 @needs_latex
-@pytest.mark.parametrize("notation, bold", [("course", "bm"), ("plain", "mathbf")])
-def test_layer_latex_compiles(tmp_path, notation, bold):
-    tex = tmp_path / "layer.tex"
-    result = run("derive", "softmax-layer", "--format", "latex", "--standalone", "--notation", notation,
-                 "--bold", bold, "--label", "layer", "-o", str(tex))
+@pytest.mark.parametrize("name", ["softmax-layer", "softmax-cross-entropy"])
+@pytest.mark.parametrize("notation, bold", [("course", "bm"), ("course", "mathbf"), ("plain", "mathbf")])
+def test_latex_compiles_in_every_notation(tmp_path, name, notation, bold):
+    tex = tmp_path / "d.tex"
+    result = run("derive", name, "--format", "latex", "--standalone", "--notation", notation,
+                 "--bold", bold, "--label", "eq", "-o", str(tex))
     assert result.returncode == 0, result.stderr
     compile_latex(tex)
+
+
+def test_course_notation_reaches_titles_too():
+    latex = render(derive("softmax-cross-entropy", 3), "latex", notation="course", bold="bm")
+    intertexts = [line for line in latex.splitlines() if line.startswith(r"\intertext")]
+    assert intertexts and not any(r"\mathbf{a}" in t or r"\mathbf{y}" in t or "$a_" in t for t in intertexts)
+    assert any("A^{[L]}" in t for t in intertexts)
 
 
 def test_labels_in_latex_and_tags_in_markdown():

@@ -97,6 +97,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, (Vec, Symbol)):
             inner = rf"\left({inner}\right)"
+        else:  # braced: a course name such as \bm{A^{[L]}} already carries a superscript
+            inner = f"{{{inner}}}"
         return rf"{inner}^{{\top}}"
 
     def _print_MatrixBase(self, expr: MatrixBase):
@@ -136,8 +138,11 @@ _UNICODE_IN_TEXT = {"−": "$-$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "Σ
                     "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"}
 
 
-def markup_to_latex(markup: str) -> str:
-    """Titles/notes are text with $…$ math: escape the text parts for LaTeX."""
+def markup_to_latex(markup: str, notation: Notation | None = None) -> str:
+    """Titles/notes are text with $…$ math: escape the text parts for LaTeX, and write the math
+    in the chosen notation."""
+    if notation is not None:
+        markup = notation.rename_markup(markup)
     parts = markup.split("$")
     out = []
     for k, part in enumerate(parts):
@@ -157,7 +162,7 @@ def step_lines(derivation: Derivation, printer: PaperLatexPrinter, label: str | 
     lines = []
     previous_lhs = None
     for number, step in enumerate(derivation.steps, start=1):
-        title = markup_to_latex(step.title)
+        title = markup_to_latex(step.title, printer.notation)
         status = status_words(step.check)
         intertext = rf"\textbf{{{number}.}} {title} \hfill \textit{{{step.rule.value}; {status}}}"
         lhs = "" if step.lhs == previous_lhs else printer.doprint(step.lhs)
@@ -192,10 +197,10 @@ def render_latex(derivation: Derivation, *, standalone: bool = False, notation: 
         body[-1] = body[-1].removesuffix(r" \\")
     block = "\n".join([rf"\begin{{{env}}}", *body, rf"\end{{{env}}}"])
     header = rf"% symgrad: {markup_to_latex(derivation.title)}" + "\n" + \
-        rf"% layout: {derivation.convention}"
+        rf"% layout: {printer.notation.rename_markup(derivation.convention)}"
     if not standalone:
         return header + "\n" + block + "\n"
-    notes = "\n\n".join(markup_to_latex(n) for n in derivation.notes)
+    notes = "\n\n".join(markup_to_latex(n, printer.notation) for n in derivation.notes)
     return "\n".join([
         r"\documentclass{article}",
         r"\usepackage{amsmath,amssymb,bm}",
@@ -204,7 +209,7 @@ def render_latex(derivation: Derivation, *, standalone: bool = False, notation: 
         r"\allowdisplaybreaks",
         r"\begin{document}",
         rf"\section*{{{markup_to_latex(derivation.title)}}}",
-        rf"\noindent Layout: {markup_to_latex(derivation.convention)}.",
+        rf"\noindent Layout: {markup_to_latex(derivation.convention, printer.notation)}.",
         block,
         notes,
         r"\end{document}",

@@ -30,6 +30,36 @@ class Notation:
     def latex_bold(self, name: str) -> str:
         return f"\\{self.bold}{{{self.latex_name(name)}}}"
 
+    def rename_markup(self, markup: str) -> str:
+        """Titles and notes are written in plain names ($\\mathbf{a} - \\mathbf{y}$, $a_j$):
+        rename the math in them too, so a course-notation document is consistent."""
+        renamed = {name for name, latex in self.names.items() if latex != PLAIN.get(name, name)}
+        if not renamed and self.bold == "mathbf":
+            return markup
+        parts = markup.split("$")
+        for k in range(1, len(parts), 2):
+            parts[k] = self._rename_math(parts[k], renamed)
+        return "$".join(parts)
+
+    def _rename_math(self, math: str, renamed: set) -> str:
+        """One pass over the math, so a replacement (A^{[L]}) is never renamed again."""
+        letters = sorted((re.escape(n) for n in renamed if len(n) == 1), reverse=True)
+        alternatives = [r"\\mathbf\{A\}_\{\\mathrm\{prev\}\}",  # A_prev, bold
+                        r"A\^\{\\mathrm\{prev\}\}",  # A_prev, an entry's name
+                        r"\\mathbf\{(?P<bold>\w+)\}"]
+        if letters:  # a lone variable letter (a_j, \partial L), not part of a command or a word
+            alternatives.append(r"(?<![\\A-Za-z{^])(?P<letter>" + "|".join(letters) + r")(?![A-Za-z}])")
+
+        def replace(m: re.Match) -> str:
+            if m.group("bold"):  # braced: \bm{A^{[L]}}^\top would be a double superscript
+                return "{" + self.latex_bold(m.group("bold")) + "}"
+            if m.lastgroup == "letter":
+                return "{" + self.latex_name(m.group("letter")) + "}"
+            if m.group(0).startswith("\\"):
+                return "{" + self.latex_bold("A_prev") + "}"
+            return "{" + self.latex_name("A_prev") + "}"
+        return re.sub("|".join(alternatives), replace, math)
+
 
 NOTATIONS = {"plain": PLAIN, "course": COURSE}
 
