@@ -203,3 +203,17 @@ def test_symbolic_size_uses_the_proof_for_every_n_or_says_there_is_none(tmp_path
     assert result.returncode == 1
     sizes = json.loads(result.stdout)["results"][0]["sizes"]
     assert sizes[0]["holds"] is True and sizes[1]["holds"] is None
+
+
+def test_larger_sizes_are_proven_exactly_not_left_undecided(tmp_path):
+    """Σ_k e^{z_k} is kept as one opaque symbol (as in derivations), so n = 24 stays exact."""
+    path = tmp_path / "big.toml"
+    path.write_text('[[identity]]\nname = "ce"\nvars = { z = "n", y = "n" }\nn = [24]\n'
+                    'assume = ["sum(y) == 1"]\nlhs = "grad(cross_entropy(softmax(z / 2), y), z)"\n'
+                    'rhs = "(softmax(z / 2) - y) / 2"\n', encoding="utf-8")
+    result = run("verify", str(path), "--format", "json")
+    assert result.returncode == 0, result.stdout
+    (size,) = json.loads(result.stdout)["results"][0]["sizes"]
+    assert size["holds"] is True and size["detail"].startswith("exact: all 24 entries")
+    path.write_text(path.read_text().replace("/ 2\"\n", "/ 3\"\n"), encoding="utf-8")
+    assert run("verify", str(path)).returncode == 1

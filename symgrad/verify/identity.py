@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sympy import Eq, ImmutableMatrix, IndexedBase, Integer, Symbol
+from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
 from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError
 from symgrad.language import LanguageError, Variable, evaluate, shape_of
-from symgrad.model import Assumption, Model
+from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
 
 
@@ -74,15 +74,54 @@ def build_at_size(identity: Identity, size: int):
     for k, text in enumerate(identity.assume, start=1):
         equation = value(text, equation=True)
         assumptions[text] = Assumption(text, equation, text)
+    (lhs, rhs), definitions = _abbreviate_sums_of_exponentials([lhs, rhs])
     model = Model(
         name=identity.name,
         sizes={SIZE_NAME: size},
         shapes={IndexedBase(v.name, real=True): (Integer(v.length),)
                 for v in variables.values() if v.length is not None},
         scalars=tuple(Symbol(v.name, real=True) for v in variables.values() if v.length is None),
+        definitions=definitions,
         assumptions=assumptions,
     )
     return lhs, rhs, model
+
+
+def _abbreviate_sums_of_exponentials(sides: list) -> tuple[list, tuple]:
+    """Name every sum of exponentials Σ_k e^{g(z_k)} (softmax, logsumexp) S_1, S_2, … with the
+    definition S = Sum(e^{g(z_K)}, (K, 1, n)), as derivations keep Σ_k e^{z_k} as one symbol: the
+    exact check then works with S opaque (an identity true for every S is true for the real one)
+    and unfolds it only if it must; the numeric check evaluates S from its definition."""
+    found: dict = {}
+    for side in sides:
+        for node in preorder_traversal(side):
+            if node not in found and isinstance(node, Add) and len(node.args) > 1:
+                as_sum = _as_indexed_sum(node)
+                if as_sum is not None:
+                    found[node] = (Symbol(f"S_{len(found) + 1}", positive=True), as_sum)
+    if not found:
+        return sides, ()
+    renamed = [side.xreplace({total: symbol for total, (symbol, _) in found.items()}) for side in sides]
+    definitions = tuple(Definition(symbol, (), as_sum, "a sum of exponentials") for symbol, as_sum in found.values())
+    return renamed, definitions
+
+
+def _as_indexed_sum(total: Add):
+    """e^{g(z_1)} + … + e^{g(z_n)} as Sum(e^{g(z_K)}, (K, 1, n)), or None if it is not one."""
+    from sympy import Indexed, Sum
+
+    terms = sorted(total.args, key=lambda t: sorted((str(x.base), [int(i) for i in x.indices if i.is_Integer])
+                                                    for x in t.atoms(Indexed)))
+    if not all(isinstance(t, exp) for t in terms):
+        return None
+    first = terms[0].atoms(Indexed)
+    if not first or any(x.indices != (1,) for x in first):
+        return None
+    K = Symbol("K", integer=True, positive=True)
+    template = terms[0].xreplace({x: x.base[K] for x in first})
+    if any(term != template.xreplace({K: Integer(k)}) for k, term in enumerate(terms, start=1)):
+        return None
+    return Sum(template, (K, 1, len(terms)))
 
 
 def check_at_size(identity: Identity, size: int | str) -> SizeResult:
