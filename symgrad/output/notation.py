@@ -76,6 +76,14 @@ _COMMANDS = {
 _PREFIX_COMMANDS = {r"\partial", r"\sum", r"\nabla"}  # ∂L reads better than ∂ L
 
 
+_SUPERSCRIPTS = str.maketrans("abcdefghijklmnoprstuvwxyz", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ")
+
+
+def superscript(text: str) -> str:
+    """Unicode superscript letters if every character has one (prev → ᵖʳᵉᵛ), else ``^(text)``."""
+    return text.translate(_SUPERSCRIPTS) if text.isalpha() and text.islower() and "q" not in text else f"^({text})"
+
+
 def subscript(text: str) -> str:
     """Unicode subscript if every character has one, else ``_text``."""
     return text.translate(SUBSCRIPTS) if set(text) <= _SUBSCRIPTABLE else f"_{text}"
@@ -94,7 +102,7 @@ def latex_to_unicode(markup: str) -> str:
             s = re.sub(re.escape(command) + r"(?![A-Za-z])" + space, lambda _m: _COMMANDS[command], s)
         s = re.sub(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
         s = re.sub(r"_(\w)", lambda m: subscript(m.group(1)), s)
-        s = re.sub(r"\^\{([^{}]*)\}", r"^(\1)", s)
+        s = re.sub(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
         s = s.replace("-", "−").replace("{", "").replace("}", "")
         return s
     return re.sub(r"\$([^$]*)\$", math, markup)

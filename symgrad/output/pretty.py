@@ -7,10 +7,16 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import subscript
+from symgrad.output.notation import subscript, superscript
 from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
+
+
+def display_name(name: str) -> str:
+    """A_prev → Aᵖʳᵉᵛ, so that an entry's indices (Aᵖʳᵉᵛ_q,s) are not read as part of its name."""
+    head, _, tail = name.partition("_")
+    return head + superscript(tail) if tail and tail.isalpha() and tail.islower() else name
 
 
 class TerminalPrinter(OrderingMixin, PrettyPrinter):
@@ -19,10 +25,10 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_Indexed(self, expr: Indexed):
         indices = ",".join(str(i) for i in expr.indices)
-        return prettyForm(expr.base.label.name + subscript(indices))
+        return prettyForm(display_name(expr.base.label.name) + subscript(indices))
 
     def _print_Vec(self, expr):
-        return prettyForm(expr.base.label.name)
+        return prettyForm(display_name(expr.base.label.name))
 
     _print_MatVar = _print_Vec
 
@@ -37,9 +43,9 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         if isinstance(expr, Symbol):
             return expr.name
         if isinstance(expr, Indexed):
-            return expr.base.label.name + subscript(",".join(str(i) for i in expr.indices))
+            return display_name(expr.base.label.name) + subscript(",".join(str(i) for i in expr.indices))
         if expr.__class__.__name__ in ("Vec", "MatVar"):
-            return expr.base.label.name
+            return display_name(expr.base.label.name)
         return str(expr)
 
     def _print_Derivative(self, expr):
