@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum, Wild,
                    Symbol, cancel, expand)
+from sympy import default_sort_key
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
@@ -139,8 +140,10 @@ class IndexProver:
     def base_form(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
         """Every abbreviation replaced by its definition, recursively — except entries of the
         families in ``keep`` (vectors or matrices such as a or Z), which stay as variables."""
-        atoms = [x for x in expr.atoms(Indexed, Symbol)
-                 if self.model.is_abbreviation(x) and self.model.family(x) not in keep]
+        # in a fixed order: each definition gets fresh Dummy indices, and their creation order
+        # names them in certificates (``readable``), which must not depend on set order
+        atoms = sorted((x for x in expr.atoms(Indexed, Symbol)
+                        if self.model.is_abbreviation(x) and self.model.family(x) not in keep), key=default_sort_key)
         if not atoms:
             return expr
         return self.base_form(expr.xreplace({x: self._definition(x) for x in atoms}), keep)
@@ -285,7 +288,9 @@ def readable(expr: Basic) -> Basic:
     expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
     taken = {s.name for s in expr.atoms(Symbol) if not isinstance(s, Dummy)}
     mapping = {}
-    for d in sorted(expr.atoms(Dummy), key=lambda d: d.name):
+    # by name, then creation order: two bound q's (Σ_q in Z inside Σ_k) must not be ordered
+    # by hash, or the certificate changes with PYTHONHASHSEED
+    for d in sorted(expr.atoms(Dummy), key=lambda d: (d.name, d.dummy_index)):
         mapping[d] = _unused_index(d.name.lstrip("_"), taken)
     return expr.xreplace(mapping)
 
