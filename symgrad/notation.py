@@ -154,6 +154,12 @@ def index_symbol(name: str) -> Symbol:
     return Symbol(name, integer=True, positive=True)
 
 
+def index_symbols(expr: Basic) -> list[Symbol]:
+    """The free index symbols of an expression (integer symbols such as j in Σ_i Y_ij = 1),
+    sorted by name; IndexedBase labels like z do not count."""
+    return sorted((x for x in expr.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
+
+
 def plain_sympy(expr: Basic) -> Basic:
     """Only SymPy's own classes (Σ_{i≠j} as Σ_i − the j-th term), so that ``sympify`` alone can
     read an exported expression."""

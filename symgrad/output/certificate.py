@@ -17,7 +17,7 @@ import json
 from sympy import Basic, ImmutableMatrix, srepr
 from sympy.printing.repr import ReprPrinter
 
-from symgrad.notation import plain_sympy
+from symgrad.notation import index_symbols, plain_sympy
 from symgrad.output.latex import PaperLatexPrinter, step_lines
 from symgrad.steps import Derivation
 from symgrad.verify.concrete import KEEP, ConcreteModel
@@ -88,8 +88,7 @@ def certificate(derivation: Derivation) -> dict:
         "direct_definitions": direct,
         "assumptions": assumptions,
         "assumption_index_ranges": {
-            name: {str(x): [1, _size_text(model.range_of(x))] for x in sorted(
-                (x for x in a.equation.free_symbols if x.is_Symbol and x.is_integer), key=str)}
+            name: {str(x): [1, _size_text(model.range_of(x))] for x in index_symbols(a.equation)}
             for name, a in model.assumptions.items()},
         "derivatives": DERIVATIVES,
         "steps": steps,

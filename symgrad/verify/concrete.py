@@ -16,7 +16,7 @@ from sympy import (Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer
 from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
 from symgrad.model import Model
-from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec
+from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbols
 
 
 EXPAND, ABBREVIATE, KEEP = "expand", "abbreviate", "keep"  # what ``explicit`` does with sums
@@ -24,7 +24,7 @@ EXPAND, ABBREVIATE, KEEP = "expand", "abbreviate", "keep"  # what ``explicit`` d
 
 def _is_closed(expr: Basic) -> bool:
     """True when no free *index* symbol remains (IndexedBase labels like z do not count)."""
-    return not any(isinstance(s, Symbol) and s.is_integer for s in expr.free_symbols)
+    return not index_symbols(expr)
 
 
 class ConcreteModel:
@@ -264,7 +264,7 @@ class ConcreteModel:
         order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute them. An assumption with a
         free index (Σ_i Y_is = 1 for every example s) is solved once per index value."""
         template = self.model.assumptions[assumption_name].equation
-        free = sorted((x for x in template.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
+        free = index_symbols(template)
         ranges = self.model.index_values(free)
         solved = []
         for values in itertools.product(*ranges):

@@ -71,7 +71,7 @@ def build_at_size(identity: Identity, size: int):
         raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: the sides have different "
                                 f"shapes at n = {size}: {shape_of(lhs)} and {shape_of(rhs)}")
     assumptions = {}
-    for k, text in enumerate(identity.assume, start=1):
+    for text in identity.assume:
         equation = value(text, equation=True)
         assumptions[text] = Assumption(text, equation, text)
     (lhs, rhs), definitions = _abbreviate_sums_of_exponentials([lhs, rhs])

@@ -30,7 +30,7 @@ from sympy import Mul, Transpose
 from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.model import Model
-from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbol
+from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbol, index_symbols, plain_sympy
 from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
 
 
@@ -158,8 +158,7 @@ class IndexProver:
 
     def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
         """Derivatives evaluated, abbreviations unfolded except the families in ``keep``."""
-        expr = expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
-        expr = expr.replace(lambda e: isinstance(e, Derivative), self._derivative)
+        expr = plain_sympy(expr).replace(lambda e: isinstance(e, Derivative), self._derivative)
         return self.base_form(expr, keep)
 
     def _unfolding_levels(self) -> list[frozenset]:
@@ -275,7 +274,7 @@ class IndexProver:
         """Replace the equation's left side by its right side, in normal form; a free index of
         the equation (Σ_i Y_is = 1 for every s) matches any index in ``value``."""
         lhs, rhs = (self.normal_form(side, (), []) for side in (equation.lhs, equation.rhs))
-        free = [x for x in equation.free_symbols if isinstance(x, Symbol) and x.is_integer]
+        free = index_symbols(equation)
         if not free:
             return value.xreplace({lhs: rhs})
         wilds = {x: Wild(f"{x.name}_any") for x in free}
