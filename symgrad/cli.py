@@ -109,7 +109,7 @@ def verify(
 
     junit_target = _check_output_path(junit)
     results = verify_paths(paths, progress=_identity_progress())
-    stale = _stale_exports(paths) if check_exports else []
+    stale = _stale_exports(results) if check_exports else []
     if fmt is VerifyFormat.json:
         sys.stdout.write(results_json(results))
     else:
@@ -148,16 +148,18 @@ def export(
         write_atomically(target, text)
 
 
-def _stale_exports(paths: list[Path]) -> list[Path]:
-    """Committed .tex files beside identity files that differ from a fresh export."""
-    from symgrad.identity_file import load_file
+def _stale_exports(results) -> list[Path]:
+    """Committed .tex files beside the checked identity files that differ from a fresh export
+    (from the identities already loaded, not by reading the files again)."""
     from symgrad.output.identity_latex import render_identities
 
-    files = [p for path in paths for p in (sorted(path.rglob("*.toml")) if path.is_dir() else [path])]
+    by_file: dict[Path, list] = {}
+    for result in results:
+        by_file.setdefault(result.identity.path, []).append(result.identity)
     stale = []
-    for file in files:
+    for file, identities in by_file.items():
         tex = file.with_suffix(".tex")
-        if tex.is_file() and tex.read_text(encoding="utf-8") != render_identities(load_file(file), title=file.stem):
+        if tex.is_file() and tex.read_text(encoding="utf-8") != render_identities(identities, title=file.stem):
             stale.append(tex)
     return stale
 
