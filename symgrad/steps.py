@@ -28,6 +28,12 @@ class Rule(str, Enum):
     ASSUMPTION = "apply an assumption"
     VECTOR_FORM = "vector form"
     DELTA_SUM = "sum over a Kronecker delta"
+    ELEMENTWISE = "elementwise: a diagonal Jacobian"
+    POWER_RULE = "power rule"
+    DIFFERENTIATE = "differentiate term by term"
+    SIMPLIFY = "simplify"
+    UNFOLD = "unfold a definition"
+    IDENTITY = "the identity's right-hand side"
 
 
 @dataclass(frozen=True)

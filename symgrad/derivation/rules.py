@@ -125,3 +125,72 @@ def derivative_through_sum(expr: Basic, wrt: Basic) -> Basic:
     condition (p lies in 1..n_prev) dropped — the step's check confirms it."""
     return expr.diff(wrt).replace(lambda e: isinstance(e, Sum),
                                   lambda e: deltasummation(e.function, e.limits[0], no_piecewise=True))
+
+
+def rebind(expr: Basic, avoid: set) -> Basic:
+    """Rename every sum's bound index that is in ``avoid`` (e.g. the free index i about to be
+    put into a template), so that Σ_i y_i next to a_i cannot capture it."""
+    from symgrad.notation import index_symbol
+
+    taken = {s.name for s in expr.atoms(Symbol)} | {x.name for x in avoid}
+
+    def fresh(total: Sum) -> Sum:
+        index = total.limits[0][0]
+        if index not in avoid:
+            return total
+        for name in ("k", "l", "q", "r", "t", "k'", "l'"):
+            if name not in taken:
+                taken.add(name)
+                new = index_symbol(name)
+                return Sum(total.function.xreplace({index: new}), (new, *total.limits[0][1:]), *total.limits[1:])
+        raise ValueError("no free index name left")
+
+    return expr.replace(lambda e: isinstance(e, Sum), fresh)
+
+
+def collapse_delta_sums(expr: Basic) -> Basic:
+    """Σ_i f_i δ_ij → f_j for every sum holding a Kronecker delta of its own index (the index
+    on the other side lies in the same range, so SymPy's range condition holds)."""
+    def collapse(total: Sum) -> Basic:
+        index, lower, upper = total.limits[0]
+        out = []
+        for term in Add.make_args(total.function):
+            factor = [d for d in Mul.make_args(term) if isinstance(d, KroneckerDelta) and index in d.args]
+            if factor:  # δ_ij times the rest: keep the rest as written
+                (other,) = [x for x in factor[0].args if x != index]
+                out.append(term.xreplace({factor[0]: 1}).xreplace({index: other}))
+                continue
+            for part in Add.make_args(expand(term)):
+                deltas = [d for d in part.atoms(KroneckerDelta) if index in d.args]
+                if not deltas:
+                    out.append(Sum(part, total.limits[0]))
+                    continue
+                (other,) = [x for x in deltas[0].args if x != index]
+                out.append(part.xreplace({deltas[0]: 1}).xreplace({index: other}))
+        return Add(*out)
+
+    return expr.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta), collapse)
+
+
+def linearize_sums(expr: Basic) -> Basic:
+    """Σ_i (c·u_i + d) → c Σ_i u_i + n d: constants out of every sum, one sum per term."""
+    def linear(total: Sum) -> Basic:
+        index, lower, upper = total.limits[0]
+        out = []
+        for term in Add.make_args(expand(total.function)):
+            outside, inside = term.as_independent(index, as_Add=False)
+            out.append(outside * (upper - lower + 1) if inside == 1 else outside * Sum(inside, total.limits[0]))
+        return Add(*out)
+
+    return expr.replace(lambda e: isinstance(e, Sum), linear)
+
+
+def replace_sum(expr: Basic, pattern: Sum, value: Basic) -> Basic:
+    """Replace every sum equal to ``pattern`` up to the name of its bound index."""
+    def same(total) -> bool:
+        if not isinstance(total, Sum) or len(total.limits) != 1 or len(pattern.limits) != 1:
+            return False
+        (index, lower, upper), (p_index, p_lower, p_upper) = total.limits[0], pattern.limits[0]
+        return (lower, upper) == (p_lower, p_upper) and \
+            total.function.xreplace({index: p_index}) == pattern.function
+    return expr.replace(same, lambda e: value)

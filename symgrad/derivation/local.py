@@ -1,0 +1,199 @@
+"""Local derivatives by named rules: one small function per kind of node.
+
+Each rule takes the intermediate being differentiated (``parent``, e.g. a = softmax(u)) and the
+input it is differentiated by (``child``, e.g. u) and returns a ``Local``: the index template
+∂a_i/∂u_j (or ∂L/∂u_i for the scalar loss), the rule that justifies it, a title, and what the
+chain rule needs to know about its shape (diagonal, or with a Kronecker delta in a sum). The
+step built from it is checked like every other step, so a rule can only make a derivation
+unprovable, never wrong.
+
+Adding a function (softplus, say) means: its template in ``lowering.py`` and one rule here,
+registered with ``@rule("softplus")``. A rule may also return a case split (``cases``), which
+is what derivatives defined by cases (relu, abs, Huber) will need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sympy import (Derivative, Dummy, Expr, Indexed, KroneckerDelta, Piecewise, S, Sum,
+                   factor_terms)
+from sympy.concrete.delta import deltasummation
+from sympy.core.relational import Relational
+from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatrix
+
+from symgrad.derivation import rules
+from symgrad.lowering import Lowering, Named
+from symgrad.notation import Vec
+from symgrad.steps import Rule
+from symgrad.tree import Apply, Negate, Node, Var
+
+
+@dataclass(frozen=True)
+class Local:
+    """∂(parent)/∂(child) as an index template, with the rule that gives it."""
+
+    lhs: Expr
+    value: Expr
+    rule: Rule
+    title: str
+    free: tuple
+    diagonal: bool = False  # value = f · δ_ij: the chain-rule sum collapses to its i = j term
+    cases: Piecewise | None = None  # the two cases i = j and i ≠ j, shown as a step of their own
+    matrix: MatrixExpr | None = None  # the whole Jacobian in matrix notation (fixed n)
+    matrix_title: str = ""
+
+
+Context = Lowering
+RULES: dict[str, Callable[[Context, Named, Node], Local]] = {}
+
+
+def rule(*names: str):
+    """Register a local-derivative rule for the functions ``names``."""
+    def register(function):
+        for name in names:
+            RULES[name] = function
+        return function
+    return register
+
+
+def tex(head) -> str:
+    """A name as it reads in a title (entries are written head_i)."""
+    return str(getattr(head, "name", head))
+
+
+def bold(head) -> str:
+    return rf"\mathbf{{{tex(head)}}}"
+
+
+def child_head(ctx: Context, child: Node):
+    if child in ctx.named:
+        return ctx.named[child].head
+    return ctx.bases[child.name]
+
+
+def jacobian_of(ctx: Context, parent: Named, child: Node) -> Local:
+    """∂parent_i/∂child_j by the rule registered for the parent's function (arithmetic:
+    differentiate the template)."""
+    key = parent.node.function if isinstance(parent.node, Apply) else "arithmetic"
+    return RULES.get(key, _differentiate_template)(ctx, parent, child)
+
+
+# -- vector intermediates ------------------------------------------------------------------------
+@rule("softmax")
+def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
+    i, j, a, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    value = rules.quotient_rule(c[i], c[j], a[i], a[j], i, j)
+    n = ctx.size
+    return Local(Derivative(a[i], c[j]), value, Rule.QUOTIENT_RULE,
+                 rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{tex(c)}_k}}) / "
+                 rf"\partial {tex(c)}_j = e^{{{tex(c)}_j}}$", (i, j),
+                 cases=rules.split_kronecker_cases(value, i, j),
+                 matrix=DiagMatrix(Vec(a, n)) - Vec(a, n) * Vec(a, n).T,
+                 matrix_title=rf"which is $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
+
+
+@rule("log_softmax")
+def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
+    i, j, o, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    a = ctx.name(Apply("softmax", (child,))).head  # ∂ log Σ e^{c_k} / ∂c_j is the softmax
+    value = KroneckerDelta(i, j) - a[j]
+    n = ctx.size
+    return Local(Derivative(o[i], c[j]), value, Rule.LOG_RULE,
+                 rf"Log-softmax Jacobian: ${tex(o)}_i = {tex(c)}_i - \log \sum_k e^{{{tex(c)}_k}}$, "
+                 rf"and the derivative of the log-sum is the softmax ${tex(a)}_j$", (i, j),
+                 cases=rules.split_kronecker_cases(value, i, j),
+                 matrix=Identity(n) - OneMatrix(n, 1) * Vec(a, n).T,
+                 matrix_title=rf"which is $I - \mathbf{{1}} {bold(a)}^\top$")
+
+
+# f'(x) written through the function's own value where that is the usual form
+ELEMENTWISE_DERIVATIVES = {
+    "exp": (lambda out, arg: out, r"$(e^x)' = e^x$"),
+    "sigmoid": (lambda out, arg: out * (1 - out), r"$\sigma' = \sigma (1 - \sigma)$"),
+    "tanh": (lambda out, arg: 1 - out ** 2, r"$\tanh' = 1 - \tanh^2$"),
+    "log": (lambda out, arg: 1 / arg, r"$(\log x)' = 1/x$"),
+}
+
+
+@rule(*ELEMENTWISE_DERIVATIVES)
+def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
+    i, j, out, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    derivative, fact = ELEMENTWISE_DERIVATIVES[parent.node.function]
+    value = derivative(out[i], c[i]) * KroneckerDelta(i, j)
+    return Local(Derivative(out[i], c[j]), value, Rule.ELEMENTWISE,
+                 rf"{parent.definition.description.capitalize()} acts entry by entry: a diagonal "
+                 rf"Jacobian, with {fact}", (i, j), diagonal=True)
+
+
+def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
+    """An arithmetic intermediate (u = z / T): differentiate its template by the child's entry."""
+    i, j, u, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    value = factor_terms(parent.definition.body.diff(c[j]))
+    diagonal = _is_diagonal(value, i, j)
+    title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
+             else rf"Differentiate ${tex(u)}_i$ by ${tex(c)}_j$")
+    return Local(Derivative(u[i], c[j]), value, Rule.ELEMENTWISE if diagonal else Rule.DIFFERENTIATE,
+                 title, (i, j), diagonal=diagonal)
+
+
+def _is_diagonal(value: Expr, i, j) -> bool:
+    delta = KroneckerDelta(i, j)
+    return value.has(delta) and not (value / delta).has(delta) and value.is_Mul
+
+
+# -- the scalar loss -----------------------------------------------------------------------------
+LOSS_TITLES = {
+    "cross_entropy": (Rule.LOG_RULE, "Loss by one entry: only the $i$-th term of the sum holds ${c}_i$"),
+    "binary_cross_entropy": (Rule.LOG_RULE, "Loss by one entry: only the $i$-th term of the sum holds ${c}_i$"),
+    "mse": (Rule.POWER_RULE, "Only the $i$-th term of the mean holds ${c}_i$: the power rule"),
+    "dot": (Rule.DIFFERENTIATE, "Linear in ${C}$: only the $i$-th term of the sum holds ${c}_i$"),
+    "sum": (Rule.DIFFERENTIATE, "Only the $i$-th term of the sum holds ${c}_i$"),
+}
+
+
+def loss_gradient(ctx: Context, root: Node, body: Expr, loss, child: Node) -> Local:
+    """∂L/∂c_i of the loss by one input c (a named intermediate or a variable): the template
+    differentiated term by term, the Kronecker-delta sums collapsed."""
+    i, c = ctx.i, child_head(ctx, child)
+    outer = root.arg if isinstance(root, Negate) else root
+    function = outer.function if isinstance(outer, Apply) else None
+    if function == "logsumexp" and outer.args[0] == child:
+        a = ctx.name(Apply("softmax", (child,))).head
+        return Local(Derivative(loss, c[i]), a[i], Rule.LOG_RULE,
+                     rf"The derivative of $\log \sum_k e^{{{tex(c)}_k}}$ is the softmax ${tex(a)}_i$",
+                     (i,))
+    value = differentiate_by_entry(body, c, i, ctx.size)
+    rule_used, title = LOSS_TITLES.get(function, (Rule.DIFFERENTIATE,
+                                                  "Differentiate term by term: only the $i$-th term of each sum holds ${c}_i$"))
+    return Local(Derivative(loss, c[i]), value, rule_used,
+                 title.replace("${c}", f"${tex(c)}").replace("${C}", f"${bold(c)}"), (i,))
+
+
+def differentiate_by_entry(body: Expr, base, index, size) -> Expr:
+    """∂body/∂base_index with every sum over a Kronecker delta collapsed. Differentiates by a
+    fresh index first: using a sum's own bound index would capture it."""
+    fresh = Dummy("d", integer=True, positive=True)
+    value = body.diff(base[fresh])
+    value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta),
+                          lambda e: deltasummation(e.function, e.limits[0]))
+    value = value.replace(lambda e: isinstance(e, Piecewise), lambda p: _in_range(p, fresh, size))
+    value = rules.rebind(value, {index})
+    return factor_terms(value.xreplace({fresh: index}))
+
+
+def _in_range(piecewise: Piecewise, index, size) -> Expr:
+    """Piecewise((v, 1 <= d <= n), (0, True)) → v, since d is an index in 1..n by construction."""
+    value, condition = piecewise.args[0]
+    relations = condition.atoms(Relational)
+    if relations and all(r.free_symbols <= {index} | set(getattr(size, "free_symbols", ())) for r in relations):
+        if all(r.subs(index, 1) == S.true or r.xreplace({index: size}) == S.true or r.subs(index, size) == S.true
+               for r in relations):
+            return value
+    return piecewise
+
+
+def entry_of(ctx: Context, node: Node, index) -> Indexed:
+    """The entry node_index as written in steps (a named intermediate's or a variable's)."""
+    return child_head(ctx, node)[index] if (node in ctx.named or isinstance(node, Var)) else ctx.entry(node, index)
