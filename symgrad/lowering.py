@@ -187,10 +187,10 @@ class Lowering:
         return next(x for x in names if x != free)
 
     # -- the model ---------------------------------------------------------------------------
-    def model(self, name: str, root_symbol: Symbol, root_body: Expr, root_description: str,
-              assumptions: dict[str, Assumption], size_value) -> Model:
-        definitions = tuple(n.definition for n in self.order) + (
-            Definition(root_symbol, (), root_body, root_description),)
+    def model(self, name: str, assumptions: dict[str, Assumption], size_value,
+              root: Definition | None = None) -> Model:
+        """The model: base variables, every intermediate's definition, then the loss (if any)."""
+        definitions = tuple(n.definition for n in self.order) + ((root,) if root else ())
         return Model(
             name=name,
             sizes={"n": size_value},

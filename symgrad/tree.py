@@ -100,7 +100,8 @@ class Arith(Node):
 
     @property
     def kind(self) -> str:
-        return VECTOR if VECTOR in (self.left.kind, self.right.kind) else SCALAR
+        kinds = (self.left.kind, self.right.kind)
+        return MATRIX if MATRIX in kinds else VECTOR if VECTOR in kinds else SCALAR
 
     @property
     def children(self):
@@ -192,9 +193,12 @@ class _Converter:
             return Power(self.node(n.left), exponent.value, column)
         if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
             left, right = self.node(n.left), self.node(n.right)
-            if MATRIX in (left.kind, right.kind):
-                raise LanguageError("arithmetic on matrices is not supported in derivations", column)
-            return Arith(_OPS[type(n.op)], left, right, column)
+            op = _OPS[type(n.op)]
+            kinds = {left.kind, right.kind}
+            if MATRIX in kinds and not (kinds == {MATRIX} and op in "+-" or
+                                        kinds == {MATRIX, SCALAR} and (op == "*" or op == "/" and right.kind == SCALAR)):
+                raise LanguageError(f"{left.kind} {op} {right.kind} is not defined", column)
+            return Arith(op, left, right, column)
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in FUNCTIONS:
             return self.call(n, column)
         raise LanguageError(f"{type(n).__name__} is not part of the expression language", column)

@@ -29,10 +29,10 @@ from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
 from symgrad.lowering import Lowering, Named
-from symgrad.model import Assumption
+from symgrad.model import Assumption, Definition
 from symgrad.notation import PartialD, Vec
 from symgrad.steps import Derivation, Rule, Step
-from symgrad.tree import (SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode, Negate, Node,
+from symgrad.tree import (MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode, Negate, Node,
                           Power, Var, depends_on, to_tree)
 
 CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
@@ -80,10 +80,8 @@ class _Engine:
         size = N if not self.fixed else Integer(self.size_value)
         _check_lengths(problem.variables, self.size_value)
         tree = to_tree(parse_tree(problem.expression), self.kinds)
+        self.jacobian = isinstance(tree, DerivativeNode) and tree.function == "jacobian"
         if isinstance(tree, DerivativeNode):
-            if tree.function != "grad":
-                raise UsageError("derive takes grad(f, x) of a scalar f; jacobian identities are checked "
-                                 "by `symgrad verify`")
             self.function, self.wrt = tree.of, tree.wrt.name
         else:
             if problem.wrt is None:
@@ -91,12 +89,17 @@ class _Engine:
             self.function, self.wrt = tree, problem.wrt
         if self.kinds.get(self.wrt) != VECTOR:
             raise UsageError(f"--wrt must name a vector variable, not {self.wrt!r}")
-        if self.function.kind != SCALAR:
-            raise UsageError("derive takes a scalar function (a loss); its gradient is a vector")
+        if self.function.kind != (VECTOR if self.jacobian else SCALAR):
+            raise UsageError("derive takes a scalar function (a loss) and derives its gradient, or "
+                             "jacobian(f, x) of a vector function f")
         if not depends_on(self.function, self.wrt):
             raise UsageError(f"the expression does not depend on {self.wrt}: its gradient is 0")
         self.ctx = Lowering(self.kinds, size, self.wrt)
         self.ctx.prepare(self.function)
+        if self.jacobian:
+            if isinstance(self.function, Var):
+                raise UsageError("the Jacobian of a variable by itself is the identity matrix: nothing to derive")
+            self.ctx.name(self.function)
         self.path = self._path()
         self.loss = Symbol("J" if "L" in self.kinds else "L", real=True)
         self.steps: list[Step] = []
@@ -132,6 +135,8 @@ class _Engine:
 
     # -- the derivation ----------------------------------------------------------------------
     def run(self) -> Derivation:
+        if self.jacobian:
+            return self._run_jacobian()
         root_body = self.ctx.entry(self.function, None)
         parents = {node: [] for node in self.path}
         for node in [self.function, *self.path[:-1]]:
@@ -145,8 +150,8 @@ class _Engine:
                 else:
                     locals_[(node, child)] = jacobian_of(self.ctx, self.ctx.named[node], child)
         assumptions = self._assumptions()
-        model = self.ctx.model(self.problem.name, self.loss, root_body, _loss_name(self.function),
-                               assumptions, self.size_value)
+        model = self.ctx.model(self.problem.name, assumptions, self.size_value,
+                               Definition(self.loss, (), root_body, _loss_name(self.function)))
         self.model = model
         self._definitions(root_body)
         direct = {}
@@ -162,6 +167,29 @@ class _Engine:
             gradients[node] = self._level(node, parents[node], locals_, direct, gradients)
         self._finish(rules.rebind(gradients[self.path[-1]], {self.j}).xreplace({self.i: self.j}))
         return Derivation(name=self.problem.name, title=self._title(), model=model, steps=tuple(self.steps),
+                          convention=CONVENTION, notes=tuple(self.notes))
+
+    def _run_jacobian(self) -> Derivation:
+        """∂f_i/∂x_j of a vector function of one layer over x (softmax, sigmoid, …): its
+        definition, its local rule with the two cases and the matrix, then the identity's rhs."""
+        root = self.ctx.named[self.function]
+        if self.inputs(self.function) != [Var(self.wrt, VECTOR)] or len(self.path) > 2:
+            raise UsageError("jacobian(f, x) is derived for one layer f over x (softmax(z), sigmoid(z), …); "
+                             "for a composition, derive the gradient of a scalar loss instead")
+        self.model = self.ctx.model(self.problem.name, self._assumptions(), self.size_value)
+        for named in self.ctx.order:
+            self.steps.append(Step(_definition_title(self.ctx, named), Rule.DEFINITION,
+                                   named.head[self.i], named.definition.body, (self.i,)))
+        local = jacobian_of(self.ctx, root, Var(self.wrt, VECTOR))
+        self._local_steps(local)
+        if self.problem.rhs is not None:
+            rhs_tree = to_tree(parse_tree(self.problem.rhs), self.kinds)
+            if rhs_tree.kind != MATRIX:
+                raise UsageError("the right-hand side of a jacobian identity must be a matrix")
+            rhs = self.ctx.matrix_entry(rhs_tree, self.i, self.j)
+            self.steps.append(Step(r"which is entry $(i, j)$ of the identity's right-hand side", Rule.IDENTITY,
+                                   local.lhs, rhs, (self.i, self.j)))
+        return Derivation(name=self.problem.name, title=self._title(), model=self.model, steps=tuple(self.steps),
                           convention=CONVENTION, notes=tuple(self.notes))
 
     def _title(self) -> str:
@@ -411,3 +439,14 @@ def _assumption_title(assumption: Assumption) -> str:
     if assumption.description and assumption.description != assumption.name:
         return rf"Assume {assumption.name}, ${equation}$ ({assumption.description})"
     return rf"Assume ${equation}$"
+
+
+def problem_from_identity(identity, size: int | str) -> Problem:
+    """The derivation an identity file's ``grad(...)``/``jacobian(...)`` identity asks for: derive
+    its lhs, under its assumptions, and end at its rhs."""
+    body = parse_tree(identity.lhs).body
+    if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")):
+        raise UsageError(f"identity {identity.name!r} is not a derivative (its lhs is not grad(…) or "
+                         "jacobian(…)): there is nothing to derive; check it with `symgrad verify`")
+    return Problem(identity.lhs, dict(identity.variables), assume=tuple(identity.assume), size=size,
+                   rhs=identity.rhs, name=identity.name, title=identity.name)
