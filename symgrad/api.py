@@ -60,6 +60,76 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
     return check_derivation(derivation, progress) if check else derivation
 
 
+def parse_variables(text: str) -> dict:
+    """``"z=n,y=n,T=scalar"`` → {"z": "n", "y": "n", "T": "scalar"} (lengths as in identity files:
+    the size name n, a positive integer, or "scalar")."""
+    variables = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, length = (x.strip() for x in part.partition("="))
+        if not sep or not name or not length:
+            raise UsageError(f"--vars: {part!r} is not NAME=LENGTH (e.g. z=n, y=n, T=scalar)")
+        if not name.isidentifier():
+            raise UsageError(f"--vars: {name!r} is not a valid variable name")
+        if name in variables:
+            raise UsageError(f"--vars: {name!r} is declared twice")
+        if length in ("n", "scalar"):
+            variables[name] = length
+        elif length.isdigit() and int(length) >= 1:
+            variables[name] = int(length)
+        else:
+            raise UsageError(f"--vars: the length of {name!r} must be n, a positive integer or scalar, not {length!r}")
+    if not variables:
+        raise UsageError("--vars declares no variable (e.g. --vars z=n,y=n)")
+    return variables
+
+
+def derive_expression(expression: str, *, variables: dict | str, wrt: str | None = None, assume=(),
+                      n: int | str = 3, check: bool = True,
+                      progress: Callable[[int, int, str], None] | None = None) -> Derivation:
+    """Derive the gradient of any loss written in the expression language, step by step.
+
+    >>> d = derive_expression("binary_cross_entropy(sigmoid(z), y)", wrt="z", variables="z=n,y=n")
+    >>> d.proven
+    True
+    """
+    from symgrad.derivation.engine import Problem, derive_problem
+
+    if isinstance(variables, str):
+        variables = parse_variables(variables)
+    problem = Problem(expression, variables, wrt=wrt, assume=tuple(assume), size=parse_size(n),
+                      name="expression", title=None)
+    derivation = derive_problem(problem)
+    return check_derivation(derivation, progress) if check else derivation
+
+
+def derive_identity(path, identity: str | None = None, *, n: int | str = 3, check: bool = True,
+                    progress: Callable[[int, int, str], None] | None = None) -> Derivation:
+    """Derive the lhs of a ``grad(...)``/``jacobian(...)`` identity of a file, ending at its rhs."""
+    from pathlib import Path
+
+    from symgrad.derivation.engine import derive_problem, problem_from_identity
+    from symgrad.identity_file import load_file
+
+    identities = load_file(Path(path))
+    if identity is None:
+        if len(identities) != 1:
+            names = ", ".join(repr(i.name) for i in identities)
+            raise UsageError(f"{path} holds {len(identities)} identities: choose one with --identity ({names})")
+        (chosen,) = identities
+    else:
+        matches = [i for i in identities if i.name == identity]
+        if not matches:
+            import difflib
+
+            names = [i.name for i in identities]
+            near = difflib.get_close_matches(identity, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (it has: {', '.join(map(repr, names))})"
+            raise UsageError(f"{path}: no identity named {identity!r}{hint}")
+        chosen = matches[0]
+    derivation = derive_problem(problem_from_identity(chosen, parse_size(n)))
+    return check_derivation(derivation, progress) if check else derivation
+
+
 def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = False,
            notation: str = "plain", bold: str = "mathbf", label: str | None = None) -> str:
     """The derivation as text (plain, no colour), LaTeX, Markdown or a JSON certificate."""

@@ -50,7 +50,12 @@ def _root():
 
 @app.command()
 def derive(
-    name: Annotated[str, typer.Argument(help="Derivation to run: softmax-cross-entropy, or softmax-layer (Z = W A_prev + b over a batch).")] = "softmax-cross-entropy",
+    name: Annotated[Optional[str], typer.Argument(help="A built-in derivation (softmax-cross-entropy, the default; softmax-layer: Z = W A_prev + b over a batch), or an identity file (*.toml) with --identity.", show_default=False)] = None,
+    expr: Annotated[Optional[str], typer.Option("--expr", help="Derive the gradient of this loss, written in the expression language, e.g. \"binary_cross_entropy(sigmoid(z), y)\" (with --wrt and --vars).")] = None,
+    wrt: Annotated[Optional[str], typer.Option("--wrt", help="--expr: the vector variable to differentiate by.")] = None,
+    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their lengths, e.g. z=n,y=n,T=scalar.")] = None,
+    assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
+    identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the name of the grad/jacobian identity to derive.")] = None,
     n: Annotated[str, typer.Option("--n", help="Number of classes: a positive integer, or 'symbolic'.")] = "3",
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
@@ -64,14 +69,12 @@ def derive(
     label: Annotated[Optional[str], typer.Option(help=r"LaTeX: number the lines and put \label{PREFIX:step-k} on each.")] = None,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
-    from symgrad.api import derive as run_derivation
     from symgrad.api import parse_size, render
 
     size = parse_size(n)
     target = _check_output_path(output)
     sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
-    derivation = run_derivation(name, size, normalized_labels=normalized_labels,
-                                progress=_progress_reporter(), **sizes)
+    derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes, normalized_labels)
     if fmt is Format.text and target is None:
         from rich.console import Console
 
@@ -86,6 +89,40 @@ def derive(
     if not derivation.proven:
         _error_line("not every step could be proven; see the step statuses above")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, normalized_labels):
+    """Which derivation the options ask for: a built-in one, an expression, or a file's identity."""
+    from pathlib import Path
+
+    from symgrad import api
+    from symgrad.errors import UsageError
+
+    progress = _progress_reporter()
+    if expr is not None:
+        if name is not None:
+            raise UsageError("give either a derivation name or --expr, not both")
+        if variables is None:
+            raise UsageError("--expr needs --vars (e.g. --vars z=n,y=n)")
+        _reject(sizes, "--n-prev/--m", "--expr")
+        return api.derive_expression(expr, variables=variables, wrt=wrt, assume=assume, n=size, progress=progress)
+    for option, value in (("--wrt", wrt), ("--vars", variables), ("--assume", assume or None)):
+        if value is not None:
+            raise UsageError(f"{option} goes with --expr")
+    if name is not None and (name.endswith(".toml") or Path(name).is_file()):
+        _reject(sizes, "--n-prev/--m", "an identity file")
+        return api.derive_identity(Path(name), identity, n=size, progress=progress)
+    if identity is not None:
+        raise UsageError("--identity goes with an identity file (symgrad derive FILE.toml --identity NAME)")
+    return api.derive(name or "softmax-cross-entropy", size, normalized_labels=normalized_labels,
+                      progress=progress, **sizes)
+
+
+def _reject(sizes: dict, option: str, what: str) -> None:
+    if sizes:
+        from symgrad.errors import UsageError
+
+        raise UsageError(f"{option} apply to softmax-layer, not to {what}")
 
 
 class VerifyFormat(str, Enum):

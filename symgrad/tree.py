@@ -199,7 +199,15 @@ class _Converter:
                                         kinds == {MATRIX, SCALAR} and (op == "*" or op == "/" and right.kind == SCALAR)):
                 raise LanguageError(f"{left.kind} {op} {right.kind} is not defined", column)
             return Arith(op, left, right, column)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in FUNCTIONS:
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            if n.func.id not in FUNCTIONS:
+                import difflib
+
+                near = difflib.get_close_matches(n.func.id, list(FUNCTIONS), n=1)
+                hint = f"; did you mean {near[0]}?" if near else f" (known: {', '.join(sorted(FUNCTIONS))})"
+                raise LanguageError(f"unknown function {n.func.id!r}{hint}", column)
+            if n.keywords:
+                raise LanguageError("keyword arguments are not allowed", column)
             return self.call(n, column)
         raise LanguageError(f"{type(n).__name__} is not part of the expression language", column)
 
