@@ -24,7 +24,7 @@ from symgrad.verify.numeric import DIGITS, TOLERANCE_DIGITS, NumericError, Numer
 from symgrad.verify.rational import ExactEvaluator, NotExact, Undefined, is_zero, shown, to_fraction
 
 NUMERIC_POINTS = 2
-UNDECIDED_POINTS = 8  # more points for entries the exact check could not decide
+UNDECIDED_POINTS = 24  # more points for entries the exact check could not decide (cheap: only those)
 MAX_EXTRA_POINTS = 10  # points drawn in place of ones where a side is not finite
 EXACT_POINTS = 4  # exact evaluations per undecided entry
 MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
