@@ -111,6 +111,15 @@ def test_softmax_off_by_1e_40_is_refuted_at_exponential_points(tmp_path):
     assert "log(" in result.results[0].detail
 
 
+@given(st.integers(-2**20, 2**20), st.integers(0, 40))
+def test_sample_points_convert_exactly(numerator, shift):
+    import mpmath
+
+    from symgrad.verify.rational import to_fraction
+
+    assert to_fraction(mpmath.mpf(numerator) / 2**shift) == Fraction(numerator, 2**shift)
+
+
 def test_log_form_zero_test():
     from symgrad.verify.rational import LogForm, is_zero
 
@@ -212,3 +221,50 @@ def test_cli_exit_codes(tmp_path):
     true = identity(tmp_path, "(T + 1e60)**2 - 1e120 - 2e60*T", "T**2", variables='{ T = "scalar" }').path
     assert run("verify", str(false)).returncode == 1
     assert run("verify", str(true)).returncode == 0
+
+
+class _NoAbbreviations:
+    def is_abbreviation(self, atom):
+        return False
+
+
+Z = Symbol("z", real=True)
+
+
+def _leaves():
+    from sympy import Rational, exp, log, tanh
+
+    return st.sampled_from([Z, exp(Z), exp(-2 * Z), tanh(Z), log(1 + exp(Z)), Rational(3, 2), -1])
+
+
+expressions = st.recursive(_leaves(), lambda inner: st.one_of(
+    st.tuples(inner, inner).map(lambda t: t[0] + t[1]),
+    st.tuples(inner, inner).map(lambda t: t[0] - t[1]),
+    st.tuples(inner, inner).map(lambda t: t[0] * t[1]),
+    st.tuples(inner, inner).map(lambda t: t[0] / t[1] if t[1] != 0 else t[0]),
+    st.tuples(inner, st.integers(-3, 3)).map(lambda t: t[0] ** t[1] if t[0] != 0 else t[0])), max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(expressions, st.integers(1, 12), st.integers(1, 6))
+def test_exact_evaluation_agrees_with_mpmath(expr, p, q):
+    """Where the exact evaluator gives a value at z = log(p/q), it is the value (to 30 digits)."""
+    import mpmath
+    from sympy import log
+
+    from symgrad.verify.rational import ExactEvaluator, LogForm, NotExact, Undefined
+
+    r = Fraction(p, q)
+    point = {Z: LogForm(Fraction(0), ((r, Fraction(1)),)) if r != 1 else Fraction(0)}
+    try:
+        value = ExactEvaluator(_NoAbbreviations()).value(expr, point, {})
+    except (NotExact, Undefined):
+        return
+    with mpmath.workdps(50):
+        reference = complex(expr.subs(Z, log(r)).evalf(60))
+        if isinstance(value, Fraction):
+            mine = mpmath.mpf(value.numerator) / value.denominator
+        else:
+            mine = value.q + sum(c.numerator * mpmath.log(mpmath.mpf(rr.numerator) / rr.denominator) / c.denominator
+                                 for rr, c in value.logs)
+        assert abs(complex(mine) - reference) <= 1e-9 * max(1, abs(reference))

@@ -140,8 +140,8 @@ def check_at_size(identity: Identity, size: int | str) -> SizeResult:
     "undecided" with the reason (the exception named, so a real bug stays visible)."""
     started = time.perf_counter()
 
-    def undecided(detail: str) -> SizeResult:
-        return SizeResult(size, None, "—", f"undecided: {detail}", time.perf_counter() - started)
+    def undecided(detail: str) -> SizeResult:  # (the report says "undecided" before the detail)
+        return SizeResult(size, None, "—", detail, time.perf_counter() - started)
 
     try:
         if size == SYMBOLIC:
@@ -182,8 +182,6 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
     vacuous = sorted(checker.concrete.vacuous)
     if vacuous:
         detail += "; " + ", ".join(f"assumption {name!r} is always true (vacuous)" for name in vacuous)
-    if holds is None:
-        detail = f"undecided: {detail}"
     return SizeResult(size, holds, method, detail, time.perf_counter() - started)
 
 

@@ -152,8 +152,9 @@ def is_zero(value: Value) -> bool:
 
 def to_fraction(value) -> Fraction:
     """An mpmath binary fraction (a numeric sampling point) as an exact Fraction."""
-    man, exp2 = value.man_exp
-    return Fraction(int(man) * 2 ** int(exp2)) if exp2 >= 0 else Fraction(int(man), 2 ** -int(exp2))
+    negative, man, exp2, _ = value._mpf_  # (mpf.man_exp drops the sign)
+    man = -int(man) if negative else int(man)
+    return Fraction(man * 2 ** int(exp2)) if exp2 >= 0 else Fraction(man, 2 ** -int(exp2))
 
 
 def shown(value: Value) -> str:
