@@ -24,7 +24,7 @@ from fractions import Fraction
 from sympy import (Abs, Add, Basic, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational, Symbol,
                    exp, integer_nthroot, log, preorder_traversal, sign, tanh)
 
-MAX_BITS = 200_000  # numerator + denominator bits of any intermediate value
+MAX_BITS = 65_536  # numerator + denominator bits of any intermediate value ((z + 1)^4096 needs ~30,000)
 
 
 class NotExact(Exception):
