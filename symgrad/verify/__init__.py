@@ -20,9 +20,13 @@ from symgrad.steps import Check, Derivation, Rule, Step
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.exact import ExactProver
 from symgrad.verify.index_form import IndexProver, NotGeneric
-from symgrad.verify.numeric import DIGITS, TOLERANCE_DIGITS, NumericError, NumericProgram, agree
+from symgrad.verify.numeric import DIGITS, TOLERANCE_DIGITS, NumericError, NumericProgram, agree, is_finite
+from symgrad.verify.rational import ExactEvaluator, NotExact, Undefined, is_zero, shown, to_fraction
 
 NUMERIC_POINTS = 2
+UNDECIDED_POINTS = 24  # more points for entries the exact check could not decide (cheap: only those)
+MAX_EXTRA_POINTS = 10  # points drawn in place of ones where a side is not finite
+EXACT_POINTS = 4  # exact evaluations per undecided entry
 MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
 
 Progress = Callable[[int, int, str], None]
@@ -58,11 +62,12 @@ class StepChecker:
         self.concrete = ConcreteModel(model)
         self.prover = ExactProver(self.concrete)
         self.numeric = NumericProgram(self.concrete)
+        self.exact = ExactEvaluator(self.concrete)
         self.index_prover = IndexProver(model) if index_proofs else None
         self.proven_sides: dict = {}  # lhs → matrix-level right-hand sides proven equal to it
 
     def check(self, step: Step, seed: str) -> Check:
-        elimination = dict(pair for name in step.assumptions for pair in self.concrete.elimination(name))
+        elimination = self.concrete.joint_elimination(tuple(step.assumptions))
         general = self._index_proof(step)
         if general is not None and general.proven:
             lhs, rhs, free = self.index_prover.index_form(step)
@@ -76,7 +81,8 @@ class StepChecker:
                            for v in values]
             except (ValueError, TypeError) as error:
                 return Check(None, None, f"could not make the step explicit: {error}")
-            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), elimination)
+            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), elimination,
+                                                    exact=self.exact)
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
             self.prover.remember_template(lhs, rhs, free, step.assumptions)
@@ -88,7 +94,7 @@ class StepChecker:
         congruent = self._factor_by_factor(step, seed)
         if congruent is not None:
             return congruent
-        check = check_step(self.concrete, self.prover, self.numeric, step, seed)
+        check = check_step(self.concrete, self.prover, self.numeric, step, seed, self.exact)
         if check.exact:
             self._remember_side(step)
         return check
@@ -128,7 +134,7 @@ class StepChecker:
         if total > MAX_NUMERIC_ENTRIES:
             picks = sorted(rng.sample(picks, MAX_NUMERIC_ENTRIES))
         entries = [(lhs[r, c], self._product_entry(step.rhs, r, c)) for r, c in picks]
-        numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {})
+        numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), {}, exact=self.exact)
         if numeric is False:
             return Check(False, False, f"refuted numerically: {counterexample}")
         self._remember_side(step)
@@ -178,69 +184,185 @@ def _entries(count: int) -> str:
     return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
-def _numeric_text(numeric, reason: str, sampled: int, where: str) -> str:
+def _numeric_text(numeric, reason: str, sampled: int, where: str, points: int = NUMERIC_POINTS) -> str:
     if numeric is None:
         return f"numeric: not evaluated ({reason})"
-    return (f"numeric: {sampled} of {where} at {NUMERIC_POINTS} random points, "
-            f"{TOLERANCE_DIGITS} of {DIGITS} digits")
+    return (f"numeric: {sampled} of {where} at {points} random points, "
+            f"{TOLERANCE_DIGITS} of {DIGITS} digits" + (f" ({reason})" if reason else ""))
 
 
 def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericProgram, step: Step,
-               seed: str) -> Check:
-    """Check one step entry by entry, at every value of its free indices."""
+               seed: str, exact: ExactEvaluator | None = None) -> Check:
+    """Check one step entry by entry, at every value of its free indices.
+
+    Numeric first (a wrong step is refuted in milliseconds instead of being fed to the symbolic
+    fall-backs); then the exact prover; an entry it cannot decide is evaluated exactly at
+    rational points (a non-zero exact difference refutes it) and numerically at more points."""
+    exact = exact or ExactEvaluator(concrete)
     try:
         indices, lhs, rhs = concrete.instances(step)
     except (ValueError, TypeError) as error:
         return Check(None, None, f"could not make the step explicit: {error}")
-    elimination = dict(pair for name in step.assumptions for pair in concrete.elimination(name))
+    elimination = concrete.joint_elimination(tuple(step.assumptions))
     entries = list(zip(lhs, rhs))
     where = _entries(len(entries))
     rng = random.Random(seed)
-    # numeric first: a wrong step is refuted in milliseconds instead of being fed to the
-    # symbolic fall-backs, which can take long on an expression that is not zero
     sample = sorted(rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES)))
-    numeric, counterexample = numeric_check(program, entries, sample, elimination)
+    numeric, counterexample = numeric_check(program, entries, sample, elimination, exact=exact)
     if numeric is False:
         return Check(False, False, f"refuted numerically: {counterexample}")
 
     assumptions = frozenset(step.assumptions)
     unproven = [k for k, (left, right) in enumerate(entries)
                 if not prover.prove(left, right, elimination, assumptions)]
-    extra = [k for k in unproven if k not in sample][:MAX_NUMERIC_ENTRIES]
-    if extra:  # the entries the exact check could not decide get a numeric look of their own
-        more, reason = numeric_check(program, entries, extra, elimination)
+    points = NUMERIC_POINTS
+    evidence = ""
+    if unproven:
+        looked_at = unproven[:MAX_NUMERIC_ENTRIES]
+        refuted, evidence = exact_refutation(exact, entries, looked_at, elimination, seed)
+        if refuted is False:
+            return Check(False, numeric, evidence)
+        # the undecided entries get a numeric look of their own, at more points
+        more, reason = numeric_check(program, entries, looked_at, elimination,
+                                     range(NUMERIC_POINTS, NUMERIC_POINTS + UNDECIDED_POINTS), exact)
         if more is False:
             return Check(False, False, f"refuted numerically: {reason}")
-        if more is None:
+        if more is None and numeric is not None:
             numeric, counterexample = None, reason
-        sample = sample + extra
+        sample = sorted(set(sample) | set(looked_at))
+        points += UNDECIDED_POINTS
 
-    exact = True if not unproven else None
-    parts = [f"exact: {'all ' + where if exact else f'{len(unproven)} of {where} not proven'}",
-             _numeric_text(numeric, counterexample, len(sample), where)]
-    return Check(exact, numeric, "; ".join(parts))
+    proven = True if not unproven else None
+    parts = [f"exact: {'all ' + where if proven else f'{len(unproven)} of {where} not proven'}",
+             _numeric_text(numeric, counterexample, len(sample), where,
+                           NUMERIC_POINTS if not unproven else points)]
+    if evidence:
+        parts.append(evidence)
+    return Check(proven, numeric, "; ".join(parts))
 
 
-def numeric_check(program: NumericProgram, entries, sample, elimination) -> tuple[bool | None, str]:
-    """Compare both sides at random points; on disagreement return the counterexample."""
+def numeric_check(program: NumericProgram, entries, sample, elimination, points: range | None = None,
+                  exact: ExactEvaluator | None = None) -> tuple[bool | None, str]:
+    """Compare both sides at random points; on a *confirmed* disagreement return the counterexample.
+
+    A point where a side is not finite (±∞, NaN, a division by zero) says nothing: further
+    points are drawn (at most ``MAX_EXTRA_POINTS`` more) until each entry has been compared at
+    ``len(points)`` finite points, or at one at least. A disagreement in 50 digits refutes only
+    once confirmed at the same point — exactly (``ExactEvaluator``, the point's coordinates
+    are binary fractions) or, failing that, by a difference that stays the same as the
+    precision rises (``NumericProgram.confirm``); a disagreement that is neither confirmed nor
+    resolved leaves the numeric check undecided."""
+    points = points if points is not None else range(NUMERIC_POINTS)
+    wanted = len(points)
+    compared = dict.fromkeys(sample, 0)
+    resolved: set[str] = set()  # how 50-digit disagreements were shown to be rounding
     with mpmath.workdps(DIGITS):
-        for number in range(NUMERIC_POINTS):
+        try:
+            compiled = {k: (program.compile(entries[k][0]), program.compile(entries[k][1])) for k in sample}
+        except (NumericError, ValueError, TypeError) as error:
+            return None, str(error)
+        tried = 0
+        for number in itertools.chain(points, range(points.stop, points.stop + MAX_EXTRA_POINTS)):
+            if all(c >= wanted for c in compared.values()):
+                break
+            tried += 1
             try:
-                compiled = [(program.compile(entries[k][0]), program.compile(entries[k][1])) for k in sample]
                 state = program.point(number, elimination)
-                for k, (left, right) in zip(sample, compiled):
-                    lv, rv = left(state), right(state)
-                    if not agree(lv, rv):
-                        return False, counterexample_text(program, state, entries[k], k, lv, rv)
-            except (NumericError, ValueError, ZeroDivisionError) as error:
+            except ZeroDivisionError:
+                continue
+            except (NumericError, ValueError) as error:
                 return None, str(error)
+            for k, (left, right) in compiled.items():
+                if compared[k] >= wanted:
+                    continue
+                try:
+                    lv, rv = left(state), right(state)
+                except ZeroDivisionError:
+                    continue
+                except (NumericError, ValueError, TypeError) as error:
+                    return None, str(error)
+                if not (is_finite(lv) and is_finite(rv)):
+                    continue
+                if not agree(lv, rv):
+                    verdict, confirmed = _confirm(program, exact, entries[k], (left, right), state, elimination)
+                    if verdict == "differ":
+                        how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
+                        return False, (counterexample_text(program, state, entries[k], k, *confirmed[:2])
+                                       + f" (confirmed {how})")
+                    if verdict == "unstable":
+                        return None, (f"entry {k + 1} differs in {DIGITS} digits at a point, but the difference "
+                                      f"was not stable up to {confirmed} digits (cancellation?): not a counterexample")
+                    resolved.add("exactly" if confirmed == "exact" else f"at {confirmed} digits")
+                compared[k] += 1
+        nowhere = [k for k, c in compared.items() if c == 0]
+        if nowhere:
+            return None, (f"the identity is defined nowhere in the sampled region (entry {nowhere[0] + 1} "
+                          f"is not finite at any of {tried} points)")
+    if resolved:
+        return True, (f"a {DIGITS}-digit disagreement was rounding (equal when evaluated "
+                      f"{' and '.join(sorted(resolved))})")
     return True, ""
 
 
+def _confirm(program, exact, entry, compiled, state, elimination):
+    """("differ", (lv, rv)), ("agree", digits) or ("unstable", digits) for a 50-digit disagreement."""
+    if exact is not None:
+        point = {atom: to_fraction(state.values[program.slots[atom]])
+                 for atom in program.base if atom not in elimination}
+        try:
+            for atom, solution in elimination.items():
+                point[atom] = exact.value(solution, point, {})
+            difference = exact.difference(entry[0], entry[1], point, {})
+            if is_zero(difference):
+                return "agree", "exact"
+            with mpmath.workdps(DIGITS):
+                lv, rv = compiled[0](state), compiled[1](state)
+            return "differ", (lv, rv, "exact")
+        except (NotExact, Undefined):
+            pass
+    return program.confirm(compiled[0], compiled[1], state, elimination)
+
+
+def exact_refutation(evaluator: ExactEvaluator, entries, sample, elimination, seed: str,
+                     points: int = EXACT_POINTS) -> tuple[bool | None, str]:
+    """Evaluate sampled entries exactly at points where every exponential is rational.
+
+    (False, counterexample) when some entry's exact difference is not 0 — a refutation;
+    (None, text) when every entry that could be evaluated was equal at every point tried — the
+    Schwartz–Zippel argument, evidence and not a proof; (None, "") when nothing could be
+    evaluated exactly."""
+    rng = random.Random(f"exact:{seed}")
+    equal = 0
+    for k in sample:
+        left, right = entries[k]
+        variables = evaluator.exponential_variables([left, right])
+        agreed = 0
+        for _ in range(points):
+            try:
+                point, shown_as = evaluator.point(rng, variables, elimination)
+                difference = evaluator.difference(left, right, point, {})
+                zero = is_zero(difference)
+            except Undefined:
+                continue
+            except NotExact:
+                break
+            if not zero:
+                where = ", ".join(f"{atom} = {text}" for atom, text in list(shown_as.items())[:8])
+                more = " …" if len(shown_as) > 8 else ""
+                return False, (f"refuted exactly: entry {k + 1} at {where}{more}: "
+                               f"lhs − rhs = {shown(difference)}")
+            agreed += 1
+        equal += agreed > 0
+    if not equal:
+        return None, ""
+    return None, (f"random exact evaluation (Schwartz–Zippel, not a proof): {equal} of {len(sample)} "
+                  f"entr{'y' if len(sample) == 1 else 'ies'} equal at up to {points} rational points")
+
+
 def counterexample_text(program: NumericProgram, state, entry, k, lv, rv) -> str:
-    shown = ", ".join(f"{atom} = {mpmath.nstr(state.values[slot], 8)}"
-                      for atom, slot in list(program.slots.items())[:min(8, len(program.base))])
+    shown_values = ", ".join(f"{atom} = {mpmath.nstr(state.values[slot], 8)}"
+                             for atom, slot in list(program.slots.items())[:min(8, len(program.base))])
     more = " …" if len(program.base) > 8 else ""
     left, right = entry
     return (f"entry {k + 1}: {left} = {mpmath.nstr(lv, 12)} but {right} = {mpmath.nstr(rv, 12)} "
-            f"at {shown}{more}")
+            f"at {shown_values}{more}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
-from sympy import (Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Sum,
+from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Sum,
                    Symbol, Transpose, expand)
 from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
@@ -44,6 +44,7 @@ class ConcreteModel:
         self._unfold_memo: dict[Basic, Basic] = {}
         self._derivative_memo: dict[tuple, Basic] = {}
         self._instance_memo: dict[tuple, ImmutableMatrix] = {}
+        self.vacuous: set[str] = set()  # assumptions that turned out to say nothing (1 == 1)
 
     # -- explicit entries -------------------------------------------------------------------
     def explicit(self, expr: Basic, sums: str = ABBREVIATE) -> Basic:
@@ -263,17 +264,54 @@ class ConcreteModel:
         """Solve an assumption for base variables that it holds linearly (the last one in base
         order, e.g. y_n = 1 − Σ_{i<n} y_i), so checks can substitute them. An assumption with a
         free index (Σ_i Y_is = 1 for every example s) is solved once per index value."""
+        return tuple(self.joint_elimination((assumption_name,)).items())
+
+    @lru_cache(maxsize=None)
+    def joint_elimination(self, assumption_names: tuple) -> dict:
+        """All the named assumptions solved together, one base variable per equation.
+
+        Each equation is solved after the earlier solutions are substituted into it, and every
+        solution is then written in the variables left free: solving two assumptions for the
+        same variable separately would silently drop one of them. An equation that becomes
+        0 = 0 is vacuous (noted in ``vacuous``); one that becomes c = 0 with c ≠ 0 makes the
+        assumptions contradictory (``Contradictory``); one that holds no base variable
+        linearly cannot be used (ValueError) — never an exception of another kind."""
+        solution: dict[Basic, Basic] = {}
+        for name in assumption_names:
+            for equation in self._equations(name):
+                if equation is S.true or equation is S.false:
+                    difference = S.Zero if equation is S.true else S.One
+                else:
+                    difference = expand(equation.lhs - equation.rhs)
+                difference = expand(difference.xreplace(solution)) if solution else difference
+                if difference == 0:
+                    self.vacuous.add(name)
+                    continue
+                if difference.is_number:
+                    if difference.is_zero:
+                        self.vacuous.add(name)
+                        continue
+                    if difference.is_zero is None:
+                        raise ValueError(f"cannot tell whether assumption {name!r} holds: it is the "
+                                         f"constant {difference} = 0")
+                    raise Contradictory(f"the assumptions are contradictory ({name!r} cannot hold"
+                                        + (" together with the others)" if len(assumption_names) > 1 else ")"))
+                variable, value = self._solve_for_base_variable(difference, name)
+                solution = {v: expand(e.xreplace({variable: value})) for v, e in solution.items()}
+                solution[variable] = value
+        return solution
+
+    def _equations(self, assumption_name: str) -> list:
+        """The assumption at every value of its free indices, explicit (or SymPy's true/false)."""
         template = self.model.assumptions[assumption_name].equation
+        if template is S.true or template is S.false:
+            return [template]
         free = index_symbols(template)
         ranges = self.model.index_values(free)
-        solved = []
-        for values in itertools.product(*ranges):
-            equation = self.explicit(template.xreplace(dict(zip(free, map(Integer, values)))), EXPAND)
-            solved.append(self._solve_for_base_variable(equation, assumption_name))
-        return tuple(solved)
+        return [self.explicit(template.xreplace(dict(zip(free, map(Integer, values)))), EXPAND)
+                for values in itertools.product(*ranges)]
 
-    def _solve_for_base_variable(self, equation: Eq, assumption_name: str) -> tuple[Basic, Basic]:
-        difference = expand(equation.lhs - equation.rhs)
+    def _solve_for_base_variable(self, difference: Basic, assumption_name: str) -> tuple[Basic, Basic]:
         for variable in reversed(self.model.base_entries()):
             coefficient = difference.coeff(variable)
             if coefficient != 0 and not coefficient.has(variable) and coefficient.is_number:
@@ -281,3 +319,7 @@ class ConcreteModel:
                 if not rest.has(variable):
                     return variable, -rest / coefficient
         raise ValueError(f"cannot solve assumption {assumption_name!r} for a base variable")
+
+
+class Contradictory(ValueError):
+    """Assumptions no values satisfy: nothing may be claimed to hold under them."""

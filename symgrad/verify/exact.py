@@ -8,7 +8,8 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
-from sympy import Basic, Derivative, Eq, Piecewise, Sum, cancel, expand, together
+from sympy import (Add, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+                   expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
 from symgrad.verify.concrete import ConcreteModel
@@ -113,7 +114,14 @@ class ExactProver:
             value = value.xreplace(elimination)
         if value.count_ops() > MAX_OPS_FOR_CANCEL:
             return False
-        return cancel(expand(value)) == 0
+        if cancel(expand(value)) == 0:
+            return True
+        if not value.has(exp, log, tanh, sinh, cosh):
+            return False
+        try:
+            return cancel(together(exp_log_normal_form(value))) == 0
+        except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
+            return False  # "not proven": the numeric and exact-evaluation checks still run
 
 
 def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict | None:
@@ -141,3 +149,36 @@ def _equal_case_split(rhs: Basic, free: frozenset):
         return None
     p, q = condition.args
     return (p, q), equal.xreplace({q: p}), apart
+
+
+def exp_log_normal_form(expr: Basic) -> Basic:
+    """The exp–log family as a rational function, so that ``cancel`` decides identities in it.
+
+    Every rewrite is an identity for real variables, so a normal form equal to 0 proves the
+    original equal to 0: tanh, sinh, cosh in exponentials; e^{c·z + r} = t_z^c · e^{r} for a
+    real base variable z and rational c, with t_z a *positive* symbol (e^{z} > 0 because z is
+    real — the only assumption attached, and one that holds for every value); logs of products
+    of positive factors split (SymPy's ``expand_log`` without ``force`` splits only those); then
+    log t_z = z. The t_z and z are treated as independent variables: an identity in independent
+    variables holds in particular when t_z = e^{z}."""
+    expr = expr.replace(lambda e: isinstance(e, (tanh, sinh, cosh)), lambda e: e.rewrite(exp))
+    symbols: dict = {}
+
+    def power_form(node):
+        factor, rest = 1, []
+        for term in Add.make_args(expand(node.args[0])):
+            coefficient, variable = term.as_coeff_Mul()
+            if (isinstance(variable, (Indexed, Symbol)) and variable.is_extended_real
+                    and isinstance(coefficient, Rational)):
+                if variable not in symbols:
+                    symbols[variable] = Dummy(f"t_{variable}", positive=True)
+                factor *= symbols[variable] ** coefficient
+            else:
+                rest.append(term)
+        return factor * exp(Add(*rest))
+
+    expr = expr.replace(lambda e: isinstance(e, exp), power_form)
+    if not symbols:
+        return expr
+    expr = expand_log(expr, force=False)
+    return expr.xreplace({log(t): variable for variable, t in symbols.items()})

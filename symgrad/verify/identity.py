@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
+from symgrad.errors import UsageError
 from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError
 from symgrad.language import LanguageError, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
+from symgrad.verify.concrete import Contradictory
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,11 @@ class IdentityResult:
 
     @property
     def holds(self) -> bool | None:
+        """False if refuted at some size, True only if proven at every size and there was at
+        least one: a check that checked nothing (``n = []``) has no verdict."""
         if any(r.holds is False for r in self.results):
             return False
-        return True if all(r.holds for r in self.results) else None
+        return True if self.results and all(r.holds for r in self.results) else None
 
     @property
     def seconds(self) -> float:
@@ -91,14 +95,20 @@ def _abbreviate_sums_of_exponentials(sides: list) -> tuple[list, tuple]:
     """Name every sum of exponentials Σ_k e^{g(z_k)} (softmax, logsumexp) S_1, S_2, … with the
     definition S = Sum(e^{g(z_K)}, (K, 1, n)), as derivations keep Σ_k e^{z_k} as one symbol: the
     exact check then works with S opaque (an identity true for every S is true for the real one)
-    and unfolds it only if it must; the numeric check evaluates S from its definition."""
+    and unfolds it only if it must; the numeric check evaluates S from its definition.
+
+    S is declared positive only when every exponent g(z_k) is real for every real z (then each
+    e^{g} is positive): SymPy uses the declaration at once (√(S²) becomes S), so a declaration
+    that is false for some value — Σ e^{√(9z)} is complex for z < 0 — would prove false claims."""
     found: dict = {}
     for side in sides:
         for node in preorder_traversal(side):
             if node not in found and isinstance(node, Add) and len(node.args) > 1:
                 as_sum = _as_indexed_sum(node)
                 if as_sum is not None:
-                    found[node] = (Symbol(f"S_{len(found) + 1}", positive=True), as_sum)
+                    real = all(term.args[0].is_extended_real for term in node.args)
+                    found[node] = (Symbol(f"S_{len(found) + 1}", positive=True) if real
+                                   else Symbol(f"S_{len(found) + 1}"), as_sum)
     if not found:
         return sides, ()
     renamed = [side.xreplace({total: symbol for total, (symbol, _) in found.items()}) for side in sides]
@@ -125,27 +135,54 @@ def _as_indexed_sum(total: Add):
 
 
 def check_at_size(identity: Identity, size: int | str) -> SizeResult:
+    """The verdict at one size. Never an exception for an identity the file layer accepted: an
+    assumption the checker cannot use, contradictory assumptions or an error inside SymPy give
+    "undecided" with the reason (the exception named, so a real bug stays visible)."""
+    started = time.perf_counter()
+
+    def undecided(detail: str) -> SizeResult:  # (the report says "undecided" before the detail)
+        return SizeResult(size, None, "—", detail, time.perf_counter() - started)
+
+    try:
+        if size == SYMBOLIC:
+            return _for_every_n(identity, started)
+        return _check_concrete(identity, size, started)
+    except UsageError:
+        raise  # the user's file: reported as such by the caller
+    except Contradictory as error:
+        return undecided(str(error))
+    except ValueError as error:  # e.g. an assumption that fixes no variable linearly
+        return undecided(f"could not check: {error}")
+    except RecursionError:
+        return undecided("the expression is too deeply nested to check")
+    except Exception as error:  # noqa: BLE001 - SymPy internals (KeyError, TypeError …); named, not hidden
+        return undecided(f"the checker failed inside SymPy ({type(error).__name__}: {error})")
+
+
+def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult:
     from symgrad.verify import StepChecker
 
-    started = time.perf_counter()
-    if size == SYMBOLIC:
-        return _for_every_n(identity, started)
     lhs, rhs, model = build_at_size(identity, size)
     if isinstance(lhs, Eq) or isinstance(rhs, Eq):
         raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: lhs and rhs must be expressions")
     step = Step(identity.name, Rule.SUBSTITUTE, lhs, rhs, assumptions=tuple(model.assumptions))
-    try:
-        check = StepChecker(model, index_proofs=False).check(step, f"{identity.name}:{size}")
-    except ValueError as error:  # e.g. an assumption that fixes no variable linearly
-        return SizeResult(size, None, "—", f"could not check: {error}", time.perf_counter() - started)
+    checker = StepChecker(model, index_proofs=False)
+    check = checker.check(step, f"{identity.name}:{size}")
     if check.exact is False or check.numeric is False:
         holds = False
     elif check.exact and check.numeric:
         holds = True
     else:
         holds = None
-    method = " + ".join(m for m, ok in (("exact", check.exact), ("numeric", check.numeric)) if ok) or "—"
-    return SizeResult(size, holds, method, check.detail, time.perf_counter() - started)
+    if holds is False:
+        method = "exact evaluation" if check.detail.startswith("refuted exactly") else "numeric"
+    else:
+        method = " + ".join(m for m, ok in (("exact", check.exact), ("numeric", check.numeric)) if ok) or "—"
+    detail = check.detail
+    vacuous = sorted(checker.concrete.vacuous)
+    if vacuous:
+        detail += "; " + ", ".join(f"assumption {name!r} is always true (vacuous)" for name in vacuous)
+    return SizeResult(size, holds, method, detail, time.perf_counter() - started)
 
 
 # Statements the engine proves for every n, each by a derivation: (lhs, rhs, assumptions) in the
@@ -156,13 +193,15 @@ PROOFS_FOR_EVERY_N = {
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
-    """The symbolic-n derivation whose statement this identity is (up to variable names)."""
-    from symgrad.api import derive
+    """The symbolic-n derivation whose statement this identity is (up to variable names),
+    built by the derivation stage and checked here (the verifier does not call up into the API)."""
+    from symgrad.derivation import DERIVATIONS
+    from symgrad.verify import check_derivation
 
     mine = _canonical(identity.lhs, identity.rhs, identity.assume)
     for (lhs, rhs, assume), name in PROOFS_FOR_EVERY_N.items():
         if _canonical(lhs, rhs, assume) == mine and set(identity.variables.values()) == {SIZE_NAME}:
-            derivation = derive(name, SYMBOLIC)
+            derivation = check_derivation(DERIVATIONS[name](SYMBOLIC, normalized_labels=True))
             holds = True if derivation.proven else None
             detail = (f"proven for every n by `symgrad derive {name} --n symbolic` "
                       f"({len(derivation.steps)} steps in index notation)" if holds else

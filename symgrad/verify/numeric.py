@@ -14,14 +14,18 @@ import random
 from collections.abc import Callable
 
 import mpmath
-from sympy import (Add, Basic, Derivative, Float, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational,
-                   Symbol, exp, log, tanh)
+from sympy import (Abs, Add, Basic, Derivative, Float, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational,
+                   Symbol, exp, im, log, re, sign, tanh)
 
 from symgrad.verify.concrete import ConcreteModel
 
 DIGITS = 50
 # Agreement demanded: 35 of the 50 digits (numerical differentiation keeps well over that).
 TOLERANCE_DIGITS = 35
+# A disagreement at 50 digits is re-evaluated at these precisions before it may refute anything:
+# cancellation ((T + 10⁶⁰)² − 10¹²⁰ − 2·10⁶⁰T) loses every one of 50 digits but none of 200.
+CONFIRM_DIGITS = (100, 200, 400, 800)
+STABLE_DIGITS = 20  # a difference is "stable" when two precisions agree on this many digits of it
 
 
 class NumericError(ValueError):
@@ -95,10 +99,43 @@ class NumericProgram:
         """Random values in [-2, 2] (exact binary fractions, so the point is reproducible) for
         every base variable, then the eliminated variable computed from its assumption."""
         values = [mpmath.mpf(rng.randint(-2**20, 2**20)) / 2**19 for _ in self.base]
-        state = self.state_at(values)
+        return self.state_from(values, elimination)
+
+    def state_from(self, base_values: list, elimination: dict) -> State:
+        """A fresh state at the working precision: base values as given (exact binary
+        fractions), eliminated variables computed from their solutions, nothing cached."""
+        state = self.state_at(base_values)
         for variable, solution in elimination.items():
             state.values[self.slots[variable]] = self.compile(solution)(state)
         return state
+
+    def confirm(self, left: Compiled, right: Compiled, state: State, elimination: dict):
+        """Re-evaluate a disagreement at the same point in ever higher precision.
+
+        Returns ("agree", digits) when the sides agree at some precision (the disagreement was
+        rounding), ("differ", (lv, rv)) when the difference is the same to ``STABLE_DIGITS``
+        digits at two consecutive precisions (not cancellation noise, which changes with the
+        precision), and ("unstable", digits) when neither happened up to the last precision."""
+        base = list(state.values[:len(self.base)])
+        eliminated = {self.slots[v] for v in elimination}
+        base = [None if k in eliminated else value for k, value in enumerate(base)]
+        previous = None
+        for digits in CONFIRM_DIGITS:
+            with mpmath.workdps(digits):
+                try:
+                    fresh = self.state_from([mpmath.mpf(v) if v is not None else None for v in base], elimination)
+                    lv, rv = left(fresh), right(fresh)
+                except ZeroDivisionError:
+                    return "unstable", digits
+                if not (is_finite(lv) and is_finite(rv)):
+                    return "unstable", digits
+                if agree(lv, rv):
+                    return "agree", digits
+                difference = lv - rv
+                if previous is not None and abs(difference - previous) <= abs(difference) * mpmath.mpf(10) ** -STABLE_DIGITS:
+                    return "differ", (lv, rv, digits)
+                previous = difference
+        return "unstable", CONFIRM_DIGITS[-1]
 
     def perturbed(self, state: State, k: int, value) -> State:
         """The same point with slot ``k`` set to ``value`` and everything depending on it cleared."""
@@ -120,8 +157,7 @@ class NumericProgram:
             k = self.slot(expr)
             return lambda state: self.get(state, k)
         if expr.is_Integer or isinstance(expr, Rational):
-            constant = mpmath.mpf(expr.p) / expr.q
-            return lambda state: constant
+            return _rational_constant(int(expr.p), int(expr.q))
         if isinstance(expr, Float):
             constant = mpmath.mpf(expr)
             return lambda state: constant
@@ -145,6 +181,13 @@ class NumericProgram:
             return self._cached_node(expr, mpmath.exp if isinstance(expr, exp) else mpmath.log, parts[0])
         if isinstance(expr, tanh):
             return lambda state: mpmath.tanh(parts[0](state))
+        if isinstance(expr, Abs):  # (x²)^½ is built as |x|: must be evaluated, not refused
+            return lambda state: abs(parts[0](state))
+        if isinstance(expr, sign):
+            return lambda state: mpmath.sign(parts[0](state))
+        if isinstance(expr, (re, im)):
+            take = mpmath.re if isinstance(expr, re) else mpmath.im
+            return lambda state: take(parts[0](state))
         if isinstance(expr, KroneckerDelta):
             return lambda state: mpmath.mpf(1 if parts[0](state) == parts[1](state) else 0)
         if isinstance(expr, Piecewise):
@@ -182,6 +225,26 @@ class NumericProgram:
         return derivative
 
 
-def agree(left, right) -> bool:
+def _rational_constant(p: int, q: int) -> Compiled:
+    """p/q at the precision in force when evaluated (10¹²⁰ rounded once at 50 digits would stay
+    rounded when a disagreement is re-evaluated at 200)."""
+    cache: dict[int, mpmath.mpf] = {}
+
+    def constant(state):
+        prec = mpmath.mp.prec
+        if prec not in cache:
+            cache[prec] = mpmath.mpf(p) / q
+        return cache[prec]
+    return constant
+
+
+def is_finite(value) -> bool:
+    """False for ±∞ and NaN, in either part of a complex value."""
+    return bool(mpmath.isfinite(value))
+
+
+def agree(left, right, digits: int = TOLERANCE_DIGITS) -> bool:
+    """Equal to ``digits`` digits relative to the larger side (absolute below 1). Values may be
+    complex (mpc): (Σ e^{√(9z)})² has a complex value for z < 0."""
     scale = max(mpmath.mpf(1), abs(left), abs(right))
-    return abs(left - right) <= scale * mpmath.mpf(10) ** (-TOLERANCE_DIGITS)
+    return abs(left - right) <= scale * mpmath.mpf(10) ** (-digits)
