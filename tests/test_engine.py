@@ -197,3 +197,17 @@ def test_any_composition_is_derived_proven_and_matches_finite_differences(inner,
     assert not unproven, expression
     _assert_matches_finite_differences(problem, derivation, seed)
 
+
+
+@pytest.mark.parametrize("rhs, holds", [("softmax(z) - y", True), ("softmax(z) - 2 * y", None),
+                                        ("y - softmax(z)", None)])
+def test_verify_proves_for_every_n_through_the_engine_and_never_a_false_identity(tmp_path, rhs, holds):
+    from symgrad.identity_file import load_file
+    from symgrad.verify.identity import check_at_size
+
+    path = tmp_path / "ids.toml"
+    path.write_text('[[identity]]\nname = "ce"\nvars = { z = "n", y = "n" }\nn = ["symbolic"]\n'
+                    f'assume = ["sum(y) == 1"]\nlhs = "grad(cross_entropy(softmax(z), y), z)"\nrhs = "{rhs}"\n',
+                    encoding="utf-8")
+    (identity,) = load_file(path)
+    assert check_at_size(identity, "symbolic").holds is holds

@@ -185,43 +185,24 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
     return SizeResult(size, holds, method, detail, time.perf_counter() - started)
 
 
-# Statements the engine proves for every n, each by a derivation: (lhs, rhs, assumptions) in the
-# expression language, over vectors of length n named in order of first appearance.
-PROOFS_FOR_EVERY_N = {
-    ("grad(cross_entropy(softmax(z), y), z)", "softmax(z) - y", ("sum(y) == 1",)): "softmax-cross-entropy",
-}
-
-
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
-    """The symbolic-n derivation whose statement this identity is (up to variable names),
-    built by the derivation stage and checked here (the verifier does not call up into the API)."""
-    from symgrad.derivation import DERIVATIONS
+    """A proof for every n: the general engine derives the identity's ``grad(…)``/``jacobian(…)``
+    at a symbolic n (the derivation stage, below this one) and every step is checked here in
+    index notation; the last step is the identity's rhs, so a proven derivation proves it."""
+    from symgrad.derivation.engine import derive_problem, problem_from_identity
     from symgrad.verify import check_derivation
 
-    mine = _canonical(identity.lhs, identity.rhs, identity.assume)
-    for (lhs, rhs, assume), name in PROOFS_FOR_EVERY_N.items():
-        if _canonical(lhs, rhs, assume) == mine and set(identity.variables.values()) == {SIZE_NAME}:
-            derivation = check_derivation(DERIVATIONS[name](SYMBOLIC, normalized_labels=True))
-            holds = True if derivation.proven else None
-            detail = (f"proven for every n by `symgrad derive {name} --n symbolic` "
-                      f"({len(derivation.steps)} steps in index notation)" if holds else
-                      f"`symgrad derive {name} --n symbolic` did not prove every step")
-            return SizeResult(SYMBOLIC, holds, "index notation" if holds else "—", detail,
-                              time.perf_counter() - started)
-    return SizeResult(SYMBOLIC, None, "—", "no proof for every n is available for this identity "
-                      "(it is checked at the listed sizes only)", time.perf_counter() - started)
+    def verdict(holds, detail):
+        return SizeResult(SYMBOLIC, holds, "index notation" if holds else "—", detail,
+                          time.perf_counter() - started)
 
-
-def _canonical(lhs: str, rhs: str, assume) -> str:
-    """The statement's syntax trees with variables renamed v0, v1, … in order of appearance."""
-    import ast
-
-    from symgrad.language import FUNCTIONS, parse_tree
-
-    names: dict[str, str] = {}
-    trees = [parse_tree(lhs), parse_tree(rhs), *(parse_tree(a, allow_equation=True) for a in sorted(assume))]
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id not in FUNCTIONS and node.id != SIZE_NAME:
-                node.id = names.setdefault(node.id, f"v{len(names)}")
-    return "|".join(ast.dump(tree) for tree in trees)
+    try:
+        problem = problem_from_identity(identity, SYMBOLIC)
+        derivation = check_derivation(derive_problem(problem))
+    except UsageError as error:
+        return verdict(None, f"no proof for every n: {error} (it is checked at the listed sizes only)")
+    command = f"`symgrad derive {identity.path} --identity {identity.name!r} --n symbolic`"
+    if derivation.proven:
+        return verdict(True, f"proven for every n by {command} ({len(derivation.steps)} steps in index notation)")
+    failed = [k for k, step in enumerate(derivation.steps, start=1) if not step.check.proven]
+    return verdict(None, f"{command} did not prove step(s) {', '.join(map(str, failed))}")
