@@ -69,26 +69,33 @@ def derive(
                                                         help="Seconds the whole derivation may take (0: no limit).")] = None,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
-    from symgrad.api import DEFAULT_DERIVE_TIME_LIMIT, parse_size, parse_time_limit, render
-    from symgrad.api import derive as run_derivation
+    from symgrad.limits import DEFAULT_DERIVE_TIME_LIMIT, parse_size, parse_time_limit, refuse_too_much_work
 
+    # sizes, limits and the output path first: refusing takes no time (no SymPy yet)
     size = parse_size(n)
     limit = parse_time_limit(DEFAULT_DERIVE_TIME_LIMIT if time_limit is None else time_limit)
     target = check_output_path(output)
     sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
-    derivation = run_derivation(name, size, normalized_labels=normalized_labels,
-                                progress=_progress_reporter(), time_limit=limit, **sizes)
-    if fmt is Format.text and target is None:
+    refuse_too_much_work(name, size, {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
+    from symgrad.api import derive as run_derivation
+    from symgrad.api import render
+    from symgrad.budget import deadline
+
+    with deadline(limit):  # the derivation, its checks and its rendering: one budget
+        derivation = run_derivation(name, size, normalized_labels=normalized_labels,
+                                    progress=_progress_reporter(), **sizes)
+        text = None
+        if not (fmt is Format.text and target is None):
+            text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
+                          bold=bold.value, label=label)
+    if text is None:
         from rich.console import Console
 
         Console(highlight=False).print(derivation)
+    elif target is None:
+        sys.stdout.write(text)
     else:
-        text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
-                      bold=bold.value, label=label)
-        if target is None:
-            sys.stdout.write(text)
-        else:
-            write_atomically(target, text)
+        write_atomically(target, text)
     if not derivation.proven:
         _error_line("not every step could be proven; see the step statuses above")
         raise typer.Exit(EXIT_FAILED)
@@ -128,7 +135,8 @@ def verify(
         from rich.console import Console
 
         console = Console(highlight=False)
-        console.print(results_table(results))
+        if results or not problems:
+            console.print(results_table(results))
         for line in failure_lines(results):
             console.print(line, style="red", soft_wrap=True, markup=False)
         for path in stale:
@@ -185,7 +193,7 @@ def export(
 
 
 def _time_limit(value: Optional[float]) -> Optional[float]:
-    from symgrad.api import DEFAULT_TIME_LIMIT, parse_time_limit
+    from symgrad.limits import DEFAULT_TIME_LIMIT, parse_time_limit
 
     return parse_time_limit(DEFAULT_TIME_LIMIT if value is None else value)
 

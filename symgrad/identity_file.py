@@ -115,7 +115,9 @@ def load_file(path: Path) -> list[Identity]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise IdentityFileError(f"{path}: not UTF-8 (byte {error.start})", path) from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise IdentityFileError(f"{path}:{line}:{column}: not UTF-8 (byte {error.start})", path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
