@@ -18,6 +18,8 @@ for expressions, the line and column.
 from __future__ import annotations
 
 import ast
+import json
+import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,10 +60,22 @@ class Identity:
     rhs: str
     path: Path
     text: str  # the whole file, to locate expressions for error messages
+    start: int = 0  # offset of this identity's [[identity]] table in ``text``
 
     def where(self, expression: str, column: int | None = None) -> str:
-        """``file:line:column`` of an expression inside the file (best effort)."""
-        offset = self.text.find(expression)
+        """``file:line:column`` of an expression inside the file (best effort): the quoted
+        string in this identity's table, else the first place the text appears."""
+        offset = -1
+        for quoted, skip in ((json.dumps(expression, ensure_ascii=False), 1), (f"'{expression}'", 1),
+                             (f'"""{expression}"""', 3), (expression, 0)):
+            if not expression.strip() and not skip:
+                break
+            found = self.text.find(quoted, self.start)
+            if found < 0:
+                found = self.text.find(quoted)
+            if found >= 0:
+                offset = found + skip
+                break
         if offset < 0:
             return str(self.path)
         line = self.text.count("\n", 0, offset) + 1
@@ -113,7 +127,7 @@ def load_file(path: Path) -> list[Identity]:
     if len(raw) > MAX_FILE_BYTES:
         raise IdentityFileError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB", path)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark some editors write is not an error
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
@@ -121,8 +135,10 @@ def load_file(path: Path) -> list[Identity]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        line, column = getattr(error, "lineno", None), getattr(error, "colno", None)
-        message = getattr(error, "msg", None) or str(error)
+        message = str(error)
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        line, column = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+        message = message[:found.start()] if found else message
         where = f"{path}:{line}:{column}" if line and column else str(path)
         raise IdentityFileError(f"{where}: not valid TOML: {message}", path) from None
     except (RecursionError, MemoryError):
@@ -146,17 +162,16 @@ def load_file(path: Path) -> list[Identity]:
     return [_identity(path, text, k, table) for k, table in enumerate(tables, start=1)]
 
 
+def _table_start(text: str, number: int) -> int:
+    """Offset of the ``number``-th [[identity]] header (0 if there is none)."""
+    starts = [m.start() for m in re.finditer(r"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", text, re.M)]
+    return starts[number - 1] if 0 < number <= len(starts) else 0
+
+
 def _key_place(path: Path, text: str, number: int, key: str) -> str:
     """``file:line:column`` of ``key = …`` inside the ``number``-th [[identity]] table (0: the
     whole file), best effort; ``file`` alone if it cannot be found."""
-    import re
-
-    offset = 0
-    if number:
-        starts = [m.start() for m in re.finditer(r"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", text, re.M)]
-        if len(starts) < number:
-            return str(path)
-        offset = starts[number - 1]
+    offset = _table_start(text, number) if number else 0
     if key.startswith("["):
         found = re.search(r"^[ \t]*" + re.escape(key), text[offset:], re.M)
     else:
@@ -216,7 +231,7 @@ def _identity(path: Path, text: str, number: int, table: dict) -> Identity:
     if not all(isinstance(a, str) for a in assume):
         raise fail("assume", "'assume' must be a list of strings such as [\"sum(y) == 1\"]")
     identity = Identity(name, table.get("description", ""), variables, tuple(dict.fromkeys(sizes)),
-                        tuple(assume), table["lhs"], table["rhs"], path, text)
+                        tuple(assume), table["lhs"], table["rhs"], path, text, _table_start(text, number))
     used = set()
     for expression, is_assumption in [(identity.lhs, False), (identity.rhs, False), *((a, True) for a in assume)]:
         try:

@@ -253,7 +253,7 @@ def test_an_interrupt_says_so_leaves_no_temporary_file_and_keeps_the_old_output(
     process = subprocess.Popen([sys.executable, "-m", "symgrad", "export", str(path), "-o", str(out),
                                 "--unchecked"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=tmp_path)
-    time.sleep(4)  # inside the slow check
+    time.sleep(8)  # well inside the slow check (its default limit is 60 s), even on a loaded machine
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -5,7 +5,6 @@ can be compared with a fresh export (``symgrad verify --check-exports``)."""
 from __future__ import annotations
 
 import ast
-
 import re
 
 from symgrad.identity_file import SYMBOLIC, Identity, IdentityFileError
