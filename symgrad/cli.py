@@ -228,7 +228,10 @@ def _identity_progress():
     if not sys.stderr.isatty():
         return None
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
+
+    from symgrad.errors import one_line
 
     progress = Progress(console=Console(stderr=True), transient=True)
     _LIVE.append(progress)
@@ -239,7 +242,7 @@ def _identity_progress():
         if task is None:
             progress.start()
             task = progress.add_task("verifying", total=total)
-        progress.update(task, completed=done, description=f"verifying {name}")
+        progress.update(task, completed=done, description=f"verifying {escape(one_line(name))}")
         if done == total:
             progress.stop()
     return report
