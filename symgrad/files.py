@@ -3,7 +3,8 @@
 * A regular file is replaced atomically: the text goes to a temporary file beside it, which is
   renamed over the target. An error or an interrupt (Ctrl-C, SIGTERM) at any moment leaves the
   previous content intact and no temporary file behind.
-* A new file gets the mode the umask gives (0666 & ~umask), a replaced one keeps its mode.
+* A new file gets the mode the umask gives (0666 & ~umask), a replaced one keeps its mode
+  (and its owner, where that is allowed).
 * A special file (a FIFO, a terminal, /dev/null) is written in place, never replaced.
 * A symbolic link is followed: its target is written, the link stays.
 * A file the command reads (an identity file) is never an output.
@@ -88,6 +89,11 @@ def write_atomically(path: Path, text: str) -> None:
         try:
             with os.fdopen(fd, "wb") as handle:
                 os.fchmod(handle.fileno(), mode)
+                if info is not None and (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
+                    try:  # a replaced file keeps its owner where we may set it
+                        os.fchown(handle.fileno(), info.st_uid, info.st_gid)
+                    except OSError:
+                        pass
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -262,20 +262,29 @@ def test_an_interrupt_says_so_leaves_no_temporary_file_and_keeps_the_old_output(
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_interrupt_while_writing_leaves_no_temporary_file(tmp_path):
-    """The write itself, interrupted at once, in process: the old file stays and no .tmp remains."""
+def test_sigterm_while_writing_leaves_a_complete_file_and_no_temporary_file(tmp_path, monkeypatch):
+    """SIGTERM arriving in the middle of the write (here: while the temporary file is being
+    synced), with the CLI's handler: it takes effect once the file is complete, and no .tmp stays."""
+    from symgrad import files
+    from symgrad.cli import _on_signal
     from symgrad.errors import Interrupted
-    from symgrad.files import write_atomically
 
     target = tmp_path / "out.tex"
     target.write_text("previous\n")
+    real_fsync = os.fsync
 
-    class Exploding(str):
-        def encode(self, *args):
-            raise Interrupted("SIGTERM")
-    with pytest.raises(Interrupted):
-        write_atomically(target, Exploding("new"))
-    assert target.read_text() == "previous\n" and not list(tmp_path.glob(".*.tmp"))
+    def fsync_then_sigterm(fd):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_fsync(fd)
+    monkeypatch.setattr(files.os, "fsync", fsync_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        with pytest.raises(Interrupted):
+            files.write_atomically(target, "new content\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert target.read_text() in ("previous\n", "new content\n")
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 # -- bounded work ---------------------------------------------------------------------------------
@@ -361,3 +370,14 @@ def test_a_swallowed_time_limit_is_raised_again():
                 time.sleep(1)
             except BaseException:  # noqa: BLE001 - what careless code might do
                 pass
+
+
+def test_the_api_takes_a_time_limit_too():
+    from symgrad.api import derive
+    from symgrad.budget import TimeLimitReached
+
+    started = time.monotonic()
+    with pytest.raises(TimeLimitReached):
+        derive("softmax-cross-entropy", 128, time_limit=0.5)
+    assert time.monotonic() - started < 10
+    assert derive("softmax-cross-entropy", 3, time_limit=60).proven
