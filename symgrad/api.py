@@ -9,42 +9,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from symgrad.derivation import DERIVATIONS
 from symgrad.errors import UsageError
 from symgrad.output.notation import NOTATIONS, Notation
 from symgrad.steps import Derivation
+from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
+                            MAX_WORK, parse_size, parse_time_limit, refuse_too_much_work)
 from symgrad.verify import check_derivation
 
 FORMATS = ("text", "latex", "markdown", "json")
-EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
-MAX_N = 4096  # beyond this a fixed-n derivation is not useful to print and would take very long
-
-
-def parse_size(value: str | int, name: str = "n") -> int | str:
-    """A size as the user gave it: a positive integer, or "symbolic"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip()
-        if text.lower() == "symbolic":
-            return "symbolic"
-        try:
-            number = int(text)
-        except ValueError:
-            raise UsageError(f"--{name} must be a positive integer or 'symbolic', not {text!r}") from None
-    if number < 1:
-        raise UsageError(f"--{name} must be at least 1, not {number}")
-    if number > MAX_N:
-        raise UsageError(f"--{name} must be at most {MAX_N}, not {number}")
-    return number
 
 
 def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_labels: bool = True,
            check: bool = True, progress: Callable[[int, int, str], None] | None = None,
-           **sizes) -> Derivation:
-    """Build, derive and (by default) check a derivation. Raises UsageError on bad input."""
+           time_limit: float | None = None, **sizes) -> Derivation:
+    """Build, derive and (by default) check a derivation. Raises UsageError on bad input, and
+    ``symgrad.budget.TimeLimitReached`` if ``time_limit`` seconds (if given) run out."""
     if name not in DERIVATIONS:
         known = ", ".join(sorted(DERIVATIONS))
         raise UsageError(f"unknown derivation {name!r}; known: {known}")
@@ -56,8 +40,12 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
             raise UsageError(f"--{key.replace('_', '-')} does not apply to {name}"
                              + (f" (it takes --n{''.join(' --' + k.replace('_', '-') for k in accepted)})"))
     extra = {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()}
-    derivation = builder(size, normalized_labels=normalized_labels, **extra)
-    return check_derivation(derivation, progress) if check else derivation
+    refuse_too_much_work(name, size, extra)
+    from symgrad.budget import deadline
+
+    with deadline(parse_time_limit(time_limit)):
+        derivation = builder(size, normalized_labels=normalized_labels, **extra)
+        return check_derivation(derivation, progress) if check else derivation
 
 
 def parse_variables(text: str) -> dict:
@@ -160,20 +148,83 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
 
 
 
-def verify_paths(paths, progress: Callable[[int, int, str], None] | None = None) -> list:
-    """Load every identity file under ``paths`` and check each identity at each of its sizes.
-    Raises UsageError (an IdentityFileError) for any problem with the files themselves."""
+@dataclass(frozen=True)
+class Checked:
+    """What ``check_files`` found: a result per identity that could be checked, and one problem
+    (an ``IdentityFileError``, with ``path`` and perhaps ``identity``) per file or identity that
+    could not; ``files`` are the identity files read (inputs: never to be overwritten)."""
+
+    results: list
+    problems: list
+    files: list
+
+
+def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
+                   progress: Callable[[str], None] | None = None):
+    """``symgrad.verify.identity.check_identity`` with a time budget for each size: a size that
+    runs out of time (or memory) is undecided, and the other sizes still run. Raises
+    IdentityFileError for a mistake in the identity that shows only at some size."""
+    from symgrad.budget import TimeLimitReached, deadline, format_seconds
+    from symgrad.verify.identity import IdentityResult, SizeResult, check_at_size
+
+    limit = parse_time_limit(time_limit)
+    results = []
+    for size in identity.sizes:
+        if progress:
+            progress(f"{identity.name} (n = {size})")
+        started = time.perf_counter()
+        try:
+            with deadline(limit):
+                result = check_at_size(identity, size)
+        except TimeLimitReached as reached:
+            result = SizeResult(size, None, "—", f"time limit reached after {format_seconds(reached.seconds)} s "
+                                "(raise it with --time-limit)", time.perf_counter() - started)
+        except MemoryError:
+            result = SizeResult(size, None, "—", "ran out of memory", time.perf_counter() - started)
+        except RecursionError:
+            result = SizeResult(size, None, "—", "could not check: the expressions are nested too deeply",
+                                time.perf_counter() - started)
+        results.append(result)
+    return IdentityResult(identity, tuple(results))
+
+
+def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
+                progress: Callable[[int, int, str], None] | None = None) -> Checked:
+    """Read every identity file under ``paths`` and check each identity at each of its sizes;
+    a bad file or identity is a problem and everything else is still checked. Raises UsageError
+    only if there is nothing at all to check."""
     from pathlib import Path
 
-    from symgrad.identity_file import load_paths
-    from symgrad.verify.identity import check_identity
+    from symgrad.identity_file import IdentityFileError, find_files, load_file
 
-    identities = load_paths([Path(p) for p in paths])
+    files, problems = find_files([Path(p) for p in paths])
+    identities = []
+    for file in files:
+        try:
+            identities += load_file(file)
+        except IdentityFileError as problem:
+            problem.path = problem.path or file
+            problems.append(problem)
     results = []
     for done, identity in enumerate(identities):
-        if progress:
-            progress(done, len(identities), identity.name)
-        results.append(check_identity(identity))
+        def step(what: str, done=done) -> None:
+            if progress:
+                progress(done, len(identities), what)
+        try:
+            results.append(check_identity(identity, time_limit, step))
+        except IdentityFileError as problem:
+            problem.path, problem.identity = problem.path or identity.path, problem.identity or identity.name
+            problems.append(problem)
     if progress:
         progress(len(identities), len(identities), "done")
-    return results
+    return Checked(results, problems, files)
+
+
+def verify_paths(paths, progress: Callable[[int, int, str], None] | None = None,
+                 time_limit: float | None = DEFAULT_TIME_LIMIT) -> list:
+    """Load every identity file under ``paths`` and check each identity at each of its sizes.
+    Raises UsageError (an IdentityFileError) for the first problem with the files themselves."""
+    checked = check_files(paths, time_limit=time_limit, progress=progress)
+    if checked.problems:
+        raise checked.problems[0]
+    return checked.results

@@ -1,21 +1,24 @@
 """The command line: a thin typer layer over ``symgrad.api``.
 
-Exit codes: 0 every step proven · 1 a check failed or could not be decided · 2 usage error
-(bad option, bad size, unwritable path) · 3 internal error (a bug: please report it).
+Exit codes: 0 every step proven · 1 a check failed or could not be decided (including a time
+limit reached) · 2 usage or input error (bad option, bad size, bad identity file, unwritable
+path) · 3 internal error (a bug: please report it) · 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+from symgrad.files import check_output_path, write_atomically  # noqa: F401 (write_atomically: API)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+TIME_LIMIT_HELP = "Seconds each identity may take at each size (0: no limit); beyond it the size is undecided."
 
 app = typer.Typer(
     add_completion=False,
@@ -67,25 +70,37 @@ def derive(
     notation: Annotated[NotationChoice, typer.Option(case_sensitive=False, help="Names in print: plain (z, a, y, L) or course (Z^[L], A^[L], …).")] = NotationChoice.plain,
     bold: Annotated[Bold, typer.Option(case_sensitive=False, help=r"Bold vectors with \mathbf (plain LaTeX) or \bm (package bm).")] = Bold.mathbf,
     label: Annotated[Optional[str], typer.Option(help=r"LaTeX: number the lines and put \label{PREFIX:step-k} on each.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS",
+                                                        help="Seconds the whole derivation may take (0: no limit).")] = None,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
-    from symgrad.api import parse_size, render
+    from symgrad.limits import DEFAULT_DERIVE_TIME_LIMIT, parse_size, parse_time_limit, refuse_too_much_work
 
+    # sizes, limits and the output path first: refusing takes no time (no SymPy yet)
     size = parse_size(n)
-    target = _check_output_path(output)
+    limit = parse_time_limit(DEFAULT_DERIVE_TIME_LIMIT if time_limit is None else time_limit)
+    target = check_output_path(output)
     sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
-    derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes, normalized_labels)
-    if fmt is Format.text and target is None:
+    refuse_too_much_work(name or "softmax-cross-entropy", size,
+                         {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
+    from symgrad.api import render
+    from symgrad.budget import deadline
+
+    with deadline(limit):  # the derivation, its checks and its rendering: one budget
+        derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
+                                 normalized_labels)
+        text = None
+        if not (fmt is Format.text and target is None):
+            text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
+                          bold=bold.value, label=label)
+    if text is None:
         from rich.console import Console
 
         Console(highlight=False).print(derivation)
+    elif target is None:
+        sys.stdout.write(text)
     else:
-        text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
-                      bold=bold.value, label=label)
-        if target is None:
-            sys.stdout.write(text)
-        else:
-            write_atomically(target, text)
+        write_atomically(target, text)
     if not derivation.proven:
         _error_line("not every step could be proven; see the step statuses above")
         raise typer.Exit(EXIT_FAILED)
@@ -137,29 +152,41 @@ def verify(
                                               help="text (a table) or json (machine-readable results).")] = VerifyFormat.text,
     junit: Annotated[Optional[Path], typer.Option(help="Also write JUnit XML here (atomically), for CI dashboards.")] = None,
     check_exports: Annotated[bool, typer.Option("--check-exports", help="Also fail if a committed .tex beside a .toml is not what `symgrad export` writes.")] = False,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
 
-    Exit codes: 0 all hold · 1 at least one fails or is undecided · 2 a usage or file error · 3 a bug."""
-    from symgrad.api import verify_paths
-    from symgrad.output.report import failure_lines, results_json, results_junit, results_table
+    Every file that can be checked is checked; every file or identity that cannot is reported on
+    one line (and is an error in --junit and -f json). Exit codes: 0 all hold · 1 at least one
+    fails or is undecided · 2 a usage or file error · 3 a bug."""
+    from symgrad.api import check_files
+    from symgrad.identity_file import find_files
+    from symgrad.output.report import failure_lines, problem_line, results_json, results_junit, results_table
 
-    junit_target = _check_output_path(junit)
-    results = verify_paths(paths, progress=_identity_progress())
-    stale = _stale_exports(results) if check_exports else []
+    limit = _time_limit(time_limit)
+    junit_target = check_output_path(junit, inputs=find_files(list(paths))[0])
+    checked = check_files(paths, time_limit=limit, progress=_identity_progress())
+    results, problems = checked.results, checked.problems
+    stale = _stale_exports(results, problems) if check_exports else []
     if fmt is VerifyFormat.json:
-        sys.stdout.write(results_json(results))
+        sys.stdout.write(results_json(results, problems=problems))
     else:
         from rich.console import Console
 
         console = Console(highlight=False)
-        console.print(results_table(results))
+        if results or not problems:
+            console.print(results_table(results))
         for line in failure_lines(results):
-            console.print(line, style="red", soft_wrap=True)
+            console.print(line, style="red", soft_wrap=True, markup=False)
         for path in stale:
-            console.print(f"out of date: {path} (run: symgrad export {path.with_suffix('.toml')} -o {path})", style="red")
+            console.print(f"out of date: {path} (run: symgrad export {path.with_suffix('.toml')} -o {path})",
+                          style="red", markup=False)
+    for problem in problems:
+        _error_line(problem_line(problem))
     if junit_target is not None:
-        write_atomically(junit_target, results_junit(results))
+        write_atomically(junit_target, results_junit(results, problems=problems))
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
     if stale or not all(r.holds for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -168,37 +195,71 @@ def verify(
 def export(
     path: Annotated[Path, typer.Argument(help="An identity file (*.toml).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
+    unchecked: Annotated[bool, typer.Option("--unchecked", help="Export even identities that do not hold (or are undecided), each marked NOT verified in the LaTeX.")] = False,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
 ) -> None:
-    """Render an identity file's statements as a LaTeX document (as written, not expanded)."""
-    from symgrad.identity_file import load_file
+    """Check an identity file (as `symgrad verify` does) and render its statements as a LaTeX
+    document (as written, not expanded). Only identities that hold are stated as checked: if any
+    does not, nothing is written (exit 1) unless --unchecked."""
+    from symgrad.api import check_files
+    from symgrad.errors import UsageError
     from symgrad.output.identity_latex import render_identities
+    from symgrad.output.report import problem_line, verdict
 
-    target = _check_output_path(output)
+    limit = _time_limit(time_limit)
+    target = check_output_path(output, inputs=[path])
     if not path.is_file():
-        from symgrad.errors import UsageError
-
         raise UsageError(f"{path}: no such file")
-    text = render_identities(load_file(path), title=path.stem)
+    checked = check_files([path], time_limit=limit, progress=_identity_progress())
+    if checked.problems:
+        for problem in checked.problems[:-1]:
+            _error_line(problem_line(problem))
+        raise checked.problems[-1]
+    not_holding = [r for r in checked.results if r.holds is not True]
+    for result in not_holding:
+        if unchecked:
+            _warning_line(f"{path}: identity {result.identity.name!r} {verdict(result)}: exported marked NOT verified")
+        else:
+            _error_line(f"{path}: identity {result.identity.name!r} {verdict(result)}: not exported "
+                        "(symgrad verify shows why; --unchecked exports it marked NOT verified)")
+    if not_holding and not unchecked:
+        raise typer.Exit(EXIT_FAILED)
+    text = render_identities(checked.results, title=path.stem)
     if target is None:
         sys.stdout.write(text)
     else:
         write_atomically(target, text)
 
 
-def _stale_exports(results) -> list[Path]:
+def _time_limit(value: Optional[float]) -> Optional[float]:
+    from symgrad.limits import DEFAULT_TIME_LIMIT, parse_time_limit
+
+    return parse_time_limit(DEFAULT_TIME_LIMIT if value is None else value)
+
+
+def _stale_exports(results, problems=()) -> list[Path]:
     """Committed .tex files beside the checked identity files that differ from a fresh export
-    (from the identities already loaded, not by reading the files again)."""
+    (from the results already computed, not by reading the files again). A file with a problem
+    is reported as such, not also as stale; a .tex that cannot be read or is not UTF-8 is stale."""
+    from symgrad.files import read_bytes
     from symgrad.output.identity_latex import render_identities
 
+    bad = {str(getattr(problem, "path", "")) for problem in problems}
     by_file: dict[Path, list] = {}
     for result in results:
-        by_file.setdefault(result.identity.path, []).append(result.identity)
+        by_file.setdefault(result.identity.path, []).append(result)
     stale = []
-    for file, identities in by_file.items():
+    for file, members in by_file.items():
         tex = file.with_suffix(".tex")
-        if tex.is_file() and tex.read_text(encoding="utf-8") != render_identities(identities, title=file.stem):
+        if str(file) in bad or not tex.is_file():
+            continue
+        expected = render_identities(members, title=file.stem).encode("utf-8", "surrogateescape")
+        if read_bytes(tex) != expected:
             stale.append(tex)
     return stale
+
+
+_LIVE: list = []  # progress displays to stop if the command ends early
 
 
 def _identity_progress():
@@ -206,9 +267,13 @@ def _identity_progress():
     if not sys.stderr.isatty():
         return None
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
+    from symgrad.errors import one_line
+
     progress = Progress(console=Console(stderr=True), transient=True)
+    _LIVE.append(progress)
     task = None
 
     def report(done: int, total: int, name: str) -> None:
@@ -216,37 +281,10 @@ def _identity_progress():
         if task is None:
             progress.start()
             task = progress.add_task("verifying", total=total)
-        progress.update(task, completed=done, description=f"verifying {name}")
+        progress.update(task, completed=done, description=f"verifying {escape(one_line(name))}")
         if done == total:
             progress.stop()
     return report
-
-
-def _check_output_path(output: Optional[Path]) -> Optional[Path]:
-    from symgrad.errors import UsageError
-
-    if output is None:
-        return None
-    directory = output.parent if str(output.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"cannot write {output}: directory {directory} does not exist")
-    if output.is_dir():
-        raise UsageError(f"cannot write {output}: it is a directory")
-    return output
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: a failure leaves the old
-    file (if any) untouched and no half-written file behind."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _progress_reporter():
@@ -257,6 +295,7 @@ def _progress_reporter():
 
     console = Console(stderr=True)
     status = console.status("checking …")
+    _LIVE.append(status)
     status.start()
 
     def report(number: int, total: int, title: str) -> None:
@@ -269,19 +308,62 @@ def _progress_reporter():
 
 
 def _error_line(message: str) -> None:
-    sys.stderr.write(f"symgrad: error: {message}\n")
+    from symgrad.errors import one_line
+
+    sys.stderr.write(f"symgrad: error: {one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _warning_line(message: str) -> None:
+    from symgrad.errors import one_line
+
+    sys.stderr.write(f"symgrad: warning: {one_line(message)}\n")
+
+
+def _on_signal(signum, frame) -> None:
+    from symgrad.errors import Interrupted
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _stop_progress() -> None:
+    for live in _LIVE:
+        try:
+            live.stop()
+        except Exception:  # noqa: BLE001 - best effort while exiting
+            pass
+    _LIVE.clear()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3.
+    """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3; Ctrl-C or
+    SIGTERM print "symgrad: interrupted" and exit 130 (files being written are cleaned up).
 
     Click's exceptions are recognised by what they carry (``exit_code``, ``format_message``), not
     by class: typer ≥ 0.20 vendors its own click, and older typer uses the click package."""
-    from symgrad.errors import UsageError
+    from symgrad.budget import TimeLimitReached
+    from symgrad.errors import Interrupted, UsageError
 
+    for name in ("SIGINT", "SIGTERM"):
+        try:
+            signal.signal(getattr(signal, name), _on_signal)
+        except (AttributeError, ValueError, OSError):  # not the main thread, or no such signal
+            pass
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="symgrad", standalone_mode=False)
+        try:
+            code = command.main(args=argv, prog_name="symgrad", standalone_mode=False)
+        finally:
+            _stop_progress()
+    except (Interrupted, KeyboardInterrupt):
+        code = _interrupted()
+    except TimeLimitReached as reached:
+        _error_line(f"undecided: {reached}; raise it with --time-limit SECONDS (0: no limit)")
+        code = EXIT_FAILED
+    except MemoryError:
+        _error_line("out of memory: the problem is too large for this machine (try a smaller size, "
+                    "or --n symbolic)")
+        code = EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the top of the program
         name = type(exc).__name__
         if name == "NoArgsIsHelpError" and hasattr(exc, "ctx"):
@@ -290,8 +372,11 @@ def main(argv: list[str] | None = None) -> None:
         elif name == "Exit" and hasattr(exc, "exit_code"):
             code = exc.exit_code
         elif name == "Abort":
-            _error_line("aborted")
-            code = EXIT_FAILED
+            if isinstance(exc.__context__, (Interrupted, KeyboardInterrupt)):
+                code = _interrupted()
+            else:
+                _error_line("aborted")
+                code = EXIT_FAILED
         elif hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
             _error_line(exc.format_message())
             code = EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
@@ -307,4 +392,15 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
             _error_line(f"internal error ({type(exc).__name__}: {exc}); please report this as a bug")
             code = EXIT_INTERNAL
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _interrupted() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the exit
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stderr.write("symgrad: interrupted\n")
+    return EXIT_INTERRUPTED

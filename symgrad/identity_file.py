@@ -17,14 +17,22 @@ for expressions, the line and column.
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from symgrad.errors import UsageError
-from symgrad.language import MAX_SIZE, LanguageError, parse_tree
+from sympy import Integer
+
+from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, parse_tree
 
 MAX_FILE_BYTES = 1_000_000
+MAX_IDENTITIES = 1000  # per file
+MAX_VARIABLES = 64  # declared per identity
+VALIDATION_SECONDS = 10  # evaluating the expressions once when the file is read
 REQUIRED = {"name": str, "vars": dict, "n": (list, int), "lhs": str, "rhs": str}
 OPTIONAL = {"description": str, "assume": list}
 SIZE_NAME = "n"
@@ -32,7 +40,13 @@ SYMBOLIC = "symbolic"  # in n = [...]: also a proof for every n, where the engin
 
 
 class IdentityFileError(UsageError):
-    """A user's mistake in an identity file: reported on one line, exit code 2."""
+    """A user's mistake in an identity file: reported on one line, exit code 2. ``path`` is the
+    file, ``identity`` the name of the identity concerned (if known)."""
+
+    def __init__(self, message: str, path: Path | None = None, identity: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.identity = identity
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,22 @@ class Identity:
     rhs: str
     path: Path
     text: str  # the whole file, to locate expressions for error messages
+    start: int = 0  # offset of this identity's [[identity]] table in ``text``
 
     def where(self, expression: str, column: int | None = None) -> str:
-        """``file:line:column`` of an expression inside the file (best effort)."""
-        offset = self.text.find(expression)
+        """``file:line:column`` of an expression inside the file (best effort): the quoted
+        string in this identity's table, else the first place the text appears."""
+        offset = -1
+        for quoted, skip in ((json.dumps(expression, ensure_ascii=False), 1), (f"'{expression}'", 1),
+                             (f'"""{expression}"""', 3), (expression, 0)):
+            if not expression.strip() and not skip:
+                break
+            found = self.text.find(quoted, self.start)
+            if found < 0:
+                found = self.text.find(quoted)
+            if found >= 0:
+                offset = found + skip
+                break
         if offset < 0:
             return str(self.path)
         line = self.text.count("\n", 0, offset) + 1
@@ -57,18 +83,32 @@ class Identity:
         return f"{self.path}:{line}:{start + (column or 1) - 1}"
 
 
-def load_paths(paths: list[Path]) -> list[Identity]:
-    """Every identity in the given files and, recursively, in ``*.toml`` files under directories."""
+def find_files(paths: list[Path]) -> tuple[list[Path], list[IdentityFileError]]:
+    """The identity files named, and ``*.toml`` files under directories (recursively), with a
+    problem for each path that is neither."""
     files: list[Path] = []
+    problems: list[IdentityFileError] = []
     for path in paths:
+        path = Path(path)
         if path.is_dir():
             files += sorted(p for p in path.rglob("*.toml") if p.is_file())
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            problems.append(IdentityFileError(f"{path}: not a regular file", path))
         else:
-            raise IdentityFileError(f"{path}: no such file or directory")
-    if not files:
+            problems.append(IdentityFileError(f"{path}: no such file or directory", path))
+    if not files and not problems:
         raise IdentityFileError("no identity files (*.toml) found in " + ", ".join(map(str, paths)))
+    return list(dict.fromkeys(files)), problems
+
+
+def load_paths(paths: list[Path]) -> list[Identity]:
+    """Every identity in the given files and, recursively, in ``*.toml`` files under directories;
+    the first problem is raised."""
+    files, problems = find_files(paths)
+    if problems:
+        raise problems[0]
     identities = []
     for file in files:
         identities += load_file(file)
@@ -76,67 +116,209 @@ def load_paths(paths: list[Path]) -> list[Identity]:
 
 
 def load_file(path: Path) -> list[Identity]:
-    raw = path.read_bytes()
-    if len(raw) > MAX_FILE_BYTES:
-        raise IdentityFileError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB")
+    """The identities of one file, each validated (every key, every expression with the language
+    itself), or an ``IdentityFileError`` naming the file, and where possible line and column."""
+    path = Path(path)
     try:
-        text = raw.decode("utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise IdentityFileError(f"{path}: cannot read: {error.strerror or error}", path) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise IdentityFileError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB", path)
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark some editors write is not an error
     except UnicodeDecodeError as error:
-        raise IdentityFileError(f"{path}: not UTF-8 (byte {error.start})") from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise IdentityFileError(f"{path}:{line}:{column}: not UTF-8 (byte {error.start})", path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise IdentityFileError(f"{path}: not valid TOML: {error}") from None
+        message = str(error)
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        line, column = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+        message = message[:found.start()] if found else message
+        where = f"{path}:{line}:{column}" if line and column else str(path)
+        raise IdentityFileError(f"{where}: not valid TOML: {message}", path) from None
+    except (RecursionError, MemoryError):
+        raise IdentityFileError(f"{path}: arrays or tables nested too deeply to read", path) from None
     unknown = set(data) - {"identity"}
     if unknown:
-        raise IdentityFileError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-                                "identities go in [[identity]] tables")
+        raise IdentityFileError(f"{_key_place(path, text, 0, sorted(unknown)[0])}: unknown top-level "
+                                f"key(s) {', '.join(sorted(map(repr, unknown)))}; identities go in "
+                                "[[identity]] tables", path)
     tables = data.get("identity", [])
+    if isinstance(tables, dict):
+        raise IdentityFileError(f"{_key_place(path, text, 0, '[identity]')}: [identity] is a single "
+                                "table; write [[identity]] (double brackets) before each identity", path)
     if not isinstance(tables, list) or not tables:
-        raise IdentityFileError(f"{path}: no [[identity]] tables")
+        raise IdentityFileError(f"{path}: no [[identity]] tables", path)
+    if len(tables) > MAX_IDENTITIES:
+        raise IdentityFileError(f"{path}: more than {MAX_IDENTITIES} identities in one file", path)
+    if not all(isinstance(table, dict) for table in tables):
+        raise IdentityFileError(f"{path}: 'identity' must be an array of tables: write [[identity]] "
+                                "before each identity", path)
     return [_identity(path, text, k, table) for k, table in enumerate(tables, start=1)]
 
 
+def _table_start(text: str, number: int) -> int:
+    """Offset of the ``number``-th [[identity]] header (0 if there is none)."""
+    starts = [m.start() for m in re.finditer(r"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", text, re.M)]
+    return starts[number - 1] if 0 < number <= len(starts) else 0
+
+
+def _key_place(path: Path, text: str, number: int, key: str) -> str:
+    """``file:line:column`` of ``key = …`` inside the ``number``-th [[identity]] table (0: the
+    whole file), best effort; ``file`` alone if it cannot be found."""
+    offset = _table_start(text, number) if number else 0
+    if key.startswith("["):
+        found = re.search(r"^[ \t]*" + re.escape(key), text[offset:], re.M)
+    else:
+        found = re.search(r"^[ \t]*[\"']?" + re.escape(key) + r"[\"']?[ \t]*=", text[offset:], re.M)
+    if not found:
+        return str(path)
+    start = offset + found.start() + len(found.group(0)) - len(found.group(0).lstrip())
+    line = text.count("\n", 0, start) + 1
+    return f"{path}:{line}:{start - (text.rfind(chr(10), 0, start) + 1) + 1}"
+
+
 def _identity(path: Path, text: str, number: int, table: dict) -> Identity:
-    label = f"{path}: identity {table.get('name', number)!r}" if isinstance(table.get("name"), str) \
-        else f"{path}: identity #{number}"
-    for key, kind in REQUIRED.items():
-        if key not in table:
-            raise IdentityFileError(f"{label}: missing key {key!r}")
+    name = table.get("name")
+    label = f"identity {name!r}" if isinstance(name, str) else f"identity #{number}"
+
+    def fail(key: str | None, message: str):
+        where = _key_place(path, text, number, key) if key else f"{path}"
+        return IdentityFileError(f"{where}: {label}: {message}", path, name if isinstance(name, str) else None)
+
     for key, value in table.items():
         kind = REQUIRED.get(key) or OPTIONAL.get(key)
         if kind is None:
             known = ", ".join([*REQUIRED, *OPTIONAL])
-            raise IdentityFileError(f"{label}: unknown key {key!r} (known: {known})")
+            raise fail(key, f"unknown key {key!r} (known: {known})")
+    for key in REQUIRED:
+        if key not in table:
+            raise fail("[[identity]]", f"missing key {key!r}")
+    for key, value in table.items():
+        kind = REQUIRED.get(key) or OPTIONAL.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise IdentityFileError(f"{label}: {key!r} has the wrong type ({type(value).__name__})")
+            raise fail(key, _wrong_type(key, value))
+    if not name.strip():
+        raise fail("name", "the name is empty")
     variables = {}
-    for name, length in table["vars"].items():
-        if not name.isidentifier() or name == SIZE_NAME:
-            raise IdentityFileError(f"{label}: {name!r} cannot be a variable name")
+    if len(table["vars"]) > MAX_VARIABLES:
+        raise fail("vars", f"{len(table['vars'])} variables declared; at most {MAX_VARIABLES}")
+    for variable, length in table["vars"].items():
+        if not variable.isidentifier() or variable == SIZE_NAME or variable in FUNCTIONS:
+            raise fail("vars", f"{variable!r} cannot be a variable name")
         if length == "scalar" or length == SIZE_NAME:
-            variables[name] = length
+            variables[variable] = length
         elif isinstance(length, int) and not isinstance(length, bool) and 1 <= length <= MAX_SIZE:
-            variables[name] = length
+            variables[variable] = length
         else:
-            raise IdentityFileError(f"{label}: the length of {name!r} must be {SIZE_NAME!r}, "
-                                    f"an integer 1..{MAX_SIZE} or \"scalar\", not {length!r}")
+            raise fail("vars", f"the length of {variable!r} must be {SIZE_NAME!r}, "
+                               f"an integer 1..{MAX_SIZE} or \"scalar\", not {length!r}")
     sizes = table["n"] if isinstance(table["n"], list) else [table["n"]]
+    if not sizes:
+        raise fail("n", "n = [] lists no sizes, so nothing would be checked; "
+                        "list at least one, e.g. n = [2, 3]")
     for size in sizes:
         if size == SYMBOLIC:
             continue
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_SIZE:
-            raise IdentityFileError(f"{label}: sizes in n must be integers 1..{MAX_SIZE} or "
-                                    f"\"symbolic\", not {size!r}")
+            raise fail("n", f"sizes in n must be integers 1..{MAX_SIZE} or \"symbolic\", not {size!r}")
     assume = table.get("assume", [])
     if not all(isinstance(a, str) for a in assume):
-        raise IdentityFileError(f"{label}: 'assume' must be a list of strings")
-    identity = Identity(table["name"], table.get("description", ""), variables, tuple(dict.fromkeys(sizes)),
-                        tuple(assume), table["lhs"], table["rhs"], path, text)
+        raise fail("assume", "'assume' must be a list of strings such as [\"sum(y) == 1\"]")
+    identity = Identity(name, table.get("description", ""), variables, tuple(dict.fromkeys(sizes)),
+                        tuple(assume), table["lhs"], table["rhs"], path, text, _table_start(text, number))
+    used = set()
     for expression, is_assumption in [(identity.lhs, False), (identity.rhs, False), *((a, True) for a in assume)]:
         try:
-            parse_tree(expression, allow_equation=is_assumption)
+            tree = parse_tree(expression, allow_equation=is_assumption)
         except LanguageError as error:
-            raise IdentityFileError(f"{identity.where(expression, error.column)}: identity "
-                                    f"{identity.name!r}: {error}") from None
+            raise _expression_error(identity, expression, error) from None
+        used |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    # only what the statement uses is built at each size (declared but unused: no work)
+    identity = replace(identity, variables={k: v for k, v in variables.items() if k in used})
+    _validate(identity, variables)
     return identity
+
+
+def _wrong_type(key: str, value) -> str:
+    kind = type(value).__name__
+    if key == "n":
+        return f"n must be a list of sizes such as n = [2, 3] (or one integer), not {_toml_type(value)} {value!r}"
+    if key == "vars":
+        return f"vars must be a table such as vars = {{ z = \"n\", y = \"n\" }}, not {_toml_type(value)}"
+    if key == "assume":
+        return f"assume must be a list of equations such as assume = [\"sum(y) == 1\"], not {_toml_type(value)}"
+    if key in ("lhs", "rhs", "name", "description"):
+        return f"{key} must be a string, not {_toml_type(value)}"
+    return f"{key!r} has the wrong type ({kind})"
+
+
+def _toml_type(value) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a float", list: "an array",
+            dict: "a table"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _expression_error(identity: Identity, expression: str, error: LanguageError,
+                      size: int | None = None) -> IdentityFileError:
+    at = f" at n = {size}" if size is not None else ""
+    return IdentityFileError(f"{identity.where(expression, error.column)}: identity {identity.name!r}{at}: "
+                             f"{error}", identity.path, identity.name)
+
+
+def _validate(identity: Identity, declared: dict) -> None:
+    """Evaluate every expression once with the expression language, so that an unknown function,
+    an undeclared name or a shape error is reported when the file is read (by ``verify``,
+    ``export`` and the pytest plugin alike), without "at n = …" unless it depends on n.
+
+    Without vectors of a fixed length no error depends on n, so n = 1 is enough (and cheap);
+    with them, vectors of length n get the smallest listed size: a mistake there is a mistake,
+    one that appears only at a larger size is reported by the check at that size."""
+    from symgrad.budget import TimeLimitReached, deadline
+    from symgrad.language import Variable, evaluate
+
+    integers = sorted(s for s in identity.sizes if s != SYMBOLIC)
+    first = integers[0] if integers else 1
+    fixed = any(isinstance(length, int) for length in declared.values())
+
+    def run(size: int, expression: str, equation: bool):
+        variables = {k: Variable(k, None if v == "scalar" else size if v == SIZE_NAME else v)
+                     for k, v in declared.items()}
+        evaluate(expression, variables, allow_equation=equation, constants={SIZE_NAME: Integer(size)})
+
+    expressions = [(identity.lhs, False), (identity.rhs, False), *((a, True) for a in identity.assume)]
+    try:
+        with deadline(VALIDATION_SECONDS):
+            for expression, equation in expressions:
+                try:
+                    run(first if fixed else 1, expression, equation)
+                except LanguageError as error:
+                    if fixed:
+                        raise _located(identity, expression, equation, error, first, run, declared) from None
+                    try:  # the same mistake at every n: say it with the sizes the user wrote
+                        run(first, expression, equation)
+                    except LanguageError as at_first:
+                        error = at_first
+                    raise _expression_error(identity, expression, error) from None
+    except TimeLimitReached:  # too slow to validate here: the check (with its own budget) decides
+        return
+    except (RecursionError, MemoryError):
+        raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: too large to evaluate",
+                                identity.path, identity.name) from None
+
+
+def _located(identity, expression, equation, error, size, run, declared) -> IdentityFileError:
+    """The error, saying "at n = …" only if the same expression gives another error (or none) at
+    another size."""
+    if SIZE_NAME in declared.values():
+        try:
+            run(size + 1, expression, equation)
+        except LanguageError as other:
+            if str(other) == str(error):
+                return _expression_error(identity, expression, error)
+        return _expression_error(identity, expression, error, size)
+    return _expression_error(identity, expression, error)

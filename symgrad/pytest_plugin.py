@@ -3,7 +3,9 @@
 
 A ``*.toml`` file is collected only if it holds ``[[identity]]`` tables, so ``pyproject.toml``
 and friends are left alone. Each identity is one item; it fails with the same counterexample
-text ``symgrad verify`` prints.
+text ``symgrad verify`` prints, and within the same time budget per size (``symgrad.api``). A
+file that cannot be read, or an identity with a mistake, is one failing item whose report is the
+one-line message ``symgrad verify`` prints (``file:line:column: message``), not a traceback.
 """
 
 from __future__ import annotations
@@ -24,10 +26,32 @@ def pytest_collect_file(file_path, parent):
 
 class IdentityFile(pytest.File):
     def collect(self):
-        from symgrad.identity_file import load_file
+        from symgrad.identity_file import IdentityFileError, load_file
 
-        for identity in load_file(self.path):
+        try:
+            identities = load_file(self.path)
+        except IdentityFileError as error:
+            yield BadIdentityFile.from_parent(self, name="(identity file)", problem=error)
+            return
+        for identity in identities:
             yield IdentityItem.from_parent(self, name=identity.name, identity=identity)
+
+
+class BadIdentityFile(pytest.Item):
+    """An identity file that cannot be read: one failing item, one line."""
+
+    def __init__(self, *, problem, **kwargs):
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def runtest(self):
+        raise IdentityFileProblem(self.problem)
+
+    def repr_failure(self, excinfo):
+        return _one_line(excinfo.value)
+
+    def reportinfo(self):
+        return self.path, None, "identity file"
 
 
 class IdentityItem(pytest.Item):
@@ -36,9 +60,13 @@ class IdentityItem(pytest.Item):
         self.identity = identity
 
     def runtest(self):
-        from symgrad.verify.identity import check_identity
+        from symgrad.api import check_identity
+        from symgrad.identity_file import IdentityFileError
 
-        result = check_identity(self.identity)
+        try:
+            result = check_identity(self.identity)
+        except IdentityFileError as error:  # a mistake that shows only at some size
+            raise IdentityFileProblem(error) from None
         if not result.holds:
             raise IdentityDoesNotHold(result)
 
@@ -47,6 +75,8 @@ class IdentityItem(pytest.Item):
             from symgrad.output.report import failure_lines
 
             return "\n".join(failure_lines([excinfo.value.result]))
+        if isinstance(excinfo.value, IdentityFileProblem):
+            return _one_line(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
@@ -57,3 +87,17 @@ class IdentityDoesNotHold(AssertionError):
     def __init__(self, result):
         super().__init__(result.identity.name)
         self.result = result
+
+
+class IdentityFileProblem(Exception):
+    """A mistake in an identity file, reported as its one line."""
+
+    def __init__(self, problem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def _one_line(error) -> str:
+    from symgrad.errors import one_line
+
+    return f"symgrad: error: {one_line(getattr(error, 'problem', error))}"

@@ -5,10 +5,11 @@ can be compared with a fresh export (``symgrad verify --check-exports``)."""
 from __future__ import annotations
 
 import ast
+import re
 
-from symgrad.identity_file import Identity
-from symgrad.language import parse_tree
-from symgrad.output.latex import markup_to_latex
+from symgrad.identity_file import SYMBOLIC, Identity, IdentityFileError
+from symgrad.language import FUNCTIONS, LanguageError, parse_tree
+from symgrad.output.latex import _UNICODE_IN_TEXT
 
 VECTOR_VALUED = {"exp", "log", "sigmoid", "tanh"}  # elementwise: a vector for a vector
 RETURNS_VECTOR = {"softmax", "log_softmax", "grad"}
@@ -45,12 +46,13 @@ class _SourcePrinter:
             return self.print(node.body)
         if isinstance(node, ast.Compare):
             return f"{self.print(node.left)} = {self.print(node.comparators[0])}"
-        if isinstance(node, ast.Constant):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                and not isinstance(node.value, bool):
             return str(node.value)
         if isinstance(node, ast.Name):
-            name = GREEK.get(node.id, node.id)
+            name = math_name(node.id)
             return rf"\mathbf{{{name}}}" if self.is_vector(node) else name
-        if isinstance(node, ast.UnaryOp):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             inner = self.print(node.operand, 3)
             return f"-{inner}" if isinstance(node.op, ast.USub) else inner
         if isinstance(node, ast.BinOp):
@@ -60,6 +62,8 @@ class _SourcePrinter:
         raise ValueError(f"cannot print {type(node).__name__}")
 
     def _binary(self, node: ast.BinOp, parent: int) -> str:
+        if type(node.op) not in PRECEDENCE:
+            raise ValueError(f"cannot print the operator {type(node.op).__name__}")
         level = PRECEDENCE[type(node.op)]
         if isinstance(node.op, ast.Div):
             text = rf"\frac{{{self.print(node.left)}}}{{{self.print(node.right)}}}"
@@ -75,7 +79,10 @@ class _SourcePrinter:
         return rf"\left({text}\right)" if level < parent else text
 
     def _call(self, node: ast.Call) -> str:
-        name = node.func.id
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name not in FUNCTIONS or len(node.args) != FUNCTIONS[name][1] or node.keywords \
+                or name not in NAMED and name not in ("grad", "jacobian", "dot", "outer"):
+            raise ValueError(f"cannot print a call of {name or 'this'}")
         args = [self.print(a) for a in node.args]
         if name == "grad":
             target = node.args[0]
@@ -91,26 +98,115 @@ class _SourcePrinter:
         return rf"{NAMED[name]}\left({', '.join(args)}\right)"
 
 
+_UNPRINTABLE = (LanguageError, ValueError, KeyError, AttributeError, IndexError, TypeError, RecursionError)
+
+
+def math_name(name: str) -> str:
+    """A variable name in math mode: Greek letters by name, one letter as it is, longer names
+    upright-italic as one word; underscores and anything outside ASCII are escaped, so no name
+    can be read as a LaTeX command or a subscript."""
+    if name in GREEK:
+        return GREEK[name]
+    if re.fullmatch(r"[A-Za-z]", name):
+        return name
+    return rf"\mathit{{{text_to_latex(name)}}}"
+
+
+_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%",
+                 "#": r"\#", "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+
+
+def text_to_latex(text: str) -> str:
+    """Plain text (a name, a description, a file name) as LaTeX text: every character that
+    means something to TeX is escaped, control characters are dropped, and characters pdflatex
+    cannot typeset by default are written as their code point. Nothing in the text can reach
+    TeX as a command (\\input, \\write, \\catcode) or unbalance a group."""
+    out = []
+    for ch in str(text):
+        if ch in _TEXT_ESCAPES:
+            out.append(_TEXT_ESCAPES[ch])
+        elif ch in _UNICODE_IN_TEXT:
+            out.append(_UNICODE_IN_TEXT[ch])
+        elif ch in "\t\n\r":
+            out.append(" ")
+        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) < 0xE000:
+            continue
+        elif ord(ch) < 0x7F or ch.isalpha() and ord(ch) < 0x180:
+            out.append(ch)  # ASCII, and Latin letters (é, ß, ł) that pdflatex's utf8 input knows
+        else:
+            out.append(rf"\texttt{{[U+{ord(ch):04X}]}}")
+    return "".join(out)
+
+
+def markup_text(text: str, printer: "_SourcePrinter") -> str:
+    """A name or description: text, escaped; a $…$ part that is an expression of the language
+    is printed through it, any other $…$ part is text like the rest."""
+    parts = text.split("$")
+    if len(parts) % 2 == 0:  # an unmatched $: all of it is text
+        return text_to_latex(text)
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2:
+            try:
+                out.append(f"${printer.print(parse_tree(part, allow_equation='==' in part))}$")
+                continue
+            except _UNPRINTABLE:
+                part = f"${part}$"
+        out.append(text_to_latex(part))
+    return "".join(out)
+
+
 def identity_latex(identity: Identity) -> tuple[str, list[str]]:
     """The display equation and the assumptions, as LaTeX."""
     printer = _SourcePrinter(identity.variables)
-    equation = f"{printer.print(parse_tree(identity.lhs))} = {printer.print(parse_tree(identity.rhs))}"
-    assumptions = [printer.print(parse_tree(a, allow_equation=True)) for a in identity.assume]
+    try:
+        equation = f"{printer.print(parse_tree(identity.lhs))} = {printer.print(parse_tree(identity.rhs))}"
+        assumptions = [printer.print(parse_tree(a, allow_equation=True)) for a in identity.assume]
+    except _UNPRINTABLE as error:
+        raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: cannot be written as LaTeX: "
+                                f"{error}", identity.path, identity.name) from None
     return equation, assumptions
 
 
-def render_identities(identities: list[Identity], title: str) -> str:
+def _status(result) -> tuple[bool, str]:
+    """(checked, why not) for an identity's result (None: not checked at all)."""
+    if result is None:
+        return False, "not checked"
+    said = []
+    for holds, word in ((False, "refuted"), (None, "undecided")):
+        sizes = [r.size for r in result.results if r.holds is holds]
+        where = []
+        if any(size != SYMBOLIC for size in sizes):
+            where.append(f"at $n = {', '.join(str(size) for size in sizes if size != SYMBOLIC)}$")
+        if SYMBOLIC in sizes:
+            where.append("for every $n$")
+        if where:
+            said.append(f"{word} {' and '.join(where)}")
+    return not said, "; ".join(said)
+
+
+def render_identities(items: list, title: str) -> str:
+    """The identities as a LaTeX document. ``items`` are checked results
+    (``symgrad.verify.identity.IdentityResult``) or bare ``Identity`` objects: only a result that
+    holds at every listed size is stated as checked; every other statement is marked, in the
+    document itself, as NOT verified (and why)."""
     lines = [r"\documentclass{article}", r"\usepackage{amsmath,amssymb}", r"\begin{document}",
-             rf"\section*{{{markup_to_latex(title)}}}"]
-    for identity in identities:
+             rf"\section*{{{text_to_latex(title)}}}"]
+    for item in items:
+        identity, result = (item, None) if isinstance(item, Identity) else (item.identity, item)
         equation, assumptions = identity_latex(identity)
-        sizes = ", ".join(str(size) for size in identity.sizes if size != "symbolic")
-        every_n = " and for every $n$" if "symbolic" in identity.sizes else ""
-        lines.append(rf"\subsection*{{{markup_to_latex(identity.name)}}}")
+        printer = _SourcePrinter(identity.variables)
+        checked, why = _status(result)
+        integers = [str(size) for size in identity.sizes if size != SYMBOLIC]
+        every_n = " and for every $n$" if SYMBOLIC in identity.sizes else ""
+        lines.append(rf"\subsection*{{{markup_text(identity.name, printer)}}}")
         if identity.description:
-            lines.append(markup_to_latex(identity.description))
+            lines.append(markup_text(identity.description, printer))
         condition = (r", assuming $" + r"$ and $".join(assumptions) + "$") if assumptions else ""
-        lines.append(rf"\noindent For $n \in \{{{sizes}\}}${every_n}{condition} (checked by \texttt{{symgrad verify}}):")
+        scope = rf"For $n \in \{{{', '.join(integers)}\}}${every_n}" if integers else "For every $n$"
+        claim = r"(checked by \texttt{symgrad verify})" if checked else rf"(\textbf{{NOT verified}}: {why})"
+        lines.append(rf"\noindent {scope}{condition} {claim}:")
         lines.append(rf"\[ {equation} \]")
     lines += [r"\end{document}", ""]
     return "\n".join(lines)

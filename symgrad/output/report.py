@@ -5,13 +5,47 @@ byte-identical from run to run (``timings=True`` adds them)."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
+from rich.markup import escape
 from rich.table import Table
 
+from symgrad.errors import one_line
 from symgrad.verify.identity import IdentityResult
 
 WORDS = {True: "holds", False: "FAILS", None: "undecided"}
+
+# characters XML 1.0 forbids (C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text any XML 1.0 parser accepts: forbidden characters become U+FFFD."""
+    return _NOT_XML.sub("\ufffd", str(text))
+
+
+shown = one_line  # text on one terminal line, control characters escaped
+
+
+def json_text(text) -> str:
+    """Text JSON can carry in UTF-8: lone surrogates (from undecodable file names) become U+FFFD."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", str(text))
+
+
+def verdict(result: IdentityResult) -> str:
+    """Where an identity does not hold, in words: "refuted at n = 2; undecided at n = 64"."""
+    said = []
+    for holds, word in ((False, "refuted"), (None, "undecided")):
+        sizes = [str(r.size) for r in result.results if r.holds is holds]
+        if sizes:
+            said.append(f"{word} at n = {', '.join(sizes)}")
+    return "; ".join(said) or "holds"
+
+
+def problem_line(problem) -> str:
+    """A file or identity that could not be checked, as one line (``file:line:column: message``)."""
+    return shown(str(problem))
 
 
 def results_table(results: list[IdentityResult]) -> Table:
@@ -21,7 +55,7 @@ def results_table(results: list[IdentityResult]) -> Table:
     for result in results:
         methods = sorted({r.method for r in result.results})
         colour = {True: "green", False: "bold red", None: "yellow"}[result.holds]
-        table.add_row(result.identity.name, ", ".join(str(r.size) for r in result.results), " / ".join(methods),
+        table.add_row(escape(shown(result.identity.name)), ", ".join(str(r.size) for r in result.results), " / ".join(methods),
                       f"[{colour}]{WORDS[result.holds]}[/{colour}]", f"{result.seconds:.2f} s")
     return table
 
@@ -32,45 +66,61 @@ def failure_lines(results: list[IdentityResult]) -> list[str]:
     for result in results:
         for r in result.results:
             if r.holds is not True:
-                lines.append(f"{WORDS[r.holds]}: {result.identity.name} ({result.identity.path}) "
-                             f"at n = {r.size}: {r.detail}")
+                lines.append(shown(f"{WORDS[r.holds]}: {result.identity.name} ({result.identity.path}) "
+                                   f"at n = {r.size}: {r.detail}"))
     return lines
 
 
-def results_json(results: list[IdentityResult], timings: bool = False) -> str:
+def results_json(results: list[IdentityResult], timings: bool = False, problems=()) -> str:
+    """Every result, and every file or identity that could not be checked (``errors``)."""
     rows = []
     for result in results:
         rows.append({
-            "file": str(result.identity.path),
-            "name": result.identity.name,
+            "file": json_text(result.identity.path),
+            "name": json_text(result.identity.name),
             "holds": result.holds,
-            "sizes": [{"n": r.size, "holds": r.holds, "method": r.method, "detail": r.detail,
+            "sizes": [{"n": r.size, "holds": r.holds, "method": r.method, "detail": json_text(r.detail),
                        **({"seconds": round(r.seconds, 3)} if timings else {})} for r in result.results],
         })
+    errors = [{"file": json_text(getattr(p, "path", None) or ""),
+               "name": json_text(getattr(p, "identity", None)) if getattr(p, "identity", None) else None,
+               "message": json_text(p)} for p in problems]
     summary = {"identities": len(results), "hold": sum(1 for r in results if r.holds),
                "fail": sum(1 for r in results if r.holds is False),
-               "undecided": sum(1 for r in results if r.holds is None)}
-    return json.dumps({"summary": summary, "results": rows}, indent=2, ensure_ascii=False) + "\n"
+               "undecided": sum(1 for r in results if r.holds is None),
+               "errors": len(errors)}
+    return json.dumps({"summary": summary, "results": rows, "errors": errors}, indent=2,
+                      ensure_ascii=False) + "\n"
 
 
-def results_junit(results: list[IdentityResult], timings: bool = False) -> str:
-    """JUnit XML: one <testsuite> per file, one <testcase> per identity and size."""
+def results_junit(results: list[IdentityResult], timings: bool = False, problems=()) -> str:
+    """JUnit XML: one <testsuite> per file, one <testcase> per identity and size; a file or
+    identity that could not be checked is a <testcase> with an <error>. Any name gives a
+    well-formed file (characters XML 1.0 forbids become U+FFFD)."""
     suites = ET.Element("testsuites", name="symgrad verify")
-    by_file: dict[str, list[IdentityResult]] = {}
+    by_file: dict[str, list] = {}
     for result in results:
         by_file.setdefault(str(result.identity.path), []).append(result)
+    for problem in problems:
+        by_file.setdefault(str(getattr(problem, "path", None) or ""), []).append(problem)
     for file, members in by_file.items():
-        cases = [(result, r) for result in members for r in result.results]
-        suite = ET.SubElement(suites, "testsuite", name=file, tests=str(len(cases)),
+        cases = [(result, r) for result in members if isinstance(result, IdentityResult) for r in result.results]
+        bad = [p for p in members if not isinstance(p, IdentityResult)]
+        suite = ET.SubElement(suites, "testsuite", name=xml_text(file), tests=str(len(cases) + len(bad)),
                               failures=str(sum(1 for _, r in cases if r.holds is False)),
-                              errors=str(sum(1 for _, r in cases if r.holds is None)))
+                              errors=str(sum(1 for _, r in cases if r.holds is None) + len(bad)))
         for result, r in cases:
-            case = ET.SubElement(suite, "testcase", classname=file, name=f"{result.identity.name} [n={r.size}]")
+            case = ET.SubElement(suite, "testcase", classname=xml_text(file),
+                                 name=xml_text(f"{result.identity.name} [n={r.size}]"))
             if timings:
                 case.set("time", f"{r.seconds:.3f}")
             if r.holds is False:
-                ET.SubElement(case, "failure", message="identity does not hold").text = r.detail
+                ET.SubElement(case, "failure", message="identity does not hold").text = xml_text(r.detail)
             elif r.holds is None:
-                ET.SubElement(case, "error", message="undecided").text = r.detail
+                ET.SubElement(case, "error", message="undecided").text = xml_text(r.detail)
+        for problem in bad:
+            name = getattr(problem, "identity", None) or "(identity file)"
+            case = ET.SubElement(suite, "testcase", classname=xml_text(file), name=xml_text(name))
+            ET.SubElement(case, "error", message="could not be checked").text = xml_text(problem)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
