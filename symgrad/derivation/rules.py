@@ -145,6 +145,13 @@ def rebind(expr: Basic, avoid: set) -> Basic:
                 return Sum(total.function.xreplace({index: new}), (new, *total.limits[0][1:]), *total.limits[1:])
         raise ValueError("no free index name left")
 
+    def fresh_excluding(total: SumExcluding) -> SumExcluding:
+        if total.index not in avoid:
+            return total
+        renamed = fresh(Sum(total.term, (total.index, 1, total.upper)))
+        return SumExcluding(renamed.function, renamed.limits[0][0], total.excluded, total.upper)
+
+    expr = expr.replace(lambda e: isinstance(e, SumExcluding), fresh_excluding)
     return expr.replace(lambda e: isinstance(e, Sum), fresh)
 
 
