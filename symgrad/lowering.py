@@ -139,6 +139,11 @@ class Lowering:
             return DESCRIPTIONS.get(node.function, node.function)
         return "an elementwise expression"
 
+    @property
+    def several_sizes(self) -> bool:
+        """Matrices or several size names: entries carry index tuples (the matrix engine path)."""
+        return set(self.sizes) != {"n"} or any(len(shape) == 2 for shape in self.shapes.values())
+
     # -- indices ---------------------------------------------------------------------------
     def size_of(self, size_name) -> Expr:
         return self.sizes[size_name]
@@ -302,7 +307,7 @@ class Lowering:
               root: Definition | None = None) -> Model:
         """The model: base variables, every intermediate's definition, then the loss (if any)."""
         definitions = tuple(n.definition for n in self.order) + ((root,) if root else ())
-        several = set(self.sizes) != {"n"}
+        several = self.several_sizes
         dims = lambda shape: tuple(self.size_of(d) for d in shape)  # noqa: E731
         return Model(
             name=name,
