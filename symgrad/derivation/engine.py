@@ -474,7 +474,9 @@ class _Engine:
             pattern = assumption.equation.lhs
             if not isinstance(pattern, Sum):
                 continue
-            every = tuple(index_symbols(assumption.equation))
+            # free indices of the assumption (s in Σ_i Y_is = 1); only matrices have them (at a
+            # symbolic n, the size n is an integer symbol too, and not an index)
+            every = tuple(index_symbols(assumption.equation)) if self.several else ()
             if every:
                 applied = rules.replace_sum_for_every(value, pattern, assumption.equation.rhs, every)
                 if applied != value:
@@ -699,12 +701,15 @@ def _assumption_title(assumption: Assumption, every: tuple = ()) -> str:
     return rf"Assume ${equation}${for_every}"
 
 
-def problem_from_identity(identity, size: int | str) -> Problem:
+def problem_from_identity(identity, size, sizes: dict | None = None) -> Problem:
     """The derivation an identity file's ``grad(...)``/``jacobian(...)`` identity asks for: derive
-    its lhs, under its assumptions, and end at its rhs."""
+    its lhs, under its assumptions, and end at its rhs. ``size`` is n (an int or "symbolic"), or
+    a dict of several sizes ({"n": 3, "p": 2, "m": 2}, for matrices), as is ``sizes``."""
     body = parse_tree(identity.lhs).body
     if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")):
         raise UsageError(f"identity {identity.name!r} is not a derivative (its lhs is not grad(…) or "
                          "jacobian(…)): there is nothing to derive; check it with `symgrad verify`")
+    if isinstance(size, dict):
+        size, sizes = size.get("n", 3), dict(size)
     return Problem(identity.lhs, dict(identity.variables), assume=tuple(identity.assume), size=size,
-                   rhs=identity.rhs, name=identity.name, title=identity.name)
+                   rhs=identity.rhs, name=identity.name, title=identity.name, sizes=sizes)
