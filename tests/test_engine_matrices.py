@@ -166,13 +166,24 @@ def test_a_corrupted_matrix_step_is_rejected():
     assert corrupted == targets
 
 
-def test_vector_of_another_size_and_a_scalar_factor():
-    """sum over a vector of length m, a size used as a number: the engine's entry rules, not a
-    layer recipe."""
-    problem = Problem("grad(sum(exp(colsum(W @ X))) / p, X)", {"W": "n x p", "X": "p x m"},
-                      sizes={"n": 2, "p": 2, "m": 3})
-    derivation = check_derivation(derive_problem(problem))
+@pytest.mark.parametrize("expression, variables, assume, sizes", [
+    # a vector over another size name, with its own assumption
+    ("grad(cross_entropy(softmax(z), y), z)", {"z": "m", "y": "m"}, ("sum(y) == 1",), {"m": 3}),
+    # colsum, an elementwise function of a vector, a size used as a number
+    ("grad(sum(exp(colsum(W @ X))) / p, X)", {"W": "n x p", "X": "p x m"}, (), {"n": 2, "p": 2, "m": 3}),
+    # matrix times vector, sigmoid, elementwise product with a vector
+    ("grad(sum(sigmoid(W @ x) * y), W)", {"W": "n x p", "x": "p", "y": "n"}, (), {"n": 2, "p": 3}),
+    # a transpose inside the softmax's argument
+    ("grad(cross_entropy(softmax(transpose(W) @ V), Y), V)", {"W": "n x p", "V": "n x m", "Y": "p x m"},
+     ("colsum(Y) == 1",), {"n": 2, "p": 3, "m": 2}),
+    # W reaches the loss along two paths; tanh and a power of a matrix
+    ("grad(sum(tanh(W @ X) ** 2) + sum(W * W), W)", {"W": "n x p", "X": "p x m"}, (), {"n": 2, "p": 2, "m": 2}),
+])
+def test_other_matrix_compositions_are_derived_and_proven(expression, variables, assume, sizes):
+    """The engine's entry rules, not a layer recipe: other compositions over matrices prove too."""
+    derivation = check_derivation(derive_problem(Problem(expression, variables, assume=assume, sizes=sizes)))
     assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
+    assert (Rule.ASSUMPTION in [s.rule for s in derivation.steps]) == bool(assume)
 
 
 @pytest.mark.parametrize("expression, variables, message", [

@@ -255,12 +255,14 @@ class _Engine:
         if local.cases is not None:
             self.steps.append(Step("The Jacobian's two cases", Rule.CASE_SPLIT, local.lhs, local.cases, local.free))
         if local.matrix is not None and self.fixed:
-            count = int(self.size_value)
+            length = local.matrix.shape[0]
+            count = int(length)
+            i, j = local.free[:2]
             (p, c) = local.lhs.expr.base, local.lhs.variables[0].base
             (diagonal, _), (off_diagonal, _) = local.cases.args
-            entries = ImmutableMatrix(count, count, lambda r, k: diagonal.xreplace({self.i: r + 1}) if r == k
-                                      else off_diagonal.xreplace({self.i: r + 1, self.j: k + 1}))
-            whole = PartialD(Vec(p, self.ctx.size), Vec(c, self.ctx.size))
+            entries = ImmutableMatrix(count, count, lambda r, k: diagonal.xreplace({i: r + 1}) if r == k
+                                      else off_diagonal.xreplace({i: r + 1, j: k + 1}))
+            whole = PartialD(Vec(p, length), Vec(c, length))
             self.steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, whole, entries))
             self.steps.append(Step(local.matrix_title, Rule.MATRIX_FORM, whole, local.matrix))
 
@@ -490,12 +492,12 @@ class _Engine:
                 unfolded = self._unfold_constant_sums(value)
                 if unfolded != value and rules.replace_sum(unfolded, pattern, assumption.equation.rhs) != unfolded:
                     self.steps.append(Step("Unfold the sum of a constant intermediate through its definition",
-                                           Rule.UNFOLD, lhs, unfolded, (self.j,), assumptions=self.used))
+                                           Rule.UNFOLD, lhs, unfolded, free, assumptions=self.used))
                     value = unfolded
                     applied = rules.replace_sum(value, pattern, assumption.equation.rhs)
             if applied != value:
                 self.used = tuple(dict.fromkeys([*self.used, name]))
-                self.steps.append(Step(_assumption_title(assumption), Rule.ASSUMPTION, lhs, applied, (self.j,),
+                self.steps.append(Step(_assumption_title(assumption), Rule.ASSUMPTION, lhs, applied, free,
                                        assumptions=self.used))
                 value = applied
         return value

@@ -105,9 +105,10 @@ def jacobian_of(ctx: Context, parent: Named, child: Node) -> Local:
 def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
     if parent.node.kind == MATRIX:
         return _softmax_columns(ctx, parent, child)
-    i, j, a, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    a, c = parent.head, child_head(ctx, child)
     value = rules.quotient_rule(c[i], c[j], a[i], a[j], i, j)
-    n = ctx.size
+    n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(a[i], c[j]), value, Rule.QUOTIENT_RULE,
                  rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{tex(c)}_k}}) / "
                  rf"\partial {tex(c)}_j = e^{{{tex(c)}_j}}$", (i, j),
@@ -133,10 +134,11 @@ def _softmax_columns(ctx: Context, parent: Named, child: Node) -> Local:
 
 @rule("log_softmax")
 def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
-    i, j, o, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    o, c = parent.head, child_head(ctx, child)
     a = ctx.name(Apply("softmax", (child,))).head  # ∂ log Σ e^{c_k} / ∂c_j is the softmax
     value = KroneckerDelta(i, j) - a[j]
-    n = ctx.size
+    n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(o[i], c[j]), value, Rule.LOG_RULE,
                  rf"Log-softmax Jacobian: ${tex(o)}_i = {tex(c)}_i - \log \sum_k e^{{{tex(c)}_k}}$, "
                  rf"and the derivative of the log-sum is the softmax ${tex(a)}_j$", (i, j),
@@ -174,7 +176,8 @@ def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
     child's entry."""
     if parent.node.kind == MATRIX or child.kind == MATRIX:
         return _differentiate_matrix_template(ctx, parent, child)
-    i, j, u, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    u, c = parent.head, child_head(ctx, child)
     value = factor_terms(parent.definition.body.diff(c[j]))
     diagonal = _is_diagonal(value, i, j)
     title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
