@@ -10,6 +10,12 @@ language, step by step, the way a lecturer writes it.
 4. Assumptions applied as steps of their own, where the expression holds what they speak of.
 5. The result as a vector, and — for an identity — a final step that it is the identity's rhs.
 
+Matrices (``W = "n x p"``, several size names) go through the same levels with index tuples:
+∂L/∂c_J = Σ_I ∂L/∂p_I ∂p_I/∂c_J summed over every index of the parent (Σ_s Σ_i), the
+Kronecker deltas collapsed (the one over the example index first, then the familiar split at
+i = j for a column softmax), assumptions for every entry (Σ_i Y_is = 1 for every s), and the
+gradient shaped like the variable, read back into matrix notation ((A − Y) Xᵀ / m).
+
 Every right-hand side is computed from the previous one by a rule; nothing here checks anything:
 ``verify`` checks each step afterwards, so an engine mistake shows up as a failed step.
 """
@@ -90,7 +96,12 @@ class _Engine:
         sizes = None
         if self.several:
             self.size_value, sizes = _sizes(self.shapes, problem)
-            self.fixed = True
+            self.fixed = "symbolic" not in self.size_value.values()
+            if not self.fixed:
+                # The steps derive at symbolic sizes, but the checker proves one size symbol at a
+                # time, and unfolds a definition's Σ_s Σ_i as if it had one index: refused for now.
+                raise UsageError("matrices are derived at concrete sizes for now: give every size a number "
+                                 "(the checker cannot yet prove steps over several symbolic sizes)")
             size = sizes.get("n", next(iter(sizes.values())))
         else:
             self.size_value = problem.size if problem.size == "symbolic" else int(problem.size)
@@ -223,7 +234,9 @@ class _Engine:
 
     def _title(self) -> str:
         if isinstance(self.size_value, dict):
-            size = ", ".join(f"{name} = {value}" for name, value in self.size_value.items())
+            size = ", ".join(f"{name} = {value}" for name, value in self.size_value.items() if value != "symbolic")
+            symbolic = [name for name, value in self.size_value.items() if value == "symbolic"]
+            size = ", ".join(([f"for every {', '.join(symbolic)}"] if symbolic else []) + ([size] if size else []))
             return (self.problem.title or f"Gradient of {self.problem.expression} by {self.wrt}") + f", {size}"
         size = "for every n" if not self.fixed else f"n = {self.size_value}"
         return (self.problem.title or f"Gradient of {self.problem.expression} by {self.wrt}") + f", {size}"
@@ -478,7 +491,8 @@ class _Engine:
                 continue
             # free indices of the assumption (s in Σ_i Y_is = 1); only matrices have them (at a
             # symbolic n, the size n is an integer symbol too, and not an index)
-            every = tuple(index_symbols(assumption.equation)) if self.several else ()
+            sizes = set(self.ctx.sizes.values())
+            every = tuple(x for x in index_symbols(assumption.equation) if x not in sizes) if self.several else ()
             if every:
                 applied = rules.replace_sum_for_every(value, pattern, assumption.equation.rhs, every)
                 if applied != value:
@@ -602,25 +616,22 @@ def _shapes(variables: dict) -> dict[str, tuple]:
 
 
 def _sizes(shapes: dict[str, tuple], problem: Problem) -> tuple[dict, dict]:
-    """The value of every size name (from ``problem.sizes``, else ``problem.size``), as ints and
-    as SymPy Integers; matrices are derived at concrete sizes."""
+    """The value of every size name (from ``problem.sizes``, else ``problem.size``): an int, or
+    "symbolic" (then a positive integer symbol of that name); as given and as SymPy."""
     names = sorted({d for shape in shapes.values() for d in shape}, key=lambda d: (d != "n", d))
     given = dict(problem.sizes or {})
     values = {}
-    for name in names:
+    for name in [*names, *(g for g in given if g not in names)]:  # a size used only as a number (/ m)
         value = given.get(name, problem.size)
-        if value == "symbolic" or not str(value).isdigit() or int(value) < 1:
-            raise UsageError(f"size {name} must be a positive integer here (matrices are derived at "
-                             f"concrete sizes), not {value!r}")
-        values[name] = int(value)
-    for name in given:
-        if name not in values:
-            values[name] = int(given[name])  # a size used only as a number (/ m)
+        if value != "symbolic" and (not str(value).isdigit() or int(value) < 1):
+            raise UsageError(f"size {name} must be a positive integer or \"symbolic\", not {value!r}")
+        values[name] = value if value == "symbolic" else int(value)
     for name in values:
         if set(index_names(name)) & set(shapes):
             raise UsageError(f"a variable is named like an index of size {name}: "
                              f"{sorted(set(index_names(name)) & set(shapes))[0]!r}")
-    return values, {name: Integer(v) for name, v in values.items()}
+    return values, {name: Symbol(name, integer=True, positive=True) if v == "symbolic" else Integer(v)
+                    for name, v in values.items()}
 
 
 def _check_lengths(variables: dict, size) -> None:

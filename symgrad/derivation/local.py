@@ -7,6 +7,10 @@ chain rule needs to know about its shape (diagonal, or with a Kronecker delta in
 step built from it is checked like every other step, so a rule can only make a derivation
 unprovable, never wrong.
 
+Rules get their indices from ``indices``: (i,) and (j,) for vectors, (i, s) and (j, t) for an
+n × m matrix over an n × m matrix, so one rule serves both (an elementwise function's
+Jacobian is δ_ij, or δ_ij δ_st, times f').
+
 Adding a function (softplus, say) means: its template in ``lowering.py`` and one rule here,
 registered with ``@rule("softplus")``. A rule may also return a case split (``cases``), which
 is what derivatives defined by cases (relu, abs, Huber) will need.
