@@ -176,6 +176,10 @@ def test_a_corrupted_matrix_step_is_rejected():
     # a transpose inside the softmax's argument
     ("grad(cross_entropy(softmax(transpose(W) @ V), Y), V)", {"W": "n x p", "V": "n x m", "Y": "p x m"},
      ("colsum(Y) == 1",), {"n": 2, "p": 3, "m": 2}),
+    # sum of every entry of a matrix, sizes as numbers
+    ("grad(sum(W @ X) / (n * m), X)", {"W": "n x p", "X": "p x m"}, (), {"n": 2, "p": 3, "m": 2}),
+    # rowsum of an elementwise function of a matrix, times a vector
+    ("grad(dot(rowsum(exp(W)), b), W)", {"W": "n x p", "b": "n"}, (), {"n": 3, "p": 2}),
     # W reaches the loss along two paths; tanh and a power of a matrix
     ("grad(sum(tanh(W @ X) ** 2) + sum(W * W), W)", {"W": "n x p", "X": "p x m"}, (), {"n": 2, "p": 2, "m": 2}),
 ])

@@ -618,7 +618,7 @@ def _shapes(variables: dict) -> dict[str, tuple]:
 def _sizes(shapes: dict[str, tuple], problem: Problem) -> tuple[dict, dict]:
     """The value of every size name (from ``problem.sizes``, else ``problem.size``): an int, or
     "symbolic" (then a positive integer symbol of that name); as given and as SymPy."""
-    names = sorted({d for shape in shapes.values() for d in shape}, key=lambda d: (d != "n", d))
+    names = list(dict.fromkeys(d for shape in shapes.values() for d in shape))  # as declared: n, p, m
     given = dict(problem.sizes or {})
     values = {}
     for name in [*names, *(g for g in given if g not in names)]:  # a size used only as a number (/ m)
