@@ -31,19 +31,16 @@ from sympy.matrices.expressions import MatAdd, MatMul
 
 from symgrad.build import N
 from symgrad.derivation import rules
-from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss_gradient, tex)
+from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss_gradient, sub, tex)
+from symgrad.derivation.matrix_form import read_matrix, tree_matrix
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
-from symgrad.lowering import Lowering, Named
+from symgrad.lowering import Lowering, Named, index_names, reserved_names
 from symgrad.model import Assumption, Definition
-from symgrad.derivation.matrix_form import read_matrix, tree_matrix
-from symgrad.derivation.local import sub
-from symgrad.lowering import index_names, reserved_names
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols
 from symgrad.steps import Derivation, Rule, Step
 from symgrad.tree import (KIND_OF_RANK, MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode,
-                          MatProduct, Negate, Node, Size,
-                          Power, Var, depends_on, to_tree)
+                          MatProduct, Negate, Node, Size, Var, depends_on, to_tree)
 
 CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
               r"$\partial \mathbf{a}/\partial \mathbf{x}$ the $n \times n$ Jacobian with entry "
