@@ -7,6 +7,12 @@ every vector arithmetic node that is the argument of a function (z / T in softma
 smoothed targets in cross_entropy(a, (1 − ε) y + ε / n)). Reductions (sum, dot, the losses)
 stay inside the body of whatever holds them, as sums over a bound index.
 
+Matrices (``W = "n x p"``) get entry templates with one free index per dimension, each
+running over the range of its size name: i, j, k, l over n; s, t, u, v over m; q, r over p
+(``INDEX_NAMES``); a sum over a bound index runs over that index's size. Matrix intermediates
+are named with capitals (Z = W @ X + b, A = softmax(Z)); ``@``, ``transpose``, ``colsum`` and
+``rowsum`` stay inside the templates that use them, as index sums and swapped indices.
+
 Assumptions attached to a name are only those every value satisfies (a softmax of real
 arguments is positive; a log of something that may be negative is not even real), so the
 checker can never be talked into a false proof by a name.
@@ -20,16 +26,31 @@ from fractions import Fraction
 from sympy import (Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log,
                    tanh)
 
-from symgrad.tree import (ELEMENTWISE, SCALAR, VECTOR, Apply, Arith, Negate, Node, Number,
-                                 Power, Size, Var, depends_on)
+from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
+                          MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
 from symgrad.model import Assumption, Definition, Model
 from symgrad.notation import index_symbol
 
 # Preferred names of intermediates, by what they compute; the first free one is taken.
 PREFERRED = {"softmax": "a", "sigmoid": "s", "tanh": "h", "exp": "v", "log": "g", "log_softmax": "o"}
 FALLBACK = ["u", "v", "w", "p", "q", "r", "t", "b", "c", "d", "e", "f", "g", "h", "o", "x"]
+MATRIX_PREFERRED = {"softmax": "A", "sigmoid": "S", "tanh": "H", "exp": "E", "log": "G"}
+MATRIX_FALLBACK = ["Z", "U", "V", "B", "C", "D", "F", "G", "H", "K", "M", "N", "P", "Q", "R"]
 INDEX_NAMES = ("i", "j", "k", "l")
 RESERVED = {"i", "j", "k", "l", "n", "L"}
+# Index names per size name: free indices take them in this order, bound ones (sums inside a
+# template) start with the third (Σ_k beside a free i). Other size names get d_1, d_2, ….
+INDEX_NAMES_BY_SIZE = {"n": ("i", "j", "k", "l"), "m": ("s", "t", "u", "v"), "p": ("q", "r", "q'", "r'")}
+
+
+def index_names(size_name: str) -> tuple[str, ...]:
+    """The index names that run over 1..size_name, free ones first."""
+    return INDEX_NAMES_BY_SIZE.get(size_name, tuple(f"{size_name}_{k}" for k in range(1, 5)))
+
+
+def reserved_names(size_names) -> set[str]:
+    """Names a variable or an intermediate cannot take: sizes, their indices, the loss L."""
+    return RESERVED | set(size_names) | {x for size in size_names for x in index_names(size)}
 DESCRIPTIONS = {"softmax": "softmax", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exponential",
                 "log": "logarithm", "log_softmax": "log-softmax"}
 
@@ -47,16 +68,22 @@ class Named:
 class Lowering:
     """Names intermediates and writes index templates for one size (an Integer or the symbol n)."""
 
-    def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | None):
+    def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | None,
+                 shapes: dict[str, tuple] | None = None, sizes: dict[str, Expr] | None = None):
+        """``kinds``: name → "vector" / "scalar" (length n), or ``shapes``: name → tuple of
+        size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``)."""
         self.kinds = kinds
         self.size = size
         self.wrt = wrt
+        self.shapes = shapes or {name: ("n",) if kind == VECTOR else () for name, kind in kinds.items()}
+        self.sizes = dict(sizes or {"n": size})
         self.i, self.j, self.k = (index_symbol(name) for name in INDEX_NAMES[:3])
-        self.bases = {name: IndexedBase(name, real=True) for name, kind in kinds.items() if kind == VECTOR}
-        self.scalars = {name: Symbol(name, real=True) for name, kind in kinds.items() if kind == SCALAR}
+        self.bases = {name: IndexedBase(name, real=True) for name, shape in self.shapes.items() if shape}
+        self.scalars = {name: Symbol(name, real=True) for name, shape in self.shapes.items() if not shape}
         self.named: dict[Node, Named] = {}
         self.order: list[Named] = []  # definition order: every name after the names it uses
-        self.taken = set(kinds) | RESERVED
+        self.taken = set(kinds) | reserved_names(self.sizes)
+        self.used_indices: dict = {}  # index symbol → its size name, for the model's ranges
 
     # -- naming ------------------------------------------------------------------------------
     def prepare(self, root: Node) -> None:
@@ -66,9 +93,11 @@ class Lowering:
     def _walk(self, node: Node, is_root: bool, argument_of_call: bool) -> None:
         for child in node.children:
             self._walk(child, False, isinstance(node, Apply))
-        if is_root or node.kind != VECTOR:
+        if is_root or node.kind == SCALAR:
             return
-        if isinstance(node, Apply) or (argument_of_call and isinstance(node, (Arith, Negate, Power))):
+        inline = isinstance(node, MatProduct) or isinstance(node, Apply) and node.function in MATRIX_FUNCTIONS
+        if isinstance(node, Apply) and not inline or \
+                (argument_of_call and (inline or isinstance(node, (Arith, Negate, Power)))):
             self.name(node)
 
     def name(self, node: Node) -> Named:
@@ -76,21 +105,26 @@ class Lowering:
         if node in self.named:
             return self.named[node]
         for child in node.children:  # an intermediate may need others (log-softmax → softmax)
-            if child.kind == VECTOR and isinstance(child, Apply) and child not in self.named:
+            if child.kind != SCALAR and isinstance(child, Apply) and child not in self.named and \
+                    child.function not in MATRIX_FUNCTIONS:
                 self.name(child)
         head = IndexedBase(self._fresh_name(node), **self._assumptions(node))
-        body = self.body(node, self.i)
-        definition = Definition(head, (self.i,), body, self._describe(node))
+        index = self.outer(node)
+        body = self.at(node, index)
+        definition = Definition(head, index, body, self._describe(node))
         named = Named(node, head, definition, self.wrt is not None and depends_on(node, self.wrt))
         self.named[node] = named
         self.order.append(named)
         return named
 
     def _fresh_name(self, node: Node) -> str:
-        preferred = PREFERRED.get(node.function) if isinstance(node, Apply) else None
+        matrix = node.kind == MATRIX
+        table, fallback = (MATRIX_PREFERRED, MATRIX_FALLBACK) if matrix else (PREFERRED, FALLBACK)
+        preferred = table.get(node.function) if isinstance(node, Apply) else None
         if preferred is None:
-            preferred = "u" if self.wrt is not None and depends_on(node, self.wrt) else "t"
-        for candidate in [preferred, *FALLBACK]:
+            depends = self.wrt is not None and depends_on(node, self.wrt)
+            preferred = ("Z" if depends else "T") if matrix else ("u" if depends else "t")
+        for candidate in [preferred, *fallback]:
             if candidate not in self.taken:
                 self.taken.add(candidate)
                 return candidate
@@ -105,44 +139,131 @@ class Lowering:
             return DESCRIPTIONS.get(node.function, node.function)
         return "an elementwise expression"
 
+    @property
+    def several_sizes(self) -> bool:
+        """Matrices or several size names: entries carry index tuples (the matrix engine path)."""
+        return set(self.sizes) != {"n"} or any(len(shape) == 2 for shape in self.shapes.values())
+
+    # -- indices ---------------------------------------------------------------------------
+    def size_of(self, size_name) -> Expr:
+        return self.sizes[size_name]
+
+    def pick(self, size_name: str, avoid, bound: bool = False) -> Symbol:
+        """An index over ``size_name`` not in ``avoid``: a free one (i, then j …) or a bound one
+        (a sum's: k first, then l, then i, j)."""
+        names = index_names(size_name)
+        order = (names[0], *names[2:], names[1]) if bound else names
+        avoid = {getattr(x, "name", x) for x in avoid}
+        for name in [*order, *(x + "'" for x in order), *(x + "''" for x in order)]:
+            if name not in avoid:
+                symbol = index_symbol(name)
+                self.used_indices[symbol] = size_name
+                return symbol
+        raise ValueError(f"no index name left for size {size_name}")
+
+    def outer(self, node: Node, avoid=()) -> tuple:
+        """The free indices of a node's entry template (i for a vector, (i, s) for an n × m
+        matrix), avoiding ``avoid`` (a child's indices avoid its parent's: (j, t))."""
+        taken = set(avoid)
+        picked = []
+        for size_name in node.shape:
+            index = self.pick(size_name, taken)
+            taken.add(index)
+            picked.append(index)
+        return tuple(picked)
+
+    def bound(self, free, size_name: str = "n") -> Symbol:
+        """The index a sum in a template runs over: i in a scalar's body, k beside a free i."""
+        avoid = set(free) if isinstance(free, tuple) else {free} if free is not None else set()
+        return self.pick(size_name, avoid, bound=True)
+
+    def _sum(self, term_at, shape: tuple, avoid) -> Expr:
+        """Σ over every entry of a ``shape``: term_at(index tuple) summed over bound indices."""
+        taken, indices = set(avoid), []
+        for size_name in shape:
+            index = self.bound(tuple(taken), size_name)
+            taken.add(index)
+            indices.append(index)
+        limits = [(index, 1, self.size_of(size_name)) for index, size_name in zip(indices, shape)]
+        return Sum(term_at(tuple(indices)), *limits)  # the first index innermost: Σ_s Σ_i
+
     # -- templates ---------------------------------------------------------------------------
     def entry(self, node: Node, index, use_names: bool = True) -> Expr:
-        """The value of ``node`` at ``index`` (a vector's entry; a scalar's value), with named
-        intermediates written by their names."""
+        """The value of ``node`` at ``index`` (a vector's entry at a symbol, a matrix's at a
+        pair of indices, a scalar's value at None), with named intermediates written by their
+        names."""
+        return self.at(node, _as_tuple(index))
+
+    def at(self, node: Node, index: tuple, use_names: bool = True) -> Expr:
         if use_names and node in self.named:
             return self.named[node].head[index]
         return self.body(node, index)
 
     def body(self, node: Node, index) -> Expr:
         """What ``node`` computes at ``index`` in terms of its children (named ones by name)."""
+        index = _as_tuple(index)
+        at = lambda child: self.at(child, _broadcast(child, index))  # noqa: E731
         if isinstance(node, Var):
-            return self.bases[node.name][index] if node.kind == VECTOR else self.scalars[node.name]
+            return self.bases[node.name][index] if node.shape else self.scalars[node.name]
         if isinstance(node, Number):
             return Rational(node.value.numerator, node.value.denominator)
         if isinstance(node, Size):
-            return self.size
+            return self.sizes.get(node.name, self.size)
         if isinstance(node, Negate):
-            return -self.entry(node.arg, index)
+            return -at(node.arg)
         if isinstance(node, Arith):
-            left, right = self.entry(node.left, index), self.entry(node.right, index)
+            left, right = at(node.left), at(node.right)
             return {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                     "/": lambda: left / right}[node.op]()
         if isinstance(node, Power):
-            return self.entry(node.base, index) ** _rational(node.exponent)
+            return at(node.base) ** _rational(node.exponent)
+        if isinstance(node, MatProduct):
+            inner = node.left.shape[1]
+            r = self.bound(index, inner)
+            return Sum(self.at(node.left, (index[0], r)) * self.at(node.right, (r, *index[1:])),
+                       (r, 1, self.size_of(inner)))
         if isinstance(node, Apply):
-            return self._apply(node, index)
+            if any(arg.kind == MATRIX for arg in node.args):
+                return self._apply_matrix(node, index)
+            return self._apply(node, index[0] if index else None)
         raise ValueError(f"cannot lower {type(node).__name__}")
+
+    def _apply_matrix(self, node: Apply, index: tuple) -> Expr:
+        """Functions of matrices: column by column (softmax), entry by entry, or index sums."""
+        name, args = node.function, node.args
+        at = lambda arg, where: self.at(arg, where)  # noqa: E731
+        if name in ELEMENTWISE:
+            return self._apply(node, index)
+        rows, cols = args[0].shape
+        if name == "transpose":
+            return at(args[0], (index[1], index[0]))
+        if name == "colsum":
+            k = self.bound(index, rows)
+            return Sum(at(args[0], (k, index[0])), (k, 1, self.size_of(rows)))
+        if name == "rowsum":
+            k = self.bound(index, cols)
+            return Sum(at(args[0], (index[0], k)), (k, 1, self.size_of(cols)))
+        if name == "softmax":  # each column is one example
+            k = self.bound(index, rows)
+            return exp(at(args[0], index)) / Sum(exp(at(args[0], (k, index[1]))), (k, 1, self.size_of(rows)))
+        if name == "sum":
+            return self._sum(lambda where: at(args[0], where), args[0].shape, index)
+        if name == "cross_entropy":  # the columns' losses, added
+            return -self._sum(lambda where: at(args[1], where) * log(at(args[0], where)), args[0].shape, index)
+        raise ValueError(f"{name} of a matrix has no template")
 
     def _apply(self, node: Apply, index) -> Expr:
         name, args = node.function, node.args
         if name in ELEMENTWISE:
-            x = self.entry(args[0], index)
+            x = self.at(args[0], _as_tuple(index))
             return {"exp": exp, "log": log, "tanh": tanh, "sigmoid": lambda v: 1 / (1 + exp(-v))}[name](x)
-        b = self.bound(index)
+        size_name = args[0].shape[0]
+        b = self.bound(index, size_name)
+        size = self.size_of(size_name)
         if name in ("outer", "diag"):
             raise ValueError(f"{name} gives a matrix: use it on the right-hand side of a jacobian identity")
-        at = lambda arg, where=b: self.entry(arg, where)  # noqa: E731 - a short local reader
-        total = lambda term: Sum(term, (b, 1, self.size))  # noqa: E731
+        at = lambda arg, where=b: self.at(arg, _as_tuple(where))  # noqa: E731 - a short local reader
+        total = lambda term: Sum(term, (b, 1, size))  # noqa: E731
         if name == "softmax":
             return exp(at(args[0], index)) / total(exp(at(args[0])))
         if name == "log_softmax":
@@ -159,7 +280,7 @@ class Lowering:
             p, q = at(args[0]), at(args[1])
             return -total(q * log(p) + (1 - q) * log(1 - p))
         if name == "mse":
-            return total((at(args[0]) - at(args[1])) ** 2) / self.size
+            return total((at(args[0]) - at(args[1])) ** 2) / size
         raise ValueError(f"no template for {name}")
 
     def matrix_entry(self, node: Node, row, col) -> Expr:
@@ -181,29 +302,33 @@ class Lowering:
             return self.entry(node, None)
         return self.matrix_entry(node, row, col)
 
-    def bound(self, free) -> Symbol:
-        """The index a sum in a template runs over: i in a scalar's body, k beside a free i."""
-        names = [self.i, self.k, index_symbol("l")]
-        return next(x for x in names if x != free)
-
     # -- the model ---------------------------------------------------------------------------
     def model(self, name: str, assumptions: dict[str, Assumption], size_value,
               root: Definition | None = None) -> Model:
         """The model: base variables, every intermediate's definition, then the loss (if any)."""
         definitions = tuple(n.definition for n in self.order) + ((root,) if root else ())
+        several = self.several_sizes
+        dims = lambda shape: tuple(self.size_of(d) for d in shape)  # noqa: E731
         return Model(
             name=name,
-            sizes={"n": size_value},
-            shapes={base: (self.size,) for base in self.bases.values()},
+            sizes=size_value if isinstance(size_value, dict) else {"n": size_value},
+            shapes={self.bases[v]: dims(shape) for v, shape in self.shapes.items() if shape},
             scalars=tuple(self.scalars.values()),
             definitions=definitions,
-            abbreviation_shapes={n.head: (self.size,) for n in self.order},
+            abbreviation_shapes={n.head: dims(n.node.shape) for n in self.order},
             assumptions=assumptions,
+            index_ranges={index: self.size_of(size) for size in self.sizes for index in
+                          map(index_symbol, index_names(size))} | {
+                index: self.size_of(size) for index, size in self.used_indices.items()} if several else {},
         )
 
     def assumption(self, text: str, equation_node: tuple[Node, Node], name: str | None = None,
                    description: str | None = None) -> Assumption:
-        left, right = (self.entry(side, None, use_names=False) for side in equation_node)
+        """An equation between scalars, or a vector and a number: every entry (colsum(Y) == 1
+        is Σ_i Y_is = 1 for every column s, with s a free index)."""
+        shape = max((side.shape for side in equation_node), key=len)
+        index = self.outer(Var("_", VECTOR, None, shape)) if shape else ()
+        left, right = (self.at(side, _broadcast(side, index), use_names=False) for side in equation_node)
         return Assumption(name or text, Eq(left, right), description or text)
 
 
@@ -227,7 +352,11 @@ def sign_of(node: Node) -> str | None:
         if base == "positive":
             return "positive"
         return "real" if base and node.exponent.denominator == 1 else None
+    if isinstance(node, MatProduct):
+        return "real" if sign_of(node.left) and sign_of(node.right) else None
     if isinstance(node, Apply):
+        if node.function in MATRIX_FUNCTIONS:
+            return "real" if sign_of(node.args[0]) else None
         if node.function in ("exp", "sigmoid", "softmax"):
             return "positive" if sign_of(node.args[0]) else None
         if node.function in ("tanh", "sum", "dot", "mse", "logsumexp", "log_softmax"):
@@ -235,6 +364,18 @@ def sign_of(node: Node) -> str | None:
         if node.function == "log":
             return "real" if sign_of(node.args[0]) == "positive" else None
     return None
+
+
+def _as_tuple(index) -> tuple:
+    if index is None:
+        return ()
+    return tuple(index) if isinstance(index, (tuple, list)) else (index,)
+
+
+def _broadcast(child: Node, index: tuple) -> tuple:
+    """A child's index inside a parent's entry: a scalar takes none, a vector added to a
+    matrix takes the row index (it is added to every column)."""
+    return index[:len(child.shape)]
 
 
 def _rational(value: Fraction) -> Rational:

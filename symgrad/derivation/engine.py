@@ -10,6 +10,12 @@ language, step by step, the way a lecturer writes it.
 4. Assumptions applied as steps of their own, where the expression holds what they speak of.
 5. The result as a vector, and — for an identity — a final step that it is the identity's rhs.
 
+Matrices (``W = "n x p"``, several size names) go through the same levels with index tuples:
+∂L/∂c_J = Σ_I ∂L/∂p_I ∂p_I/∂c_J summed over every index of the parent (Σ_s Σ_i), the
+Kronecker deltas collapsed (the one over the example index first, then the familiar split at
+i = j for a column softmax), assumptions for every entry (Σ_i Y_is = 1 for every s), and the
+gradient shaped like the variable, read back into matrix notation ((A − Y) Xᵀ / m).
+
 Every right-hand side is computed from the previous one by a rule; nothing here checks anything:
 ``verify`` checks each step afterwards, so an engine mistake shows up as a failed step.
 """
@@ -19,26 +25,30 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, Integer, Mul, Sum, Symbol,
+from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, Integer, KroneckerDelta, Mul, Sum, Symbol,
                    Transpose, cancel, factor_terms, latex)
 from sympy.matrices.expressions import MatAdd, MatMul
 
 from symgrad.build import N
 from symgrad.derivation import rules
-from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss_gradient, tex)
+from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss_gradient, sub, tex)
+from symgrad.derivation.matrix_form import read_matrix, tree_matrix
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
-from symgrad.lowering import Lowering, Named
+from symgrad.lowering import Lowering, Named, index_names, reserved_names
 from symgrad.model import Assumption, Definition
-from symgrad.notation import PartialD, Vec
+from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols
 from symgrad.steps import Derivation, Rule, Step
-from symgrad.tree import (MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode, Negate, Node,
-                          Power, Var, depends_on, to_tree)
+from symgrad.tree import (KIND_OF_RANK, MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode,
+                          MatProduct, Negate, Node, Size, Var, depends_on, to_tree)
 
 CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
               r"$\partial \mathbf{a}/\partial \mathbf{x}$ the $n \times n$ Jacobian with entry "
               r"$(i, j) = \partial a_i/\partial x_j$; the gradient $(\partial L/\partial \mathbf{x})^\top$ "
               r"is a column like $\mathbf{x}$")
+MATRIX_CONVENTION = (r"gradients are shaped like the variable: $\partial L/\partial \mathbf{W}$ has "
+                     r"entry $(j, q) = \partial L/\partial W_{jq}$; one example per column; indices "
+                     r"$i, j, k \le n$, $q, r \le p$, $s, t, u \le m$ (each runs over the size it is named for)")
 LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Binary cross-entropy loss",
               "mse": "Mean squared error", "logsumexp": "Log-sum-exp", "dot": "A dot product",
               "sum": "A sum"}
@@ -47,8 +57,10 @@ LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Bi
 @dataclass(frozen=True)
 class Problem:
     """What to derive: ``expression`` is ``grad(f, x)`` (or ``f`` with ``wrt``), over the declared
-    ``variables`` (name → "n", an integer length, or "scalar"), at ``size`` (an int or
-    "symbolic"), under ``assume`` (equations in the language). ``rhs``: an identity's right-hand
+    ``variables`` (name → "n", an integer length, "scalar", or a matrix "n x p"), at ``size``
+    (an int or "symbolic"; with matrices or several size names, ``sizes`` gives each name its
+    value, and ``size`` is used for any name it leaves out), under ``assume`` (equations in
+    the language). ``rhs``: an identity's right-hand
     side, which the derivation must end by reaching."""
 
     expression: str
@@ -60,6 +72,7 @@ class Problem:
     name: str = "expression"
     title: str | None = None
     assumption_names: dict = field(default_factory=dict)  # text → (name, description)
+    sizes: dict | None = None  # several size names (matrices): {"n": 3, "p": 2, "m": 2}
 
 
 def derive_problem(problem: Problem) -> Derivation:
@@ -74,12 +87,25 @@ def derive_problem(problem: Problem) -> Derivation:
 class _Engine:
     def __init__(self, problem: Problem):
         self.problem = problem
-        self.kinds = _kinds(problem.variables)
-        self.size_value = problem.size if problem.size == "symbolic" else int(problem.size)
-        self.fixed = self.size_value != "symbolic"
-        size = N if not self.fixed else Integer(self.size_value)
-        _check_lengths(problem.variables, self.size_value)
-        tree = to_tree(parse_tree(problem.expression), self.kinds)
+        self.shapes = _shapes(problem.variables)
+        self.kinds = {name: KIND_OF_RANK[len(shape)] for name, shape in self.shapes.items()}
+        self.several = any(len(shape) == 2 or shape and shape != ("n",) for shape in self.shapes.values())
+        sizes = None
+        if self.several:
+            self.size_value, sizes = _sizes(self.shapes, problem)
+            self.fixed = "symbolic" not in self.size_value.values()
+            if not self.fixed:
+                # The steps derive at symbolic sizes, but the checker proves one size symbol at a
+                # time, and unfolds a definition's Σ_s Σ_i as if it had one index: refused for now.
+                raise UsageError("matrices are derived at concrete sizes for now: give every size a number "
+                                 "(the checker cannot yet prove steps over several symbolic sizes)")
+            size = sizes.get("n", next(iter(sizes.values())))
+        else:
+            self.size_value = problem.size if problem.size == "symbolic" else int(problem.size)
+            self.fixed = self.size_value != "symbolic"
+            size = N if not self.fixed else Integer(self.size_value)
+            _check_lengths(problem.variables, self.size_value)
+        tree = to_tree(parse_tree(problem.expression), self.shapes)
         self.jacobian = isinstance(tree, DerivativeNode) and tree.function == "jacobian"
         if isinstance(tree, DerivativeNode):
             self.function, self.wrt = tree.of, tree.wrt.name
@@ -87,14 +113,16 @@ class _Engine:
             if problem.wrt is None:
                 raise UsageError("say which variable to differentiate by (--wrt)")
             self.function, self.wrt = tree, problem.wrt
-        if self.kinds.get(self.wrt) != VECTOR:
-            raise UsageError(f"--wrt must name a vector variable, not {self.wrt!r}")
+        if self.kinds.get(self.wrt) != VECTOR and not (self.several and self.kinds.get(self.wrt) == MATRIX):
+            raise UsageError(f"--wrt must name a vector{' or matrix' if self.several else ''} variable, "
+                             f"not {self.wrt!r}")
         if self.function.kind != (VECTOR if self.jacobian else SCALAR):
             raise UsageError("derive takes a scalar function (a loss) and derives its gradient, or "
                              "jacobian(f, x) of a vector function f")
         if not depends_on(self.function, self.wrt):
             raise UsageError(f"the expression does not depend on {self.wrt}: its gradient is 0")
-        self.ctx = Lowering(self.kinds, size, self.wrt)
+        self.wrt_node = Var(self.wrt, self.kinds[self.wrt], None, self.shapes[self.wrt])
+        self.ctx = Lowering(self.kinds, size, self.wrt, shapes=self.shapes, sizes=sizes)
         self.ctx.prepare(self.function)
         if self.jacobian:
             if isinstance(self.function, Var):
@@ -112,7 +140,7 @@ class _Engine:
     def _path(self) -> list[Node]:
         """Named intermediates that depend on x, nearest the loss first, then x itself."""
         named = [n.node for n in reversed(self.ctx.order) if n.depends]
-        return named + [Var(self.wrt, VECTOR)]
+        return named + [self.wrt_node]
 
     def inputs(self, node: Node) -> list[Node]:
         """The named intermediates and variables that ``node``'s template reads directly and
@@ -163,6 +191,15 @@ class _Engine:
             if not direct[(parent, child)]:
                 self._local_steps(local)
         gradients: dict[Node, Expr] = {}  # ∂L/∂c as a template in i, for each c on the path
+        if self.several:
+            for node in self.path:
+                value, index = self._level_entries(node, parents[node], locals_, direct, gradients)
+                if node == self.path[-1]:
+                    self._finish_entries(value, index)
+                outer = self.ctx.outer(node)
+                gradients[node] = rules.rebind(value, set(outer)).xreplace(dict(zip(index, outer)))
+            return Derivation(name=self.problem.name, title=self._title(), model=model, steps=tuple(self.steps),
+                              convention=MATRIX_CONVENTION, notes=tuple(self.notes))
         for node in self.path:
             gradients[node] = self._level(node, parents[node], locals_, direct, gradients)
         self._finish(rules.rebind(gradients[self.path[-1]], {self.j}).xreplace({self.i: self.j}))
@@ -193,6 +230,11 @@ class _Engine:
                           convention=CONVENTION, notes=tuple(self.notes))
 
     def _title(self) -> str:
+        if isinstance(self.size_value, dict):
+            size = ", ".join(f"{name} = {value}" for name, value in self.size_value.items() if value != "symbolic")
+            symbolic = [name for name, value in self.size_value.items() if value == "symbolic"]
+            size = ", ".join(([f"for every {', '.join(symbolic)}"] if symbolic else []) + ([size] if size else []))
+            return (self.problem.title or f"Gradient of {self.problem.expression} by {self.wrt}") + f", {size}"
         size = "for every n" if not self.fixed else f"n = {self.size_value}"
         return (self.problem.title or f"Gradient of {self.problem.expression} by {self.wrt}") + f", {size}"
 
@@ -200,8 +242,12 @@ class _Engine:
         out = {}
         for text in self.problem.assume:
             tree = parse_tree(text, allow_equation=True).body
-            left, right = (to_tree(ast.Expression(side), self.kinds) for side in (tree.left, tree.comparators[0]))
-            if left.kind != SCALAR or right.kind != SCALAR:
+            left, right = (to_tree(ast.Expression(side), self.shapes) for side in (tree.left, tree.comparators[0]))
+            if self.several and (left.shape and right.shape and left.shape != right.shape or
+                                 MATRIX in (left.kind, right.kind)):
+                raise UsageError(f"assumption {text!r} must compare two scalars, or a vector with a number "
+                                 "(meaning every entry)")
+            if not self.several and (left.kind != SCALAR or right.kind != SCALAR):
                 raise UsageError(f"assumption {text!r} must compare two scalars")
             name, description = self.problem.assumption_names.get(text, (text, None))
             out[name] = self.ctx.assumption(text, (left, right), name, description)
@@ -209,21 +255,24 @@ class _Engine:
 
     def _definitions(self, root_body: Expr) -> None:
         for named in self.ctx.order:
+            index = named.definition.index
             self.steps.append(Step(_definition_title(self.ctx, named), Rule.DEFINITION,
-                                   named.head[self.i], named.definition.body, (self.i,)))
-        self.steps.append(Step(_loss_name(self.function), Rule.DEFINITION, self.loss, root_body))
+                                   named.head[index], named.definition.body, index))
+        self.steps.append(Step(_loss_name(self.function, self.ctx), Rule.DEFINITION, self.loss, root_body))
 
     def _local_steps(self, local: Local) -> None:
         self.steps.append(Step(local.title, local.rule, local.lhs, local.value, local.free))
         if local.cases is not None:
             self.steps.append(Step("The Jacobian's two cases", Rule.CASE_SPLIT, local.lhs, local.cases, local.free))
         if local.matrix is not None and self.fixed:
-            count = int(self.size_value)
+            length = local.matrix.shape[0]
+            count = int(length)
+            i, j = local.free[:2]
             (p, c) = local.lhs.expr.base, local.lhs.variables[0].base
             (diagonal, _), (off_diagonal, _) = local.cases.args
-            entries = ImmutableMatrix(count, count, lambda r, k: diagonal.xreplace({self.i: r + 1}) if r == k
-                                      else off_diagonal.xreplace({self.i: r + 1, self.j: k + 1}))
-            whole = PartialD(Vec(p, self.ctx.size), Vec(c, self.ctx.size))
+            entries = ImmutableMatrix(count, count, lambda r, k: diagonal.xreplace({i: r + 1}) if r == k
+                                      else off_diagonal.xreplace({i: r + 1, j: k + 1}))
+            whole = PartialD(Vec(p, length), Vec(c, length))
             self.steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, whole, entries))
             self.steps.append(Step(local.matrix_title, Rule.MATRIX_FORM, whole, local.matrix))
 
@@ -278,6 +327,130 @@ class _Engine:
         value = self._apply_assumptions(lhs, value)
         return rules.rebind(value, {i}).xreplace({j: i})
 
+    # -- entries with several indices (matrices) --------------------------------------------
+    def _limits(self, index: tuple) -> list[tuple]:
+        return [(x, 1, self.model.range_of(x)) for x in index]
+
+    def _level_entries(self, node: Node, parents: list[Node], locals_, direct, gradients) -> tuple[Expr, tuple]:
+        """∂L/∂c_J for one node c on the path: Σ_I ∂L/∂p_I ∂p_I/∂c_J over every parent p, summed
+        over all of p's indices (Σ_s Σ_i), then simplified. Returns the value and J."""
+        ctx = self.ctx
+        c = child_head(ctx, node)
+        if parents == [self.function]:
+            local = locals_[(self.function, node)]
+            return local.value, local.free
+        avoid = set()
+        for parent in parents:
+            if parent is not self.function:
+                avoid |= set(ctx.outer(parent))
+        J = ctx.outer(node, avoid=avoid)  # noqa: N806 - the child's index tuple
+        lhs = Derivative(self.loss, c[J])
+        terms, known = [], {}
+        for parent in parents:
+            local = locals_[(parent, node)]
+            if parent is self.function:
+                terms.append(rules.rebind(local.value, set(J)).xreplace(dict(zip(local.free, J))))
+                continue
+            I = ctx.outer(parent)  # noqa: E741, N806
+            p = ctx.named[parent].head
+            value = local.value.xreplace(dict(zip(local.free[len(I):], J)))
+            jacobian = value if direct[(parent, node)] else Derivative(p[I], c[J])
+            terms.append(Sum(Mul(Derivative(self.loss, p[I]), jacobian, evaluate=False), *self._limits(I)))
+            known[Derivative(self.loss, p[I])] = rules.rebind(gradients[parent], set(I) | set(J))
+            known[Derivative(p[I], c[J])] = value
+        chain = Add(*terms, evaluate=False) if len(terms) > 1 else terms[0]
+        single = len(parents) == 1 and parents[0] is not self.function
+        if single:
+            p = ctx.named[parents[0]].head
+            I = ctx.outer(parents[0])  # noqa: E741, N806
+            title = (rf"Chain rule: ${tex(c)}_{{{sub(J)}}}$ reaches the loss through the entries "
+                     rf"${tex(p)}_{{{sub(I)}}}$ of ${bold(p)}$, summed over ${', '.join(map(str, I))}$")
+        else:
+            title = rf"Chain rule: ${tex(c)}_{{{sub(J)}}}$ reaches the loss along {len(terms)} paths"
+        self.steps.append(Step(title, Rule.CHAIN_RULE, lhs, chain, J))
+        substituted = Add(*[rules.substitute_factors(t, known) if isinstance(t, Sum) else t for t in terms],
+                          evaluate=False) if len(terms) > 1 else (
+            rules.substitute_factors(chain, known) if isinstance(chain, Sum) else chain)
+        names = ", ".join(f"$\\partial {tex(self.loss)}/\\partial {tex(ctx.named[q].head)}_{{{sub(ctx.outer(q))}}}$"
+                          for q in parents if q is not self.function)
+        self.steps.append(Step(f"Substitute {names} and the local derivative", Rule.SUBSTITUTE, lhs, substituted, J,
+                               assumptions=self.used))
+        value = self._simplify_entries(lhs, substituted, locals_[(parents[0], node)] if single else None, J)
+        value = self._apply_assumptions(lhs, value, J)
+        if node != self.path[-1]:
+            self._matrix_form(node, value, J, intermediate=True)
+        return value, J
+
+    def _simplify_entries(self, lhs, substituted: Expr, local: Local | None, J: tuple) -> Expr:  # noqa: N803
+        """The Kronecker deltas collapse (the δ over the example index first); a softmax Jacobian
+        is then split at i = j, cancelled and collected, as for one example."""
+        collapsed = rules.collapse_kronecker(substituted)
+        if collapsed != substituted:
+            title = (local.collapse_title if local is not None and local.collapse_title else
+                     r"Sum over the Kronecker deltas: only the terms they select are left")
+            self.steps.append(Step(title, Rule.DELTA_SUM, lhs, collapsed, J, assumptions=self.used))
+        if local is not None and local.cases is not None and isinstance(collapsed, Sum) and len(collapsed.limits) == 1:
+            bound = collapsed.limits[0][0]
+            pairs = [d for d in collapsed.function.atoms(KroneckerDelta) if bound in d.args]
+            if pairs:
+                (j,) = [x for x in pairs[0].args if x != bound]
+                split = rules.split_sum_at(collapsed, j)
+                self.steps.append(Step(rf"Split the sum into its ${bound} = {j}$ term ($\delta_{{{j}{j}}} = 1$) and its "
+                                       rf"${bound} \neq {j}$ terms ($\delta_{{{bound}{j}}} = 0$)", Rule.SPLIT_SUM, lhs,
+                                       split, J, assumptions=self.used))
+                cancelled = rules.evaluated(split)
+                self.steps.append(Step("Cancel common factors", Rule.CANCEL, lhs, cancelled, J, assumptions=self.used))
+                collected = rules.collect_excluded_sum(cancelled)
+                self.steps.append(Step(rf"Collect: the ${bound} = {j}$ term completes the sum", Rule.COLLECT, lhs,
+                                       collected, J, assumptions=self.used))
+                return collected
+        tidy = _tidy(rules.evaluated(collapsed))
+        if tidy != collapsed:
+            self.steps.append(Step("Simplify", Rule.SIMPLIFY, lhs, tidy, J, assumptions=self.used))
+        return tidy
+
+    def _whole(self, node: Node):
+        """The whole variable or intermediate, in matrix notation (W, Z) or as a vector (b)."""
+        head = child_head(self.ctx, node)
+        dims = tuple(self.ctx.size_of(d) for d in node.shape)
+        return MatVar(head, *dims) if len(dims) == 2 else Vec(head, dims[0])
+
+    def _matrix_form(self, node: Node, component: Expr, J: tuple, intermediate: bool = False):
+        """The gradient shaped like the variable, read from its entries; None if unreadable."""
+        ranges = {x: self.model.range_of(x) for x in J}
+        reasons: list[str] = []
+        matrix = read_matrix(factor_terms(component), J, ranges, reasons)
+        if matrix is None:
+            return None
+        whole = self._whole(node)
+        shape = "a matrix" if isinstance(whole, MatVar) else "a vector"
+        why = ("; " + "; ".join(dict.fromkeys(reasons))) if reasons else ""
+        self.steps.append(Step(rf"As {shape} shaped like ${bold(whole.base)}$: entry $({', '.join(map(str, J))})$ is the "
+                               rf"formula above{why}", Rule.MATRIX_FORM if isinstance(whole, MatVar) else Rule.VECTOR_FORM,
+                               GradientMatrix(self.loss, whole), matrix, assumptions=self.used))
+        return matrix
+
+    def _finish_entries(self, component: Expr, J: tuple) -> None:  # noqa: N803
+        """The gradient shaped like the variable, the note on what stopped it, the identity's rhs."""
+        node = self.wrt_node
+        matrix = self._matrix_form(node, component, J)
+        if self.problem.rhs is None:
+            self._note_unused_sums(component)
+            return
+        rhs_tree = to_tree(parse_tree(self.problem.rhs), self.shapes)
+        if rhs_tree.shape != node.shape:
+            raise UsageError(f"the identity's right-hand side has shape {rhs_tree.shape}, but the gradient is "
+                             f"shaped like {self.wrt}: {node.shape}")
+        rhs_matrix = tree_matrix(rhs_tree, self.ctx.named, self.ctx.sizes) if matrix is not None else None
+        if rhs_matrix is not None:
+            self.steps.append(Step("which is the identity's right-hand side", Rule.IDENTITY,
+                                   GradientMatrix(self.loss, self._whole(node)), rhs_matrix, assumptions=self.used))
+        else:
+            head = child_head(self.ctx, node)
+            self.steps.append(Step(rf"Entry ${sub(J)}$ is the identity's right-hand side", Rule.IDENTITY,
+                                   Derivative(self.loss, head[J]), self.ctx.at(rhs_tree, J), J,
+                                   assumptions=self.used))
+
     def _gradient_is_local(self, parent: Node, gradients) -> bool:
         return parent in gradients and not gradients[parent].has(Derivative)
 
@@ -304,24 +477,38 @@ class _Engine:
             self.steps.append(Step("Simplify", Rule.SIMPLIFY, lhs, tidy, (j,), assumptions=self.used))
         return tidy
 
-    def _apply_assumptions(self, lhs, value: Expr) -> Expr:
+    def _apply_assumptions(self, lhs, value: Expr, free: tuple | None = None) -> Expr:
         """Each assumption whose left side (a sum) occurs, as a step of its own; a sum of a named
-        constant (smoothed targets t) is unfolded first when that lets an assumption apply."""
+        constant (smoothed targets t) is unfolded first when that lets an assumption apply. An
+        assumption for every entry (Σ_i Y_is = 1 for every s) applies at any s."""
+        free = free or (self.j,)
         for name, assumption in self.model.assumptions.items():
             pattern = assumption.equation.lhs
             if not isinstance(pattern, Sum):
+                continue
+            # free indices of the assumption (s in Σ_i Y_is = 1); only matrices have them (at a
+            # symbolic n, the size n is an integer symbol too, and not an index)
+            sizes = set(self.ctx.sizes.values())
+            every = tuple(x for x in index_symbols(assumption.equation) if x not in sizes) if self.several else ()
+            if every:
+                applied = rules.replace_sum_for_every(value, pattern, assumption.equation.rhs, every)
+                if applied != value:
+                    self.used = tuple(dict.fromkeys([*self.used, name]))
+                    self.steps.append(Step(_assumption_title(assumption, every), Rule.ASSUMPTION, lhs, applied,
+                                           free, assumptions=self.used))
+                    value = applied
                 continue
             applied = rules.replace_sum(value, pattern, assumption.equation.rhs)
             if applied == value:
                 unfolded = self._unfold_constant_sums(value)
                 if unfolded != value and rules.replace_sum(unfolded, pattern, assumption.equation.rhs) != unfolded:
                     self.steps.append(Step("Unfold the sum of a constant intermediate through its definition",
-                                           Rule.UNFOLD, lhs, unfolded, (self.j,), assumptions=self.used))
+                                           Rule.UNFOLD, lhs, unfolded, free, assumptions=self.used))
                     value = unfolded
                     applied = rules.replace_sum(value, pattern, assumption.equation.rhs)
             if applied != value:
                 self.used = tuple(dict.fromkeys([*self.used, name]))
-                self.steps.append(Step(_assumption_title(assumption), Rule.ASSUMPTION, lhs, applied, (self.j,),
+                self.steps.append(Step(_assumption_title(assumption), Rule.ASSUMPTION, lhs, applied, free,
                                        assumptions=self.used))
                 value = applied
         return value
@@ -365,8 +552,9 @@ class _Engine:
         for total in component.atoms(Sum):
             term = total.function
             if getattr(term, "base", None) in self.ctx.bases.values():
+                what = "colsum" if len(term.indices) == 2 else "sum"
                 self.notes.append(rf"Stopped with ${latex(total)}$ left in: an assumption such as "
-                                  rf"\texttt{{sum({term.base}) == 1}} (one-hot or probability labels) "
+                                  rf"\texttt{{{what}({term.base}) == 1}} (one-hot or probability labels) "
                                   r"would reduce it further.")
 
 
@@ -400,13 +588,47 @@ def _tidy(expr: Expr) -> Expr:
     return factor_terms(cancel(expr))
 
 
-def _kinds(variables: dict) -> dict[str, str]:
+def _shapes(variables: dict) -> dict[str, tuple]:
+    """Each declared name's shape: "scalar" → (), "n" or an int length → ("n",), another size
+    name "m" → ("m",), "n x p" → ("n", "p")."""
     out = {}
-    for name, length in variables.items():
+    for name, declared in variables.items():
         if not str(name).isidentifier() or name in ("i", "j", "k", "l", "n"):
             raise UsageError(f"{name!r} cannot be a variable name (i, j, k, l, n are indices and sizes)")
-        out[name] = SCALAR if length == "scalar" else VECTOR
+        if declared == "scalar":
+            out[name] = ()
+        elif isinstance(declared, int) and not isinstance(declared, bool):
+            out[name] = ("n",)
+        elif isinstance(declared, str) and all(part.strip().isidentifier() for part in declared.split(" x ")) \
+                and 1 <= len(declared.split(" x ")) <= 2:
+            out[name] = tuple(part.strip() for part in declared.split(" x "))
+        else:
+            raise UsageError(f"cannot read the shape of {name!r}: {declared!r} (use scalar, n, or n x p)")
+    size_names = {d for shape in out.values() for d in shape}
+    clash = sorted(set(out) & reserved_names(size_names))
+    if clash:
+        raise UsageError(f"{clash[0]!r} cannot be a variable name: it is a size or an index "
+                         f"({', '.join(sorted(size_names))} and their indices)")
     return out
+
+
+def _sizes(shapes: dict[str, tuple], problem: Problem) -> tuple[dict, dict]:
+    """The value of every size name (from ``problem.sizes``, else ``problem.size``): an int, or
+    "symbolic" (then a positive integer symbol of that name); as given and as SymPy."""
+    names = list(dict.fromkeys(d for shape in shapes.values() for d in shape))  # as declared: n, p, m
+    given = dict(problem.sizes or {})
+    values = {}
+    for name in [*names, *(g for g in given if g not in names)]:  # a size used only as a number (/ m)
+        value = given.get(name, problem.size)
+        if value != "symbolic" and (not str(value).isdigit() or int(value) < 1):
+            raise UsageError(f"size {name} must be a positive integer or \"symbolic\", not {value!r}")
+        values[name] = value if value == "symbolic" else int(value)
+    for name in values:
+        if set(index_names(name)) & set(shapes):
+            raise UsageError(f"a variable is named like an index of size {name}: "
+                             f"{sorted(set(index_names(name)) & set(shapes))[0]!r}")
+    return values, {name: Symbol(name, integer=True, positive=True) if v == "symbolic" else Integer(v)
+                    for name, v in values.items()}
 
 
 def _check_lengths(variables: dict, size) -> None:
@@ -416,13 +638,60 @@ def _check_lengths(variables: dict, size) -> None:
                              "declare it with length n")
 
 
-def _loss_name(node: Node) -> str:
+def _loss_name(node: Node, ctx: Lowering | None = None) -> str:
     outer = node.arg if isinstance(node, Negate) else node
+    if ctx is not None and ctx.several_sizes:
+        divided = ""
+        if isinstance(outer, Arith) and outer.op == "/" and isinstance(outer.right, Size):
+            divided, outer = outer.right.name, outer.left
+        name = LOSS_NAMES.get(outer.function, "The loss") if isinstance(outer, Apply) else "The loss"
+        columns = isinstance(outer, Apply) and any(a.kind == MATRIX for a in outer.args)
+        if columns and divided and outer.args[0].shape[1] == divided:
+            return f"{name} of each column (one example each), averaged over the ${divided}$ examples"
+        if columns:
+            return f"{name} of each column (one example each), summed over the columns" + \
+                (f", divided by ${divided}$" if divided else "")
+        return name + (f", divided by ${divided}$" if divided else "")
     return LOSS_NAMES.get(outer.function, "The loss") if isinstance(outer, Apply) else "The loss"
+
+
+def _written(ctx: Lowering, node: Node, top: bool = False) -> str:
+    """A tree as it reads in a title: W X + b (named intermediates by name, except ``node``
+    itself when ``top``)."""
+    if node in ctx.named and not top:
+        return bold(ctx.named[node].head)
+    if isinstance(node, Var):
+        return bold(node.name) if node.shape else node.name
+    if isinstance(node, MatProduct):
+        return f"{_written(ctx, node.left)} {_written(ctx, node.right)}"
+    if isinstance(node, Arith):
+        return f"{_written(ctx, node.left)} {node.op} {_written(ctx, node.right)}"
+    if isinstance(node, Negate):
+        return f"-{_written(ctx, node.arg)}"
+    if isinstance(node, Apply) and node.function == "transpose":
+        return f"{_written(ctx, node.args[0])}^\\top"
+    if isinstance(node, Apply):
+        return rf"\operatorname{{{node.function}}}(" + ", ".join(_written(ctx, a) for a in node.args) + ")"
+    return str(getattr(node, "name", getattr(node, "value", "")))
+
+
+def _broadcasts(node: Node) -> list[Node]:
+    """Vectors added to a matrix in ``node`` (each is added to every column)."""
+    found = []
+    if isinstance(node, Arith) and node.kind == MATRIX:
+        found += [side for side in (node.left, node.right) if side.kind == VECTOR]
+    for child in node.children:
+        found += _broadcasts(child)
+    return found
 
 
 def _definition_title(ctx: Lowering, named: Named) -> str:
     node = named.node
+    if node.kind == MATRIX and isinstance(node, Apply) and node.function == "softmax":
+        return rf"Softmax of each column of ${_written(ctx, node.args[0])}$ (one example per column)"
+    if node.kind == MATRIX and not isinstance(node, Apply):
+        added = "".join(rf", ${_written(ctx, v)}$ added to every column" for v in _broadcasts(node))
+        return rf"${bold(named.head)} = {_written(ctx, node, top=True)}${added}"
     if isinstance(node, Apply):
         arg = node.args[0]
         if isinstance(arg, Var) and arg.name == "z" and node.function == "softmax":
@@ -434,19 +703,23 @@ def _definition_title(ctx: Lowering, named: Named) -> str:
     return rf"Shorthand ${bold(named.head)}$ for an elementwise expression"
 
 
-def _assumption_title(assumption: Assumption) -> str:
+def _assumption_title(assumption: Assumption, every: tuple = ()) -> str:
     equation = latex(assumption.equation)
+    for_every = (" for every " + ", ".join(f"${x}$" for x in every)) if every else ""
     if assumption.description and assumption.description != assumption.name:
-        return rf"Assume {assumption.name}, ${equation}$ ({assumption.description})"
-    return rf"Assume ${equation}$"
+        return rf"Assume {assumption.name}, ${equation}${for_every} ({assumption.description})"
+    return rf"Assume ${equation}${for_every}"
 
 
-def problem_from_identity(identity, size: int | str) -> Problem:
+def problem_from_identity(identity, size, sizes: dict | None = None) -> Problem:
     """The derivation an identity file's ``grad(...)``/``jacobian(...)`` identity asks for: derive
-    its lhs, under its assumptions, and end at its rhs."""
+    its lhs, under its assumptions, and end at its rhs. ``size`` is n (an int or "symbolic"), or
+    a dict of several sizes ({"n": 3, "p": 2, "m": 2}, for matrices), as is ``sizes``."""
     body = parse_tree(identity.lhs).body
     if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")):
         raise UsageError(f"identity {identity.name!r} is not a derivative (its lhs is not grad(…) or "
                          "jacobian(…)): there is nothing to derive; check it with `symgrad verify`")
+    if isinstance(size, dict):
+        size, sizes = size.get("n", 3), dict(size)
     return Problem(identity.lhs, dict(identity.variables), assume=tuple(identity.assume), size=size,
-                   rhs=identity.rhs, name=identity.name, title=identity.name)
+                   rhs=identity.rhs, name=identity.name, title=identity.name, sizes=sizes)

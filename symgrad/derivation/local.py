@@ -7,6 +7,10 @@ chain rule needs to know about its shape (diagonal, or with a Kronecker delta in
 step built from it is checked like every other step, so a rule can only make a derivation
 unprovable, never wrong.
 
+Rules get their indices from ``indices``: (i,) and (j,) for vectors, (i, s) and (j, t) for an
+n × m matrix over an n × m matrix, so one rule serves both (an elementwise function's
+Jacobian is δ_ij, or δ_ij δ_st, times f').
+
 Adding a function (softplus, say) means: its template in ``lowering.py`` and one rule here,
 registered with ``@rule("softplus")``. A rule may also return a case split (``cases``), which
 is what derivatives defined by cases (relu, abs, Huber) will need.
@@ -27,7 +31,26 @@ from symgrad.derivation import rules
 from symgrad.lowering import Lowering, Named
 from symgrad.notation import Vec
 from symgrad.steps import Rule
-from symgrad.tree import Apply, Negate, Node, Var
+from symgrad.tree import MATRIX, Apply, Arith, Negate, Node, Var
+
+
+def indices(ctx: Context, parent: Node, child: Node) -> tuple[tuple, tuple]:
+    """The parent's entry indices I and the child's J (distinct from I): (i,), (j,) for
+    vectors; (i, s), (j, t) for an n × m matrix over an n × m matrix."""
+    outer = ctx.outer(parent)
+    return outer, ctx.outer(child, avoid=outer)
+
+
+def sub(index: tuple) -> str:
+    """Indices as a subscript: ``is`` for (i, s)."""
+    return "".join(str(x) for x in index)
+
+
+def deltas_text(value: Expr, inner: tuple) -> str:
+    """The index equalities a local derivative's Kronecker deltas impose (i = j, s = t)."""
+    found = sorted(((d.args[0], d.args[1]) for d in value.atoms(KroneckerDelta)
+                    if any(x in inner for x in d.args) and not (value / d).has(d)), key=str)
+    return " and ".join(f"${a} = {b}$" for a, b in found)
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,7 @@ class Local:
     cases: Piecewise | None = None  # the two cases i = j and i ≠ j, shown as a step of their own
     matrix: MatrixExpr | None = None  # the whole Jacobian in matrix notation (fixed n)
     matrix_title: str = ""
+    collapse_title: str = ""  # why the chain rule's Kronecker deltas keep only some terms
 
 
 Context = Lowering
@@ -83,9 +107,12 @@ def jacobian_of(ctx: Context, parent: Named, child: Node) -> Local:
 # -- vector intermediates ------------------------------------------------------------------------
 @rule("softmax")
 def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
-    i, j, a, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    if parent.node.kind == MATRIX:
+        return _softmax_columns(ctx, parent, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    a, c = parent.head, child_head(ctx, child)
     value = rules.quotient_rule(c[i], c[j], a[i], a[j], i, j)
-    n = ctx.size
+    n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(a[i], c[j]), value, Rule.QUOTIENT_RULE,
                  rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{tex(c)}_k}}) / "
                  rf"\partial {tex(c)}_j = e^{{{tex(c)}_j}}$", (i, j),
@@ -94,12 +121,28 @@ def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
                  matrix_title=rf"which is $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
 
 
+def _softmax_columns(ctx: Context, parent: Named, child: Node) -> Local:
+    """Softmax of each column: within column s the vector rule a_i(δ_ij − a_j), and nothing
+    across columns (δ_st)."""
+    (i, s), (j, t) = indices(ctx, parent.node, child)
+    a, c = parent.head, child_head(ctx, child)
+    within = rules.quotient_rule(c[i, s], c[j, s], a[i, s], a[j, s], i, j)
+    value = KroneckerDelta(s, t) * within
+    return Local(Derivative(a[i, s], c[j, t]), value, Rule.QUOTIENT_RULE,
+                 rf"Within column ${s}$, the softmax Jacobian by the quotient rule; a column of ${bold(a)}$ "
+                 rf"does not depend on another column of ${bold(c)}$, hence $\delta_{{{s}{t}}}$", (i, s, j, t),
+                 cases=rules.split_kronecker_cases(value, i, j),
+                 collapse_title=rf"Column ${t}$ of ${bold(c)}$ reaches column ${t}$ of ${bold(a)}$ only: "
+                                rf"$\delta_{{{s}{t}}}$ keeps the terms $s = t$")
+
+
 @rule("log_softmax")
 def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
-    i, j, o, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    o, c = parent.head, child_head(ctx, child)
     a = ctx.name(Apply("softmax", (child,))).head  # ∂ log Σ e^{c_k} / ∂c_j is the softmax
     value = KroneckerDelta(i, j) - a[j]
-    n = ctx.size
+    n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(o[i], c[j]), value, Rule.LOG_RULE,
                  rf"Log-softmax Jacobian: ${tex(o)}_i = {tex(c)}_i - \log \sum_k e^{{{tex(c)}_k}}$, "
                  rf"and the derivative of the log-sum is the softmax ${tex(a)}_j$", (i, j),
@@ -119,23 +162,60 @@ ELEMENTWISE_DERIVATIVES = {
 
 @rule(*ELEMENTWISE_DERIVATIVES)
 def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
-    i, j, out, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    I, J = indices(ctx, parent.node, child)  # noqa: E741 - (i,) or (i, s)
+    out, c = parent.head, child_head(ctx, child)
     derivative, fact = ELEMENTWISE_DERIVATIVES[parent.node.function]
-    value = derivative(out[i], c[i]) * KroneckerDelta(i, j)
-    return Local(Derivative(out[i], c[j]), value, Rule.ELEMENTWISE,
+    value = derivative(out[I], c[I])
+    for a, b in zip(I, J):
+        value = value * KroneckerDelta(a, b)
+    return Local(Derivative(out[I], c[J]), value, Rule.ELEMENTWISE,
                  rf"{parent.definition.description.capitalize()} acts entry by entry: a diagonal "
-                 rf"Jacobian, with {fact}", (i, j), diagonal=True)
+                 rf"Jacobian, with {fact}", I + J, diagonal=True,
+                 collapse_title=rf"Entry by entry: only the term {sub(J)} of the sum holds ${tex(c)}_{{{sub(J)}}}$"
+                 if len(I) > 1 else "")
 
 
 def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
-    """An arithmetic intermediate (u = z / T): differentiate its template by the child's entry."""
-    i, j, u, c = ctx.i, ctx.j, parent.head, child_head(ctx, child)
+    """An arithmetic intermediate (u = z / T, Z = W @ X + b): differentiate its template by the
+    child's entry."""
+    if parent.node.kind == MATRIX or child.kind == MATRIX:
+        return _differentiate_matrix_template(ctx, parent, child)
+    (i,), (j,) = indices(ctx, parent.node, child)
+    u, c = parent.head, child_head(ctx, child)
     value = factor_terms(parent.definition.body.diff(c[j]))
     diagonal = _is_diagonal(value, i, j)
     title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
              else rf"Differentiate ${tex(u)}_i$ by ${tex(c)}_j$")
     return Local(Derivative(u[i], c[j]), value, Rule.ELEMENTWISE if diagonal else Rule.DIFFERENTIATE,
                  title, (i, j), diagonal=diagonal)
+
+
+def _differentiate_matrix_template(ctx: Context, parent: Named, child: Node) -> Local:
+    """Z = W @ X + b and the like: ∂Z_is/∂W_jq = δ_ij X_qs. A matrix product is a sum over its
+    inner index; differentiating it leaves a Kronecker delta in that sum, which is taken."""
+    I, J = indices(ctx, parent.node, child)  # noqa: E741
+    u, c = parent.head, child_head(ctx, child)
+    value = entry_derivative(parent.definition.body, c, J)
+    where = deltas_text(value, J)
+    linear = not value.has(c)
+    what = rf"${bold(u)}$ is linear in ${bold(c)}$" if linear else rf"Differentiate ${tex(u)}_{{{sub(I)}}}$"
+    if where:
+        what += rf": ${tex(c)}_{{{sub(J)}}}$ enters only the entries with {where}"
+    if child.kind != MATRIX and parent.node.kind == MATRIX:
+        what += " (it is added to every column)"
+    return Local(Derivative(u[I], c[J]), value, Rule.DIFFERENTIATE, what, I + J,
+                 collapse_title=(rf"Only the entries with {where} hold ${tex(c)}_{{{sub(J)}}}$: the Kronecker "
+                                 "delta keeps those terms of the sum") if where else "")
+
+
+def entry_derivative(body: Expr, base, index: tuple) -> Expr:
+    """∂body/∂base_index for an entry with several indices (W_jq): differentiate by fresh
+    indices (a sum's own bound index would be captured), then take every sum over a Kronecker
+    delta — each index runs over the range of the dimension it stands for."""
+    fresh = tuple(Dummy(f"d{k}", integer=True, positive=True) for k in range(len(index)))
+    value = rules.collapse_kronecker(body.diff(base[fresh]))
+    value = rules.rebind(rules.evaluated(value), set(index))
+    return factor_terms(value.xreplace(dict(zip(fresh, index))))
 
 
 def _is_diagonal(value: Expr, i, j) -> bool:
@@ -156,6 +236,8 @@ LOSS_TITLES = {
 def loss_gradient(ctx: Context, root: Node, body: Expr, loss, child: Node) -> Local:
     """∂L/∂c_i of the loss by one input c (a named intermediate or a variable): the template
     differentiated term by term, the Kronecker-delta sums collapsed."""
+    if ctx.several_sizes:
+        return _loss_gradient_entries(ctx, root, body, loss, child)
     i, c = ctx.i, child_head(ctx, child)
     outer = root.arg if isinstance(root, Negate) else root
     function = outer.function if isinstance(outer, Apply) else None
@@ -169,6 +251,34 @@ def loss_gradient(ctx: Context, root: Node, body: Expr, loss, child: Node) -> Lo
                                                   "Differentiate term by term: only the $i$-th term of each sum holds ${c}_i$"))
     return Local(Derivative(loss, c[i]), value, rule_used,
                  title.replace("${c}", f"${tex(c)}").replace("${C}", f"${bold(c)}"), (i,))
+
+
+def _loss_gradient_entries(ctx: Context, root: Node, body: Expr, loss, child: Node) -> Local:
+    """∂L/∂A_is of a loss over matrices (or vectors of several sizes), a constant factor such as
+    1/m kept outside."""
+    I, c = ctx.outer(child), child_head(ctx, child)  # noqa: E741
+    outer, scaled = root, False
+    while isinstance(outer, (Negate, Arith)):
+        if isinstance(outer, Negate):
+            outer = outer.arg
+        elif outer.op in "*/" and not outer.right.shape and not _depends(ctx, outer.right):
+            outer, scaled = outer.left, True
+        elif outer.op == "*" and not outer.left.shape and not _depends(ctx, outer.left):
+            outer, scaled = outer.right, True
+        else:
+            break
+    function = outer.function if isinstance(outer, Apply) else None
+    value = entry_derivative(body, c, I)
+    rule_used = LOSS_TITLES.get(function, (Rule.DIFFERENTIATE, ""))[0]
+    where = ", ".join(map(str, I))
+    title = (rf"Loss by one entry: only the term $({where})$ of the sum holds ${tex(c)}_{{{sub(I)}}}$"
+             + ("; the constant factor stays" if scaled else ""))
+    return Local(Derivative(loss, c[I]), value, rule_used, title, I)
+
+
+def _depends(ctx: Context, node: Node) -> bool:
+    from symgrad.tree import depends_on
+    return ctx.wrt is not None and depends_on(node, ctx.wrt)
 
 
 def differentiate_by_entry(body: Expr, base, index, size) -> Expr:

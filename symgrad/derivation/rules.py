@@ -6,7 +6,7 @@ Each rule is a plain function on SymPy expressions, so the final result of a der
 
 from __future__ import annotations
 
-from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, Sum, Symbol,
+from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, S, Sum, Symbol,
                    exp, expand, factor_terms)
 from sympy.concrete.delta import deltasummation
 from sympy.matrices.expressions import MatAdd, MatMul
@@ -201,3 +201,60 @@ def replace_sum(expr: Basic, pattern: Sum, value: Basic) -> Basic:
         return (lower, upper) == (p_lower, p_upper) and \
             total.function.xreplace({index: p_index}) == pattern.function
     return expr.replace(same, lambda e: value)
+
+
+def collapse_kronecker(expr: Basic, indices=None) -> Basic:
+    """Σ_s Σ_i f · δ_st → Σ_i f|_{s=t}, for every bound index (or only those in ``indices``)
+    that a Kronecker delta multiplying the whole term ties to another index of the same range.
+
+    Works on multi-index sums (Σ_s Σ_i) and keeps an unevaluated product's factors as written,
+    so the reader still sees −Y_is/(m A_is) · A_is(δ_ij − A_js) before anything cancels."""
+    def delta_of(factor, index):
+        for f in Mul.make_args(factor):
+            if isinstance(f, KroneckerDelta) and index in f.args:
+                return f
+        return None
+
+    def collapse_term(term, limits):
+        limits = list(limits)
+        for limit in list(limits):
+            index = limit[0]
+            if indices is not None and index not in indices:
+                continue
+            factors = Mul.make_args(term)
+            deltas = [d for d in (delta_of(f, index) for f in factors) if d is not None]
+            if not deltas:
+                continue
+            (other,) = [x for x in deltas[0].args if x != index] or [index]
+            term = Mul(*[f.xreplace({deltas[0]: S.One}).xreplace({index: other}) for f in factors], evaluate=False)
+            limits.remove(limit)
+        return Sum(term, *limits) if limits else term
+
+    def collapse(total: Sum) -> Basic:
+        term = total.function
+        if isinstance(term, Add):
+            return Add(*[collapse_term(t, total.limits) for t in Add.make_args(expand(term))])
+        return collapse_term(term, total.limits)
+
+    return expr.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta), collapse)
+
+
+def replace_sum_for_every(expr: Basic, pattern: Sum, value: Basic, free) -> Basic:
+    """Replace every sum equal to ``pattern`` up to the name of its bound index and the value of
+    the pattern's free indices (Σ_i Y_is = 1 for every s matches Σ_i Y_it)."""
+    from sympy import Wild
+
+    wilds = {x: Wild(f"{x.name}_w") for x in free}
+
+    def match(total):
+        if not isinstance(total, Sum) or len(total.limits) != len(pattern.limits):
+            return None
+        mapping = {p[0]: t[0] for p, t in zip(pattern.limits, total.limits)}
+        if any(p[1:] != t[1:] for p, t in zip(pattern.limits, total.limits)):
+            return None
+        found = total.function.match(pattern.function.xreplace(mapping).xreplace(wilds))
+        if found is None or set(found) != set(wilds.values()):
+            return None
+        return value.xreplace({x: found[w] for x, w in wilds.items()})
+
+    return expr.replace(lambda e: match(e) is not None, match)

@@ -1,0 +1,152 @@
+"""Matrix notation for entry formulas and for expression trees — the printer's half of the
+matrix engine: ``Σ_s (A_js − Y_js) X_qs / m`` reads as ``(A − Y) Xᵀ / m``.
+
+``read_matrix`` turns a component formula in free indices (j, q) into a matrix expression of
+``MatVar``/``Vec``/``MatMul``/``Transpose``/``OneMatrix``, or None when a term is not a
+multiple of one entry, a sum of entries, or a sum over an inner index (a matrix product). It
+also says *why* each sum is a product, for the step's title. ``tree_matrix`` writes an
+expression of the language (an identity's rhs) in the same notation. Both are notation only:
+the step that states the matrix form is checked entry by entry like every other.
+"""
+
+from __future__ import annotations
+
+from sympy import Add, Basic, Expr, Indexed, Mul, Rational, Sum, Transpose
+from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, OneMatrix
+
+from symgrad.notation import MatVar, Vec
+from symgrad.tree import Apply, Arith, MatProduct, Negate, Node, Number, Size, Var
+
+
+def read_matrix(expr: Expr, free: tuple, ranges: dict, reasons: list[str] | None = None) -> MatrixExpr | None:
+    """``expr`` (free indices ``free``: (row,) or (row, col)) as a matrix expression, or None.
+    ``ranges``: each index → its upper bound. ``reasons`` collects what turned sums into
+    products (LaTeX fragments)."""
+    reasons = [] if reasons is None else reasons
+    row, col = (free + (None,))[:2]
+    try:
+        return _read(expr, row, col, ranges, reasons)
+    except _Unreadable:
+        return None
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
+    if isinstance(expr, Add):
+        return MatAdd(*[_read(t, row, col, ranges, reasons) for t in expr.args])
+    if isinstance(expr, Mul):
+        wanted = [x for x in (row, col) if x is not None]
+        outside, inside = expr.as_independent(*wanted, as_Add=False)
+        if outside == 1:
+            raise _Unreadable("an elementwise product of entries")
+        inner = _read(inside, row, col, ranges, reasons)
+        return -inner if outside == -1 else MatMul(outside, inner)
+    if isinstance(expr, Indexed):
+        return _entry(expr, row, col, ranges)
+    if isinstance(expr, Sum) and len(expr.limits) == 1:
+        return _sum(expr, row, col, ranges, reasons)
+    raise _Unreadable(f"{type(expr).__name__}")
+
+
+def _entry(entry: Indexed, row, col, ranges: dict) -> MatrixExpr:
+    base, indices = entry.base, entry.indices
+    if col is None and indices == (row,):
+        return Vec(base, ranges[row])
+    if col is not None and indices == (row, col):
+        return MatVar(base, ranges[row], ranges[col])
+    if col is not None and indices == (col, row):
+        return Transpose(MatVar(base, ranges[col], ranges[row]))
+    raise _Unreadable(f"{entry} is not an entry at ({row}, {col})")
+
+
+def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
+    index, lower, upper = total.limits[0]
+    if lower != 1:
+        raise _Unreadable("a sum not from 1")
+    ranges = {**ranges, index: upper}
+    term = total.function
+    outside, term = term.as_independent(index, row, *([col] if col is not None else []), as_Add=False)
+    if col is None:  # Σ_s M_js: the row sums, M times a column of ones
+        inner = _read(term, row, index, ranges, reasons)
+        reasons.append(rf"the sum over ${index}$ adds up each row: a product with $\mathbf{{1}}$")
+        result = MatMul(inner, OneMatrix(upper, 1))
+    else:  # Σ_s F_js G_sq: a matrix product over the inner index s
+        left = Mul(*[f for f in Mul.make_args(term) if f.has(row)])
+        right = Mul(*[f for f in Mul.make_args(term) if not f.has(row)])
+        if right.has(row) or not right.has(col) or left.has(col):
+            raise _Unreadable("not a product of a row factor and a column factor")
+        first, second = _read(left, row, index, ranges, reasons), _read(right, index, col, ranges, reasons)
+        transposed = [m.arg.base for m in (first, second) if isinstance(m, Transpose) and isinstance(m.arg, MatVar)]
+        reasons.append(rf"the sum over ${index}$ is a matrix product" + "".join(
+            rf", with ${{\mathbf{{{b}}}}}^\top$ since ${b}$ is summed over its {'row' if m is first else 'column'} index"
+            for b, m in zip(transposed, [x for x in (first, second) if isinstance(x, Transpose)])))
+        result = MatMul(first, second)
+    return result if outside == 1 else MatMul(outside, result)
+
+
+def tree_matrix(node: Node, named: dict, sizes: dict) -> Basic | None:
+    """An expression of the language in matrix notation (named intermediates by their names:
+    ``softmax(W @ X + b) - Y`` → A − Y), a scalar as SymPy, or None for what has no matrix
+    notation here (elementwise products of matrices, functions of matrices)."""
+    def dims(shape):
+        return tuple(sizes[d] for d in shape)
+
+    def go(n: Node):
+        if n in named:
+            head = named[n].head
+            return _whole(head, dims(n.shape))
+        if isinstance(n, Var):
+            from sympy import IndexedBase, Symbol
+            return Symbol(n.name, real=True) if not n.shape else _whole(IndexedBase(n.name, real=True), dims(n.shape))
+        if isinstance(n, Number):
+            return Rational(n.value.numerator, n.value.denominator)
+        if isinstance(n, Size):
+            return sizes[n.name]
+        if isinstance(n, Negate):
+            inner = go(n.arg)
+            return None if inner is None else -inner
+        if isinstance(n, MatProduct):
+            left, right = go(n.left), go(n.right)
+            return None if left is None or right is None else MatMul(left, right)
+        if isinstance(n, Apply) and n.function in ("transpose", "rowsum", "colsum"):
+            inner = go(n.args[0])
+            if inner is None:
+                return None
+            rows, cols = dims(n.args[0].shape)
+            if n.function == "transpose":
+                return Transpose(inner)
+            if n.function == "rowsum":
+                return MatMul(inner, OneMatrix(cols, 1))
+            return MatMul(Transpose(inner), OneMatrix(rows, 1))
+        if isinstance(n, Arith):
+            left, right = go(n.left), go(n.right)
+            if left is None or right is None:
+                return None
+            matrices = [isinstance(x, MatrixExpr) for x in (left, right)]
+            if n.op in "+-":
+                if not all(matrices):
+                    return None
+                left, right = _broadcast(left, n.left, n, sizes), _broadcast(right, n.right, n, sizes)
+                return MatAdd(left, right if n.op == "+" else -right)
+            if n.op == "*" and not all(matrices):
+                return MatMul(left, right) if matrices[1] else MatMul(right, left)
+            if n.op == "/" and matrices == [True, False]:
+                return MatMul(1 / right, left)
+            return None
+        return None
+
+    return go(node)
+
+
+def _whole(head, dims: tuple) -> MatrixExpr:
+    return Vec(head, dims[0]) if len(dims) == 1 else MatVar(head, *dims)
+
+
+def _broadcast(value, node: Node, parent: Node, sizes: dict):
+    """A vector added to a matrix is added to every column: b 1ᵀ."""
+    if len(node.shape) == 1 and len(parent.shape) == 2:
+        return MatMul(value, OneMatrix(1, sizes[parent.shape[1]]))
+    return value
