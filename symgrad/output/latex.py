@@ -204,7 +204,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
             lines = [" & ".join(cell(r, c) for c in col_ids) for r in row_ids]
             return r"\begin{pmatrix} " + r" \\ ".join(lines) + r" \end{pmatrix}"
 
-        candidates = [list(range(cols))] if cols <= 2 * self.max_matrix else []
+        # amsmath's pmatrix takes at most 10 columns (MaxMatrixCols) without a counter change
+        candidates = [list(range(cols))] if cols <= 10 else []
         candidates += [[*range(k - 1), None, cols - 1] for k in range(min(cols - 1, self.max_matrix), 1, -1)]
         for col_ids in candidates:
             text = printed(col_ids)

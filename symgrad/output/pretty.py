@@ -100,17 +100,18 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return super()._print_Piecewise(expr)
 
     def _print_Mul(self, expr):
-        """An unevaluated product such as (−y_i/a_i)·(−a_i a_j): a negative factor after the
-        first is parenthesised (SymPy would print ⋅-a_i)."""
+        """An unevaluated product such as (−y_i/a_i)·(−a_i a_j): every negative factor is
+        parenthesised (SymPy would print ⋅-a_i, and Σ -y/a⋅a reads two ways)."""
         factors = ordered_factors(list(expr.args))
-        if len(factors) < 2 or not any(f.could_extract_minus_sign() for f in factors[1:]):
+        negative = [not f.is_Number and not f.is_Add and f.could_extract_minus_sign() for f in factors]
+        if len(factors) < 2 or not any(negative):
             return super()._print_Mul(expr)
-        form = self._print(factors[0])
-        for factor in factors[1:]:
+        form = None
+        for factor, minus in zip(factors, negative):
             piece = self._print(factor)
-            if factor.could_extract_minus_sign() or factor.is_Add:
+            if minus or factor.is_Add:  # (−yᵢ/aᵢ)⋅aᵢ⋅(δᵢⱼ − aⱼ): one reading, also after a Σ
                 piece = prettyForm(*piece.parens())
-            form = prettyForm(*stringPict.next(form, "⋅", piece))
+            form = piece if form is None else prettyForm(*stringPict.next(form, "⋅", piece))
         return form
 
     def _wrap(self, printed):
