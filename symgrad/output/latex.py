@@ -263,7 +263,6 @@ def identifiers_as_math(markup: str) -> str:
 def markup_to_latex(markup: str, notation: Notation | None = None) -> str:
     """Titles/notes are text with $…$ math: escape the text parts for LaTeX, and write the math
     in the chosen notation."""
-    markup = identifiers_as_math(markup)
     if notation is not None:
         markup = notation.rename_markup(markup)
     parts = markup.split("$")
@@ -307,7 +306,7 @@ def step_lines(derivation: Derivation, printer: PaperLatexPrinter, label: str | 
 def intertext(number: int, step, notation: Notation) -> str:
     """The step's number and title, and on a line of its own its rule and check status (so the
     status never collides with or wraps into the title)."""
-    title = markup_to_latex(step.title, notation)
+    title = markup_to_latex(identifiers_as_math(step.title), notation)
     return (rf"\textbf{{{number}.}} {title}\newline"
             rf"\hspace*{{1.5em}}\textit{{{step.rule.value}; {status_words(step.check)}}}")
 
@@ -401,7 +400,7 @@ def render_latex(derivation: Derivation, *, standalone: bool = False, notation: 
     if body:
         body[-1] = body[-1].removesuffix(r" \\")
     block = "\n".join([rf"\begin{{{env}}}", *body, rf"\end{{{env}}}"])
-    title = markup_to_latex(derivation.title, printer.notation)
+    title = markup_to_latex(identifiers_as_math(derivation.title), printer.notation)
     layout = markup_to_latex(derivation.convention, printer.notation)
     if not standalone:
         return f"% symgrad: {title}\n% layout: {layout}\n{block}\n"

@@ -21,6 +21,13 @@ def display_name(name: str) -> str:
     return head + superscript(tail) if tail and tail.isalpha() and tail.islower() else name
 
 
+def _indices(expr: Indexed) -> str:
+    """Subscript indices: ᵢₛ for letters (as the titles write them), ₁,₂ for numbers."""
+    if all(not i.is_Integer and len(str(i)) == 1 for i in expr.indices):
+        return subscript("".join(str(i) for i in expr.indices))
+    return subscript(",".join(str(i) for i in expr.indices))
+
+
 def course_name(latex: str) -> str:
     """A course-notation LaTeX name for a terminal: Z^{[L]} → Z^[L], \\mathcal{L} → ℒ."""
     text = re.sub(r"\^\{(\[[^\]]*\])\}", r"^\1", latex)
@@ -51,8 +58,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):
-        indices = ",".join(str(i) for i in expr.indices)
-        return prettyForm(self.name(expr.base.label.name) + subscript(indices))
+        return prettyForm(self.name(expr.base.label.name) + _indices(expr))
 
     def _print_Vec(self, expr):
         return prettyForm(self.name(expr.base.label.name))
@@ -70,7 +76,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         if isinstance(expr, Symbol):
             return self.name(expr.name)
         if isinstance(expr, Indexed):
-            return self.name(expr.base.label.name) + subscript(",".join(str(i) for i in expr.indices))
+            return self.name(expr.base.label.name) + _indices(expr)
         if expr.__class__.__name__ in ("Vec", "MatVar"):
             return self.name(expr.base.label.name)
         return str(expr)
