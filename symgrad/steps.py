@@ -97,9 +97,17 @@ class Derivation:
         return replace(self, steps=tuple(steps))
 
     def _repr_latex_(self) -> str:
-        from symgrad.output.latex import render_latex
+        """Notebooks: one display per step (a whole derivation in one display exceeds MathJax's
+        input buffer), with the layout convention as visible text."""
+        from symgrad.output.markdown import render_notebook_latex
 
-        return "$$" + render_latex(self, environment="aligned") + "$$"
+        return render_notebook_latex(self)
+
+    def _repr_markdown_(self) -> str:
+        """What Jupyter shows first: the Markdown export (MathJax and KaTeX safe)."""
+        from symgrad.output.markdown import render_markdown
+
+        return render_markdown(self)
 
     def __rich__(self):
         from symgrad.output.text import rich_renderable

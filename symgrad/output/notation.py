@@ -14,7 +14,11 @@ PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz",
          # the layer: Z = W A_prev + b, A = softmax(Z), J = (1/m) Σ_s L_s
          "A_prev": "A_{\\mathrm{prev}}"}
 COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}",
-          "Z": "Z^{[L]}", "A": "A^{[L]}", "W": "W^{[L]}", "b": "b^{[L]}", "A_prev": "A^{[L-1]}"}
+          "Z": "Z^{[L]}", "A": "A^{[L]}", "W": "W^{[L]}", "b": "b^{[L]}", "A_prev": "A^{[L-1]}",
+          # sizes and the course's gradient names (not bold: dW^{[L]} as the course writes it)
+          "n_prev": "n^{[L-1]}", "dZ": "dZ^{[L]}", "dW": "dW^{[L]}", "db": "db^{[L]}",
+          "dA_prev": "dA^{[L-1]}"}
+GRADIENT_NAMES = {"dz", "dZ", "dW", "db", "dA_prev"}
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,26 @@ class Notation:
     def _rename_math(self, math: str, renamed: set) -> str:
         """One pass over the math, so a replacement (A^{[L]}) is never renamed again."""
         letters = sorted((re.escape(n) for n in renamed if len(n) == 1), reverse=True)
-        alternatives = [r"\\mathbf\{A\}_\{\\mathrm\{prev\}\}",  # A_prev, bold
+        alternatives = [
+            # gradient names: \mathbf{dW}, \mathbf{dA}_{\mathrm{prev}}, dZ, dA_{\mathrm{prev}}
+            r"(?:\\mathbf\{d(?P<grad>[A-Za-z])\}|(?<![\\A-Za-z{])d(?P<bare>[ZWbA])(?![A-Za-z]))"
+            r"(?P<prev>_\{\\mathrm\{prev\}\})?",
+            r"(?<![\\A-Za-z])n_\{\\mathrm\{prev\}\}",  # the size n_prev
+            r"\\mathbf\{A\}_\{\\mathrm\{prev\}\}",  # A_prev, bold
                         r"A\^\{\\mathrm\{prev\}\}",  # A_prev, an entry's name
                         r"\\mathbf\{(?P<bold>\w+)\}"]
         if letters:  # a lone variable letter (a_j, \partial L), not part of a command or a word
             alternatives.append(r"(?<![\\A-Za-z{^])(?P<letter>" + "|".join(letters) + r")(?![A-Za-z}])")
 
         def replace(m: re.Match) -> str:
+            letter = m.group("grad") or m.group("bare")
+            if letter:
+                name = "d" + letter + ("_prev" if m.group("prev") else "")
+                if name not in self.names or self.names[name] == PLAIN.get(name, name):
+                    return m.group(0)  # plain notation keeps the derivation's own writing
+                return "{" + self.latex_name(name) + "}"
+            if m.group(0).startswith("n_"):
+                return "{" + self.latex_name("n_prev") + "}" if "n_prev" in self.names else m.group(0)
             if m.group("bold"):  # braced: \bm{A^{[L]}}^\top would be a double superscript
                 return "{" + self.latex_bold(m.group("bold")) + "}"
             if m.lastgroup == "letter":
@@ -93,7 +110,9 @@ def latex_to_unicode(markup: str) -> str:
     """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal."""
     def math(match: re.Match) -> str:
         s = match.group(1)
-        s = re.sub(r"\\(?:mathbf|bm|operatorname|mathrm|text|mathcal)\{([^{}]*)\}", r"\1", s)
+        s = re.sub(r"\^\{(\[[^\]{}]*\])\}", r"^\1", s)  # course names: Z^{[L]} → Z^[L]
+        s = s.replace(r"\mathcal{L}", "ℒ")
+        s = re.sub(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal)\{([^{}]*)\}", r"\1", s)
         s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", s)
         s = s.replace(r"\left", "").replace(r"\right", "")
         s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")

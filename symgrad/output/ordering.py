@@ -33,7 +33,16 @@ def _factor_rank(factor) -> int:
 
 
 def ordered_factors(factors: list) -> list:
-    return sorted(factors, key=_factor_rank)
+    """By rank (stable); entries of one family with numeric indices in numeric order (a_2 a_20,
+    not a_20 a_2 as a string sort gives)."""
+    ranked = sorted(factors, key=_factor_rank)
+    numbered = [k for k, f in enumerate(ranked)
+                if isinstance(f, Indexed) and all(i.is_Integer for i in f.indices)]
+    in_order = sorted((ranked[k] for k in numbered),
+                      key=lambda f: (f.base.label.name, tuple(int(i) for i in f.indices)))
+    for k, f in zip(numbered, in_order):
+        ranked[k] = f
+    return ranked
 
 
 class OrderingMixin:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
@@ -19,16 +21,47 @@ def display_name(name: str) -> str:
     return head + superscript(tail) if tail and tail.isalpha() and tail.islower() else name
 
 
+def _indices(expr: Indexed) -> str:
+    """Subscript indices: ᵢₛ for letters (as the titles write them), ₁,₂ for numbers."""
+    if all(not i.is_Integer and len(str(i)) == 1 for i in expr.indices):
+        return subscript("".join(str(i) for i in expr.indices))
+    return subscript(",".join(str(i) for i in expr.indices))
+
+
+def course_name(latex: str) -> str:
+    """A course-notation LaTeX name for a terminal: Z^{[L]} → Z^[L], \\mathcal{L} → ℒ."""
+    text = re.sub(r"\^\{(\[[^\]]*\])\}", r"^\1", latex)
+    return text.replace("\\mathcal{L}", "ℒ").replace("{", "").replace("}", "")
+
+
 class TerminalPrinter(OrderingMixin, PrettyPrinter):
-    def __init__(self):
+    """``width``: the columns an equation may take; matrices show as many columns as fit
+    (first ones, ⋯, the last). ``notation``: names as in the LaTeX (course: Z^[L], A^[L-1])."""
+
+    def __init__(self, notation=None, width: int | None = None):
         super().__init__({"use_unicode": True, "wrap_line": False})
+        self.notation = notation
+        self.width = width
+
+    def name(self, name: str) -> str:
+        if self.notation is not None:
+            from symgrad.output.notation import PLAIN
+
+            latex = self.notation.names.get(name)
+            if latex is not None and latex != PLAIN.get(name, name):
+                return course_name(latex)
+        return display_name(name)
+
+    def _print_Symbol(self, expr, bold_name=False):
+        if self.notation is not None and expr.name in self.notation.names:
+            return prettyForm(self.name(expr.name))
+        return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):
-        indices = ",".join(str(i) for i in expr.indices)
-        return prettyForm(display_name(expr.base.label.name) + subscript(indices))
+        return prettyForm(self.name(expr.base.label.name) + _indices(expr))
 
     def _print_Vec(self, expr):
-        return prettyForm(display_name(expr.base.label.name))
+        return prettyForm(self.name(expr.base.label.name))
 
     _print_MatVar = _print_Vec
 
@@ -41,11 +74,11 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     def _name(self, expr) -> str:
         """A one-line name for the numerator/denominator of a ∂ fraction."""
         if isinstance(expr, Symbol):
-            return expr.name
+            return self.name(expr.name)
         if isinstance(expr, Indexed):
-            return display_name(expr.base.label.name) + subscript(",".join(str(i) for i in expr.indices))
+            return self.name(expr.base.label.name) + _indices(expr)
         if expr.__class__.__name__ in ("Vec", "MatVar"):
-            return display_name(expr.base.label.name)
+            return self.name(expr.base.label.name)
         return str(expr)
 
     def _print_Derivative(self, expr):
@@ -73,17 +106,18 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return super()._print_Piecewise(expr)
 
     def _print_Mul(self, expr):
-        """An unevaluated product such as (−y_i/a_i)·(−a_i a_j): a negative factor after the
-        first is parenthesised (SymPy would print ⋅-a_i)."""
+        """An unevaluated product such as (−y_i/a_i)·(−a_i a_j): every negative factor is
+        parenthesised (SymPy would print ⋅-a_i, and Σ -y/a⋅a reads two ways)."""
         factors = ordered_factors(list(expr.args))
-        if len(factors) < 2 or not any(f.could_extract_minus_sign() for f in factors[1:]):
+        negative = [not f.is_Number and not f.is_Add and f.could_extract_minus_sign() for f in factors]
+        if len(factors) < 2 or not any(negative):
             return super()._print_Mul(expr)
-        form = self._print(factors[0])
-        for factor in factors[1:]:
+        form = None
+        for factor, minus in zip(factors, negative):
             piece = self._print(factor)
-            if factor.could_extract_minus_sign() or factor.is_Add:
+            if minus or factor.is_Add:  # (−yᵢ/aᵢ)⋅aᵢ⋅(δᵢⱼ − aⱼ): one reading, also after a Σ
                 piece = prettyForm(*piece.parens())
-            form = prettyForm(*stringPict.next(form, "⋅", piece))
+            form = piece if form is None else prettyForm(*stringPict.next(form, "⋅", piece))
         return form
 
     def _wrap(self, printed):
@@ -119,10 +153,8 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_MatrixBase(self, expr: MatrixBase):
         rows, cols = expr.shape
-        if rows <= MAX_MATRIX and cols <= MAX_MATRIX:
-            return super()._print_MatrixBase(expr)
         keep_r = [0, 1, None, rows - 1] if rows > MAX_MATRIX else list(range(rows))
-        keep_c = [0, 1, None, cols - 1] if cols > MAX_MATRIX else list(range(cols))
+
         def cell(r, c):
             if r is None and c is None:
                 return Symbol("⋱")
@@ -131,12 +163,25 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             if c is None:
                 return Symbol("⋯")
             return expr[r, c]
-        small = ImmutableMatrix(len(keep_r), len(keep_c), [cell(r, c) for r in keep_r for c in keep_c])
-        return super()._print_MatrixBase(small)
+
+        def printed(keep_c):
+            if keep_c == list(range(cols)) and keep_r == list(range(rows)):
+                return super(TerminalPrinter, self)._print_MatrixBase(expr)
+            small = ImmutableMatrix(len(keep_r), len(keep_c), [cell(r, c) for r in keep_r for c in keep_c])
+            return super(TerminalPrinter, self)._print_MatrixBase(small)
+
+        candidates = [list(range(cols))] if cols <= MAX_MATRIX else []
+        candidates += [[*range(k - 1), None, cols - 1] for k in range(min(cols - 1, MAX_MATRIX), 1, -1)]
+        form = None
+        for keep_c in candidates:
+            form = printed(keep_c)
+            if self.width is None or form.width() <= self.width:
+                return form
+        return form if form is not None else printed(list(range(cols)))
 
     _print_ImmutableMatrix = _print_MatrixBase
     _print_ImmutableDenseMatrix = _print_MatrixBase
 
 
-def pretty(expr) -> str:
-    return TerminalPrinter().doprint(expr)
+def pretty(expr, notation=None) -> str:
+    return TerminalPrinter(notation).doprint(expr)

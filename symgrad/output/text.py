@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.panel import Panel
+from rich.cells import cell_len
 from rich.text import Text
 
 from symgrad.output.notation import latex_to_unicode
@@ -15,32 +16,71 @@ from symgrad.output.status import index_ranges, status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
 
-def _equation(step: Step, show_lhs: bool, model) -> str:
-    """lhs = rhs joined on their baselines by SymPy's own layout, plus the index range."""
-    printer = TerminalPrinter()
-    right = printer._print(step.rhs)
-    left = printer._print(step.lhs) if show_lhs else prettyForm("")
-    joined = prettyForm(*stringPict.next(left, " = ", right)).render(wrap_line=False)
+def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | None = None) -> str:
+    """lhs = rhs joined on their baselines by SymPy's own layout, plus the index range; matrices
+    elided (⋯) until the whole fits ``width`` columns."""
+    budget = width
+    while True:
+        printer = TerminalPrinter(notation, budget)
+        right = printer._print(step.rhs)
+        left = printer._print(step.lhs) if show_lhs else prettyForm("")
+        joined = prettyForm(*stringPict.next(left, " = ", right)).render(wrap_line=False)
+        widest = max(len(line) for line in joined.split("\n"))
+        if width is None or widest <= width or budget < 12:
+            break
+        budget = min(budget, widest) - max(4, (widest - width) // 2)
     if step.free_indices:
-        joined += "\n(for " + "; ".join(f"{', '.join(map(str, indices))} = 1 … {bound}"
+        joined += "\n(for " + "; ".join(f"{', '.join(printer._name(i) for i in indices)} = 1 … {bound}"
                                         for indices, bound in index_ranges(step, model)) + ")"
     return joined
 
 
-def rich_renderable(derivation: Derivation) -> Group:
-    parts = [Text(latex_to_unicode(derivation.title), style="bold"),
-             Text("Layout: " + latex_to_unicode(derivation.convention), style="dim")]
+class _Math:
+    """A step's equation, laid out for the width the console gives it; never cropped without a
+    mark (what still does not fit ends in …)."""
+
+    def __init__(self, step, show_lhs, model, notation):
+        self.args = (step, show_lhs, model, notation)
+
+    def _text(self, width: int) -> Text:
+        step, show_lhs, model, notation = self.args
+        return Text(_equation(step, show_lhs, model, notation, width), no_wrap=True, overflow="ellipsis")
+
+    def __rich_console__(self, console, options):
+        yield self._text(options.max_width)
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        text = self._text(options.max_width)
+        widest = max(cell_len(line) for line in text.plain.split("\n"))
+        return Measurement(min(widest, options.max_width), min(widest, options.max_width))
+
+
+def _markup(markup: str, notation) -> str:
+    from symgrad.output.latex import identifiers_as_math
+
+    markup = identifiers_as_math(markup)
+    if notation is not None:
+        markup = notation.rename_markup(markup)
+    return latex_to_unicode(markup)
+
+
+def rich_renderable(derivation: Derivation, notation=None) -> Group:
+    """The derivation for a rich console; ``notation`` as for the LaTeX (names in titles and math)."""
+    parts = [Text(_markup(derivation.title, notation), style="bold"),
+             Text("Layout: " + _markup(derivation.convention, notation), style="dim")]
     previous = None
     for number, step in enumerate(derivation.steps, start=1):
         status = status_words(step.check)
         colour = "green" if step.check and step.check.proven else "red"
-        math = Text(_equation(step, step.lhs != previous, derivation.model), no_wrap=True, overflow="ignore")
-        title = Text(f"{number}. {latex_to_unicode(step.title)}", style="bold")
+        math = _Math(step, step.lhs != previous, derivation.model, notation)
+        title = Text(f"{number}. {_markup(step.title, notation)}", style="bold")
         status_line = Text(f"{step.rule.value} · {status_symbol(step.check)} {status}", style=colour)
         parts.append(Panel(Group(title, math, status_line), expand=False))
         previous = step.lhs
     for note in derivation.notes:
-        parts.append(Text("Note: " + latex_to_unicode(note), style="yellow"))
+        parts.append(Text("Note: " + _markup(note, notation), style="yellow"))
     parts.append(summary_text(derivation))
     return Group(*parts)
 
