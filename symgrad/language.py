@@ -620,7 +620,8 @@ def parse_tree(text: str, allow_equation: bool = False) -> ast.AST:
             warnings.simplefilter("ignore")
             tree = ast.parse(source, mode="eval")
     except SyntaxError as error:
-        column = None if error.offset is None or error.lineno not in (None, 1) else error.offset + offset
+        column = None if error.offset is None or error.lineno not in (None, 1) else \
+            min(max(error.offset, 1) + offset, len(text) + 1)  # Python says 0 for "-", past the end for "f("
         raise LanguageError(f"syntax error: {error.msg}", column) from None
     except (RecursionError, MemoryError, ValueError):
         raise LanguageError("expression too deeply nested") from None
@@ -693,5 +694,5 @@ def _describe(node: ast.AST) -> str:
              ast.BoolOp: "`and`/`or`", ast.IfExp: "`if`/`else`", ast.NamedExpr: "`:=` (assignment)",
              ast.Starred: "a starred argument (`*...`)", ast.Await: "await", ast.Yield: "yield",
              ast.YieldFrom: "yield", ast.JoinedStr: "an f-string", ast.FormattedValue: "an f-string",
-             ast.Compare: "a comparison"}
+             ast.Compare: "a comparison", ast.Call: "the result of a call", ast.Constant: "a constant"}
     return names.get(type(node), type(node).__name__)
