@@ -1,6 +1,6 @@
 """The long fuzz campaign of the expression language (the suite runs a sample of it on every push).
 
-    PYTHONPATH=. nice -n 10 python bench/fuzz.py --examples 100000
+    PYTHONPATH=. nice -n 10 python bench/fuzz.py --examples 100000 --workers 2
 
 Generates valid programs, hostile mutations of them and raw noise (``tests/strategies.py``), runs
 each through ``parse_tree`` and ``evaluate`` under a per-example time limit, and sends a sample of
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import subprocess
 import re
 import signal
 import sys
@@ -53,9 +55,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="time limit per example")
     parser.add_argument("--checker-every", type=int, default=400,
                         help="send every k-th valid program through check_identity (0: never)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-every", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the examples")
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # a worker's counts, for the parent to merge
     args = parser.parse_args()
+    if args.workers > 1:
+        return _parent(args)
 
     counts = collections.Counter()
     errors = collections.Counter()
@@ -131,11 +136,49 @@ def main() -> int:
         if counts["examples"] % args.report_every == 0:
             print(f"[{time.monotonic() - started:7.0f} s] {dict(counts)}", flush=True)
 
-    import random
-    random.seed(args.seed)
     one()
 
     ran_code = os.path.exists(strategies.CANARY) or hasattr(symgrad, strategies.CANARY_ATTRIBUTE)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "counts": counts, "errors": errors, "checker": checker, "slowest": slowest, "ran_code": ran_code,
+            "crashes": [[k, m, t, n, tr] for (k, m), (t, n, tr) in crashes.items()],
+            "checker_crashes": [[k, m, t, tr] for (k, m), (t, tr) in checker_crashes.items()],
+            "seconds": time.monotonic() - started}))
+        return 0
+    return _report(counts, errors, crashes, slowest, checker, checker_crashes, ran_code, time.monotonic() - started)
+
+
+def _parent(args) -> int:
+    """Run ``--workers`` processes of examples/workers each and merge their counts."""
+    import tempfile
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as folder:
+        outputs = [Path(folder) / f"worker{k}.json" for k in range(args.workers)]
+        workers = [subprocess.Popen([sys.executable, __file__, "--examples", str(-(-args.examples // args.workers)),
+                                     "--seconds", str(args.seconds), "--checker-every", str(args.checker_every),
+                                     "--report-every", str(args.report_every), "--json", str(out)])
+                   for out in outputs]
+        for worker in workers:
+            worker.wait()
+        parts = [json.loads(out.read_text()) for out in outputs if out.exists()]
+    if len(parts) != args.workers:
+        print(f"only {len(parts)} of {args.workers} workers finished")
+    merged = [collections.Counter() for _ in range(3)]
+    crashes, checker_crashes, slowest, ran_code = {}, {}, (0.0, ""), False
+    for part in parts:
+        for counter, key in zip(merged, ("counts", "errors", "checker")):
+            counter.update(part[key])
+        crashes.update({(k, m): (t, n, tr) for k, m, t, n, tr in part["crashes"]})
+        checker_crashes.update({(k, m): (t, tr) for k, m, t, tr in part["checker_crashes"]})
+        slowest = max(slowest, tuple(part["slowest"]))
+        ran_code = ran_code or part["ran_code"]
+    code = _report(*merged[:2], crashes, slowest, merged[2], checker_crashes, ran_code, time.monotonic() - started)
+    return code if len(parts) == args.workers else 1
+
+
+def _report(counts, errors, crashes, slowest, checker, checker_crashes, ran_code, seconds) -> int:
     print(f"\nexamples:        {counts['examples']}")
     print(f"valid values:    {counts['values']}")
     print(f"clean errors:    {counts['clean errors']}")
@@ -149,7 +192,7 @@ def main() -> int:
     for (kind, message), (text, trace) in checker_crashes.items():
         print(f"    {kind}: {message}\n      lhs = rhs = {text[:200]!r}\n{trace}")
     print(f"code ran:        {'YES' if ran_code else 'no'} (canary {strategies.CANARY})")
-    print(f"wall time:       {time.monotonic() - started:.0f} s")
+    print(f"wall time:       {seconds:.0f} s")
     return 1 if counts["CRASHES"] or ran_code else 0
 
 
