@@ -118,7 +118,7 @@ def _ascii_look_alike(char: str, name: str) -> str | None:
 
 # -- the static check: whitelist, literals, nesting, degree and digits ---------------------------
 _OPERATORS = {
-    ast.MatMult: "`@` (matrix product) is not part of the language yet; use dot(a, b) for two vectors "
+    ast.MatMult: "`@` (matrix product) is not part of identity files yet (`symgrad derive --expr` takes it); use dot(a, b) for two vectors "
                  "or outer(a, b) for their outer product",
     ast.FloorDiv: "`//` (floor division) is not part of the language; use /",
     ast.Mod: "`%` (remainder) is not part of the language",
@@ -152,9 +152,11 @@ class _StaticCheck:
     """Walks a parsed tree once and raises a ``LanguageError`` for anything outside the
     language, before SymPy sees any of it."""
 
-    def __init__(self, source: str, offset: int):
+    def __init__(self, source: str, offset: int, matrices: bool = False):
         self.source = source
         self.offset = offset
+        self.functions = {**FUNCTIONS, **MATRIX_FUNCTIONS} if matrices else FUNCTIONS
+        self.operators = {k: v for k, v in _OPERATORS.items() if not (matrices and k is ast.MatMult)}
 
     def column(self, node: ast.AST) -> int | None:
         column = _column(node)
@@ -202,8 +204,8 @@ class _StaticCheck:
             self.fail(f"{node.id} is a dunder name: names like that are not part of the language", node)
 
     def binary(self, node: ast.BinOp, depth: int) -> _Bound:
-        if type(node.op) in _OPERATORS:
-            self.fail(_OPERATORS[type(node.op)], node)
+        if type(node.op) in self.operators:
+            self.fail(self.operators[type(node.op)], node)
         left = self.check(node.left, depth + 1)
         if isinstance(node.op, ast.Pow):
             self.check(node.right, depth + 1)
@@ -235,9 +237,9 @@ class _StaticCheck:
                 f"calling {_describe(node.func)}"
             self.fail(f"{what} is not part of the language", node)
         name = node.func.id
-        if name not in FUNCTIONS:
+        if name not in self.functions:
             self.name(node.func)
-            self.fail(_unknown_function(name), node)
+            self.fail(_unknown_function(name, self.functions), node)
         for keyword in node.keywords:
             if keyword.arg is None:
                 self.fail(f"`**` (keyword unpacking) in {name}(...) is not part of the language", keyword)
@@ -246,7 +248,7 @@ class _StaticCheck:
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 self.fail(f"a starred argument (`*...`) in {name}(...) is not part of the language", arg)
-        arity = FUNCTIONS[name][1]
+        arity = self.functions[name][1]
         if len(node.args) != arity:
             self.fail(f"{name} takes {arity} argument{'s' if arity > 1 else ''}, not {len(node.args)}", node)
         if name in ("grad", "jacobian") and not isinstance(node.args[1], ast.Name):
@@ -275,11 +277,14 @@ def _exact_literal(node: ast.Constant, source: str) -> Fraction:
         return Fraction(node.value) if math.isfinite(node.value) else Fraction(10) ** (MAX_LITERAL_EXPONENT + 1)
 
 
-def _unknown_function(name: str) -> str:
-    close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.7)
+def _unknown_function(name: str, functions=None) -> str:
+    functions = FUNCTIONS if functions is None else functions
+    close = difflib.get_close_matches(name, functions, n=1, cutoff=0.7)
     if close:
         return f"unknown function {name!r} — did you mean {close[0]}?"
-    return f"unknown function {name!r} (known: {', '.join(sorted(FUNCTIONS))})"
+    if name in MATRIX_FUNCTIONS:
+        return f"{name} works on matrices, which `symgrad derive` supports and identity files do not yet"
+    return f"unknown function {name!r} (known: {', '.join(sorted(functions))})"
 
 
 def _describe_constant(value) -> str:
@@ -590,6 +595,10 @@ def _jacobian(f, x):
     return ImmutableMatrix(f.shape[0], x.shape[0], lambda r, c: f[r].diff(x[c]))
 
 
+# Matrix functions the derivation engine's tree knows (``parse_tree(..., matrices=True)``):
+# name → (None, arity), like FUNCTIONS; ``evaluate`` does not build them yet.
+MATRIX_FUNCTIONS = {"transpose": (None, 1), "colsum": (None, 1), "rowsum": (None, 1)}
+
 FUNCTIONS = {
     "exp": (_map(exp), 1), "log": (_map(log), 1), "sigmoid": (_map(_sigmoid), 1),
     "tanh": (_map(sympy_tanh), 1), "sum": (_sum, 1), "dot": (_dot, 2), "outer": (_outer, 2),
@@ -601,9 +610,11 @@ FUNCTIONS = {
 
 
 # -- entry points --------------------------------------------------------------------------------
-def parse_tree(text: str, allow_equation: bool = False) -> ast.AST:
+def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False) -> ast.AST:
     """The checked syntax tree of one expression (or ``lhs == rhs`` if allowed): everything that
-    does not depend on the variables' sizes is checked here, so loading a file reports it."""
+    does not depend on the variables' sizes is checked here, so loading a file reports it.
+    ``matrices``: also accept ``@`` and the matrix functions (the derivation engine's typed tree
+    handles them; ``evaluate`` does not yet)."""
     if not isinstance(text, str):
         raise LanguageError("an expression must be a string")
     if len(text) > MAX_LENGTH:
@@ -625,7 +636,7 @@ def parse_tree(text: str, allow_equation: bool = False) -> ast.AST:
         raise LanguageError(f"syntax error: {error.msg}", column) from None
     except (RecursionError, MemoryError, ValueError):
         raise LanguageError("expression too deeply nested") from None
-    checker = _StaticCheck(source, offset)
+    checker = _StaticCheck(source, offset, matrices)
     body = tree.body
     if isinstance(body, ast.Compare):
         operator = _COMPARISONS.get(type(body.ops[0]), "?")

@@ -105,7 +105,7 @@ class _Engine:
             self.fixed = self.size_value != "symbolic"
             size = N if not self.fixed else Integer(self.size_value)
             _check_lengths(problem.variables, self.size_value)
-        tree = to_tree(parse_tree(problem.expression), self.shapes)
+        tree = to_tree(parse_tree(problem.expression, matrices=True), self.shapes)
         self.jacobian = isinstance(tree, DerivativeNode) and tree.function == "jacobian"
         if isinstance(tree, DerivativeNode):
             self.function, self.wrt = tree.of, tree.wrt.name
@@ -220,7 +220,7 @@ class _Engine:
         local = jacobian_of(self.ctx, root, Var(self.wrt, VECTOR))
         self._local_steps(local)
         if self.problem.rhs is not None:
-            rhs_tree = to_tree(parse_tree(self.problem.rhs), self.kinds)
+            rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.kinds)
             if rhs_tree.kind != MATRIX:
                 raise UsageError("the right-hand side of a jacobian identity must be a matrix")
             rhs = self.ctx.matrix_entry(rhs_tree, self.i, self.j)
@@ -241,7 +241,7 @@ class _Engine:
     def _assumptions(self) -> dict[str, Assumption]:
         out = {}
         for text in self.problem.assume:
-            tree = parse_tree(text, allow_equation=True).body
+            tree = parse_tree(text, allow_equation=True, matrices=True).body
             left, right = (to_tree(ast.Expression(side), self.shapes) for side in (tree.left, tree.comparators[0]))
             if self.several and (left.shape and right.shape and left.shape != right.shape or
                                  MATRIX in (left.kind, right.kind)):
@@ -437,7 +437,7 @@ class _Engine:
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
-        rhs_tree = to_tree(parse_tree(self.problem.rhs), self.shapes)
+        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.shapes)
         if rhs_tree.shape != node.shape:
             raise UsageError(f"the identity's right-hand side has shape {rhs_tree.shape}, but the gradient is "
                              f"shaped like {self.wrt}: {node.shape}")
@@ -536,7 +536,7 @@ class _Engine:
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
-        rhs_tree = to_tree(parse_tree(self.problem.rhs), self.kinds)
+        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.kinds)
         if rhs_tree.kind != VECTOR:
             raise UsageError("the identity's right-hand side must be a vector, like the gradient")
         rhs = self.ctx.entry(rhs_tree, j)
@@ -715,7 +715,7 @@ def problem_from_identity(identity, size, sizes: dict | None = None) -> Problem:
     """The derivation an identity file's ``grad(...)``/``jacobian(...)`` identity asks for: derive
     its lhs, under its assumptions, and end at its rhs. ``size`` is n (an int or "symbolic"), or
     a dict of several sizes ({"n": 3, "p": 2, "m": 2}, for matrices), as is ``sizes``."""
-    body = parse_tree(identity.lhs).body
+    body = parse_tree(identity.lhs, matrices=True).body
     if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")):
         raise UsageError(f"identity {identity.name!r} is not a derivative (its lhs is not grad(…) or "
                          "jacobian(…)): there is nothing to derive; check it with `symgrad verify`")
