@@ -114,7 +114,11 @@ def derive_identity(path, identity: str | None = None, *, n: int | str = 3, chec
             hint = f"; did you mean {near[0]!r}?" if near else f" (it has: {', '.join(map(repr, names))})"
             raise UsageError(f"{path}: no identity named {identity!r}{hint}")
         chosen = matches[0]
-    derivation = derive_problem(problem_from_identity(chosen, parse_size(n)))
+    from symgrad.identity_file import SizeTable
+
+    tables = [size for size in chosen.sizes if isinstance(size, SizeTable)]
+    size = dict(tables[0].values) if tables else parse_size(n)  # matrices: the file's first size table
+    derivation = derive_problem(problem_from_identity(chosen, size))
     return check_derivation(derivation, progress) if check else derivation
 
 

@@ -33,8 +33,8 @@ MAX_FILE_BYTES = 1_000_000
 MAX_IDENTITIES = 1000  # per file
 MAX_VARIABLES = 64  # declared per identity
 VALIDATION_SECONDS = 10  # evaluating the expressions once when the file is read
-REQUIRED = {"name": str, "vars": dict, "n": (list, int), "lhs": str, "rhs": str}
-OPTIONAL = {"description": str, "assume": list}
+REQUIRED = {"name": str, "vars": dict, "lhs": str, "rhs": str}
+OPTIONAL = {"description": str, "assume": list, "n": (list, int), "sizes": list}
 SIZE_NAME = "n"
 SYMBOLIC = "symbolic"  # in n = [...]: also a proof for every n, where the engine has one
 
@@ -47,6 +47,19 @@ class IdentityFileError(UsageError):
         super().__init__(message)
         self.path = path
         self.identity = identity
+
+
+class SizeTable(str):
+    """One assignment of several size names (``{ n = 3, p = 2, m = 2 }``) for an identity over
+    matrices. It *is* its label ("n = 3, p = 2, m = 2"), so reports print and serialise it like
+    a plain size; ``values`` holds the numbers."""
+
+    values: dict
+
+    def __new__(cls, values: dict):
+        table = super().__new__(cls, ", ".join(f"{k} = {v}" for k, v in values.items()))
+        table.values = dict(values)
+        return table
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,11 @@ def _identity(path: Path, text: str, number: int, table: dict) -> Identity:
     for key in REQUIRED:
         if key not in table:
             raise fail("[[identity]]", f"missing key {key!r}")
+    if ("n" in table) == ("sizes" in table):
+        raise fail("[[identity]]", "give the sizes to check at either as n = [...] (vectors of length n) "
+                                   "or as sizes = [{ n = 3, p = 2 }, ...] (several size names, for matrices)")
+    if "sizes" in table:
+        return _matrix_identity(path, text, number, table, fail)
     for key, value in table.items():
         kind = REQUIRED.get(key) or OPTIONAL.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -322,3 +340,50 @@ def _located(identity, expression, equation, error, size, run, declared) -> Iden
                 return _expression_error(identity, expression, error)
         return _expression_error(identity, expression, error, size)
     return _expression_error(identity, expression, error)
+
+
+def _matrix_identity(path: Path, text: str, number: int, table: dict, fail) -> Identity:
+    """An identity with several size names and matrix variables (``W = "n x p"``), checked
+    through its derivation by the engine (``verify.identity``): its statement is parsed and
+    shape-checked here by the engine's typed tree, for every size table."""
+    from symgrad.tree import to_tree
+
+    names = set()
+    variables = {}
+    for variable, shape in table["vars"].items():
+        if not variable.isidentifier() or variable in FUNCTIONS:
+            raise fail("vars", f"{variable!r} cannot be a variable name")
+        if not isinstance(shape, str) or not all(part.strip().isidentifier() for part in shape.split(" x ")) \
+                or shape.count(" x ") > 1:
+            raise fail("vars", f"the shape of {variable!r} must be \"scalar\", a size name (\"n\") or "
+                               f"\"rows x cols\" (\"n x p\"), not {shape!r}")
+        variables[variable] = shape
+        if shape != "scalar":
+            names |= {part.strip() for part in shape.split(" x ")}
+    tables = []
+    for entry in table["sizes"]:
+        if not isinstance(entry, dict) or not entry:
+            raise fail("sizes", "sizes must be a list of tables such as { n = 3, p = 2, m = 2 }")
+        for key, value in entry.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZE:
+                raise fail("sizes", f"size {key} must be an integer 1..{MAX_SIZE}, not {value!r}")
+        missing = names - set(entry)
+        if missing:
+            raise fail("sizes", f"{entry} gives no value to {', '.join(sorted(missing))}")
+        tables.append(SizeTable(dict(entry)))
+    if not tables:
+        raise fail("sizes", "sizes = [] lists no sizes, so nothing would be checked")
+    assume = table.get("assume", [])
+    if not all(isinstance(a, str) for a in assume):
+        raise fail("assume", "'assume' must be a list of strings such as [\"colsum(Y) == 1\"]")
+    identity = Identity(table["name"], table.get("description", ""), variables, tuple(dict.fromkeys(tables)),
+                        tuple(assume), table["lhs"], table["rhs"], path, text, _table_start(text, number))
+    shapes = {k: () if v == "scalar" else tuple(part.strip() for part in v.split(" x ")) for k, v in variables.items()}
+    for expression, is_assumption in [(identity.lhs, False), (identity.rhs, False), *((a, True) for a in assume)]:
+        try:
+            tree = parse_tree(expression, allow_equation=is_assumption, matrices=True)
+            for side in ([tree.body.left, tree.body.comparators[0]] if is_assumption else [tree.body]):
+                to_tree(ast.Expression(side), shapes)
+        except LanguageError as error:
+            raise _expression_error(identity, expression, error) from None
+    return identity

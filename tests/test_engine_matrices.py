@@ -22,7 +22,7 @@ from symgrad.steps import Rule
 from symgrad.verify import StepChecker, check_derivation
 from symgrad.verify.concrete import ConcreteModel
 
-LAYER_FILE = Path(__file__).resolve().parent.parent / "derivations" / "layer.toml.pending"
+LAYER_FILE = Path(__file__).resolve().parent.parent / "derivations" / "layer.toml"
 LAYER = [SimpleNamespace(name=t["name"], variables=t["vars"], assume=t.get("assume", []), lhs=t["lhs"],
                          rhs=t["rhs"], sizes=t["sizes"])
          for t in tomllib.loads(LAYER_FILE.read_text())["identity"]]
@@ -237,3 +237,47 @@ def test_matrix_notation_of_the_result():
     vector = [s for s in bias.steps if s.rule is Rule.VECTOR_FORM][-1]
     assert isinstance(vector.lhs.x, Vec)
     assert any(isinstance(part, OneMatrix) for part in preorder_traversal(vector.rhs))
+
+
+# -- identity files over matrices: loaded, verified through their derivation, exported ----------
+MATRIX_IDENTITY = """[[identity]]
+name = "layer"
+vars = {{ W = "n x p", X = "p x m", b = "n", Y = "n x m" }}
+sizes = [{sizes}]
+assume = ["colsum(Y) == 1"]
+lhs = "grad(cross_entropy(softmax(W @ X + b), Y) / m, W)"
+rhs = "{rhs}"
+"""
+
+
+@pytest.mark.parametrize("rhs, holds", [("(softmax(W @ X + b) - Y) @ transpose(X) / m", True),
+                                        ("(softmax(W @ X + b) - Y) @ transpose(X)", False)])
+def test_matrix_identity_files_verify_through_their_derivation(tmp_path, rhs, holds):
+    from symgrad.identity_file import load_file
+    from symgrad.verify.identity import check_identity
+
+    path = tmp_path / "layer.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes="{ n = 2, p = 2, m = 2 }", rhs=rhs), encoding="utf-8")
+    (identity,) = load_file(path)
+    assert check_identity(identity).holds is holds
+
+
+@pytest.mark.parametrize("sizes, message", [("{ n = 2, p = 2 }", "gives no value to m"),
+                                            ("{ n = 2, p = 2, m = 0 }", "integer 1.."),
+                                            ("", "lists no sizes")])
+def test_matrix_identity_file_mistakes_are_one_line(tmp_path, sizes, message):
+    from support import run
+
+    path = tmp_path / "bad.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes=sizes, rhs="Y"), encoding="utf-8")
+    result = run("verify", str(path))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_matrix_shape_mistake_in_an_identity_file_is_located(tmp_path):
+    from support import run
+
+    path = tmp_path / "bad.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes="{ n = 2, p = 3, m = 2 }", rhs="W @ Y"), encoding="utf-8")
+    result = run("verify", str(path))
+    assert result.returncode == 2 and "bad.toml:7:" in result.stderr, result.stderr

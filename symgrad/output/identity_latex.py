@@ -21,7 +21,8 @@ NAMED = {"softmax": r"\operatorname{softmax}", "log_softmax": r"\operatorname{lo
          "tanh": r"\tanh", "sigmoid": r"\sigma"}
 GREEK = {"eps": r"\varepsilon", "epsilon": r"\varepsilon", "alpha": r"\alpha", "beta": r"\beta",
          "gamma": r"\gamma", "lam": r"\lambda", "tau": r"\tau", "sigma": r"\sigma", "mu": r"\mu"}
-PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2, ast.Pow: 4}
+PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.MatMult: 2, ast.Div: 2, ast.Pow: 4}
+MATRIX_CALLS = {"transpose": r"{0}^\top", "colsum": r"\mathbf{{1}}^\top {0}", "rowsum": r"{0} \mathbf{{1}}"}
 
 
 class _SourcePrinter:
@@ -69,6 +70,8 @@ class _SourcePrinter:
             text = rf"\frac{{{self.print(node.left)}}}{{{self.print(node.right)}}}"
         elif isinstance(node.op, ast.Pow):
             text = f"{self.print(node.left, 5)}^{{{self.print(node.right)}}}"
+        elif isinstance(node.op, ast.MatMult):
+            text = f"{self.print(node.left, 2)} {self.print(node.right, 3)}"
         elif isinstance(node.op, ast.Mult):
             both = self.is_vector(node.left) and self.is_vector(node.right)
             operator = "\\odot " if both else ""
@@ -80,6 +83,9 @@ class _SourcePrinter:
 
     def _call(self, node: ast.Call) -> str:
         name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name in MATRIX_CALLS and len(node.args) == 1 and not node.keywords:
+            inner = self.print(node.args[0], 5)
+            return MATRIX_CALLS[name].format(inner)
         if name not in FUNCTIONS or len(node.args) != FUNCTIONS[name][1] or node.keywords \
                 or name not in NAMED and name not in ("grad", "jacobian", "dot", "outer"):
             raise ValueError(f"cannot print a call of {name or 'this'}")
@@ -161,8 +167,9 @@ def identity_latex(identity: Identity) -> tuple[str, list[str]]:
     """The display equation and the assumptions, as LaTeX."""
     printer = _SourcePrinter(identity.variables)
     try:
-        equation = f"{printer.print(parse_tree(identity.lhs))} = {printer.print(parse_tree(identity.rhs))}"
-        assumptions = [printer.print(parse_tree(a, allow_equation=True)) for a in identity.assume]
+        equation = (f"{printer.print(parse_tree(identity.lhs, matrices=True))} = "
+                    f"{printer.print(parse_tree(identity.rhs, matrices=True))}")
+        assumptions = [printer.print(parse_tree(a, allow_equation=True, matrices=True)) for a in identity.assume]
     except _UNPRINTABLE as error:
         raise IdentityFileError(f"{identity.path}: identity {identity.name!r}: cannot be written as LaTeX: "
                                 f"{error}", identity.path, identity.name) from None
@@ -204,7 +211,13 @@ def render_identities(items: list, title: str) -> str:
         if identity.description:
             lines.append(markup_text(identity.description, printer))
         condition = (r", assuming $" + r"$ and $".join(assumptions) + "$") if assumptions else ""
-        scope = rf"For $n \in \{{{', '.join(integers)}\}}${every_n}" if integers else "For every $n$"
+        tables = [size.values for size in identity.sizes if hasattr(size, "values")]
+        if tables:  # several size names: list each assignment
+            integers = []
+            scope = "For " + "; ".join("$" + ", ".join(f"{math_name(k)} = {v}" for k, v in t.items()) + "$"
+                                       for t in tables)
+        else:
+            scope = rf"For $n \in \{{{', '.join(integers)}\}}${every_n}" if integers else "For every $n$"
         claim = r"(checked by \texttt{symgrad verify})" if checked else rf"(\textbf{{NOT verified}}: {why})"
         lines.append(rf"\noindent {scope}{condition} {claim}:")
         lines.append(rf"\[ {equation} \]")

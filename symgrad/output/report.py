@@ -37,9 +37,10 @@ def verdict(result: IdentityResult) -> str:
     """Where an identity does not hold, in words: "refuted at n = 2; undecided at n = 64"."""
     said = []
     for holds, word in ((False, "refuted"), (None, "undecided")):
-        sizes = [str(r.size) for r in result.results if r.holds is holds]
+        sizes = [r.size for r in result.results if r.holds is holds]
         if sizes:
-            said.append(f"{word} at n = {', '.join(sizes)}")
+            tables = all("=" in str(size) for size in sizes)
+            said.append(f"{word} at " + ("; ".join(map(str, sizes)) if tables else f"n = {', '.join(map(str, sizes))}"))
     return "; ".join(said) or "holds"
 
 
@@ -67,7 +68,7 @@ def failure_lines(results: list[IdentityResult]) -> list[str]:
         for r in result.results:
             if r.holds is not True:
                 lines.append(shown(f"{WORDS[r.holds]}: {result.identity.name} ({result.identity.path}) "
-                                   f"at n = {r.size}: {r.detail}"))
+                                   f"at {_size_words(r.size)}: {r.detail}"))
     return lines
 
 
@@ -124,3 +125,8 @@ def results_junit(results: list[IdentityResult], timings: bool = False, problems
             ET.SubElement(case, "error", message="could not be checked").text = xml_text(problem)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _size_words(size) -> str:
+    """"n = 3", or a size table as it is ("n = 3, p = 2, m = 2")."""
+    return str(size) if "=" in str(size) else f"n = {size}"

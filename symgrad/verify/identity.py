@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
 from symgrad.errors import UsageError
-from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError
+from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError, SizeTable
 from symgrad.language import LanguageError, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
@@ -144,6 +144,8 @@ def check_at_size(identity: Identity, size: int | str) -> SizeResult:
         return SizeResult(size, None, "—", detail, time.perf_counter() - started)
 
     try:
+        if isinstance(size, SizeTable):
+            return _through_the_derivation(identity, size, started)
         if size == SYMBOLIC:
             return _for_every_n(identity, started)
         return _check_concrete(identity, size, started)
@@ -183,6 +185,30 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
     if vacuous:
         detail += "; " + ", ".join(f"assumption {name!r} is always true (vacuous)" for name in vacuous)
     return SizeResult(size, holds, method, detail, time.perf_counter() - started)
+
+
+def _through_the_derivation(identity: Identity, table: SizeTable, started: float) -> SizeResult:
+    """An identity over matrices at one size table: the engine derives its lhs and ends at its
+    rhs; every step is checked (exact and numeric). All proven: it holds. The last step (lhs =
+    rhs) refuted: it fails, with the counterexample. Anything else: undecided."""
+    from symgrad.derivation.engine import derive_problem, problem_from_identity
+    from symgrad.verify import check_derivation
+
+    def verdict(holds, method, detail):
+        return SizeResult(table, holds, method, detail, time.perf_counter() - started)
+
+    try:
+        derivation = check_derivation(derive_problem(problem_from_identity(identity, dict(table.values))))
+    except UsageError as error:
+        return verdict(None, "—", f"identities over matrices are checked through their derivation: {error}")
+    if derivation.proven:
+        return verdict(True, "derivation (exact + numeric)",
+                       f"every one of {len(derivation.steps)} derived steps proven, the last one lhs = rhs")
+    last = derivation.steps[-1].check
+    earlier = [k for k, step in enumerate(derivation.steps[:-1], start=1) if not step.check.proven]
+    if not earlier and (last.exact is False or last.numeric is False):
+        return verdict(False, "derivation + numeric", f"the derived gradient differs from the rhs: {last.detail}")
+    return verdict(None, "—", f"the derivation did not prove step(s) {', '.join(map(str, earlier or [len(derivation.steps)]))}")
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
