@@ -9,9 +9,8 @@ from __future__ import annotations
 from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, S, Sum, Symbol,
                    exp, expand, factor_terms)
 from sympy.concrete.delta import deltasummation
-from sympy.matrices.expressions import MatAdd, MatMul
 
-from symgrad.notation import SumExcluding, Vec
+from symgrad.notation import SumExcluding
 
 
 def evaluated(expr: Basic) -> Basic:
@@ -96,21 +95,6 @@ def substitute_factors(total: Sum, known: dict) -> Sum:
     keeping the product unevaluated, so the reader sees (−y_i/a_i)·(cases) before they combine."""
     factors = [known.get(f, f) for f in Mul.make_args(total.function)]
     return Sum(Mul(*factors, evaluate=False), *total.limits)
-
-
-def vector_form(component: Basic, j, size) -> Basic:
-    """Turn a component formula in the free index j (e.g. a_j Σ y_i − y_j) into a vector expression
-    (e.g. (Σ y_i)·a − y). Each term must hold exactly one entry indexed by j."""
-    parts = []
-    for term in Add.make_args(component):
-        entries = [x for x in term.atoms(Indexed) if x.indices == (j,)]
-        if len(entries) != 1:
-            raise ValueError(f"cannot read {term} as a multiple of one vector entry")
-        (entry,) = entries
-        coefficient = term / entry
-        vec = Vec(entry.base, size)
-        parts.append(vec if coefficient == 1 else MatMul(coefficient, vec) if coefficient != -1 else -vec)
-    return parts[0] if len(parts) == 1 else MatAdd(*parts)
 
 
 def derivative_of_summand(summand: Basic, wrt: Basic) -> Basic:
