@@ -153,15 +153,18 @@ def test_random_exact_evaluation_is_not_a_proof(tmp_path):
 
 
 # -- 7. constant and unusable assumptions end in a clean verdict ---------------------------------
-@pytest.mark.parametrize("assumption, expected", [
-    ("0 == 1", None), ("1 == 1", True), ("sum(y) == sum(y)", True), ("sum(y) == sum(y) + 1", None),
-    ("sum(y**2) == 1", None),
-])
-def test_constant_assumptions(tmp_path, assumption, expected):
-    result = verdict(tmp_path, "y", "y", variables='{ y = "n" }', assume=[assumption])
-    assert result.holds is expected
-    if assumption == "0 == 1":
-        assert "contradictory" in result.results[0].detail
+@pytest.mark.parametrize("assumption", ["0 == 1", "1 == 1", "sum(y) == sum(y)", "sum(y) == sum(y) + 1"])
+def test_constant_assumptions_are_input_errors(tmp_path, assumption):
+    """An assumption that is always true or always false constrains nothing: the file is
+    refused when read, with one line that says so (never a traceback, never "holds")."""
+    from symgrad.errors import UsageError
+
+    with pytest.raises(UsageError, match="always (true|false)"):
+        verdict(tmp_path, "y", "y", variables='{ y = "n" }', assume=[assumption])
+
+
+def test_an_assumption_the_checker_cannot_solve_is_undecided(tmp_path):
+    assert verdict(tmp_path, "y", "y", variables='{ y = "n" }', assume=["sum(y**2) == 1"]).holds is None
 
 
 def test_assumptions_are_used_together(tmp_path):
