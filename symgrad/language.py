@@ -668,11 +668,14 @@ def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = F
         left, right = builder.build(body.left), builder.build(body.comparators[0])
         if _is_matrix(left) or _is_matrix(right):
             raise LanguageError("an assumption must compare two scalars", _column(body))
-        equation = _sympy(body, Eq, left, right)
-        if equation in (True, False):
-            raise LanguageError(f"the assumption {text.strip()} is always {str(bool(equation)).lower()}: "
-                                f"it constrains no variable", _column(body))
-        return _defined(equation, body)
+        # SymPy's own Eq tries to decide the equation and can run for minutes
+        # ((440)**64 == tanh(binary_cross_entropy(y, y)**3)); an equation without variables
+        # constrains nothing, true or false, so that is all we need to decide.
+        difference = _sympy(body, lambda a, b: a - b, left, right)
+        if not difference.free_symbols:
+            raise LanguageError(f"the assumption {_show(text.strip())} has no variables once built: "
+                                f"it constrains nothing", _column(body))
+        return _defined(_sympy(body, lambda a, b: Eq(a, b, evaluate=False), left, right), body)
     return _defined(builder.build(tree), body)
 
 

@@ -27,12 +27,11 @@ from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, Variable, evalu
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import strategies  # noqa: E402  (tests/ is not a package)
 
-SECONDS = 5  # any accepted input evaluates, and any refused one is refused, well within this
+SECONDS = 10  # any accepted input evaluates (or is refused) well within this, even on a loaded CI machine
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 # The reasons a *well-typed* program may still be refused: documented limits and undefined values.
-LIMITS = ("too large to build", "too much work", "reaches degree", "digits", "undefined", "always true",
-          "always false")
+LIMITS = ("too large to build", "too much work", "reaches degree", "digits", "undefined", "constrains nothing")
 
 
 class _TimeLimit(Exception):
@@ -184,9 +183,9 @@ def test_work_too_large_for_the_sizes_is_refused_up_front(text, n):
 
 @pytest.mark.parametrize("text, n", [
     ("grad(cross_entropy(softmax(z), y), z)", 8),
-    ("jacobian(softmax(z), z)", 16),
+    ("jacobian(softmax(z), z)", 8),
     ("softmax(softmax(softmax(z)))", 8),
-    ("grad(logsumexp(z), z)", MAX_SIZE),
+    ("grad(logsumexp(z), z)", 16),
     ("outer(softmax(z), softmax(z))", 32),
 ])
 def test_ordinary_work_is_accepted_and_fast(text, n):
@@ -210,11 +209,19 @@ def test_our_own_errors_are_not_disguised_as_sympy_failures():
     assert isinstance(error, LanguageError) and "SymPy" not in str(error) and "dot needs a vector" in str(error)
 
 
-@pytest.mark.parametrize("text, words", [("0 == 1", "always false"), ("1 == 1", "always true"),
-                                         ("sum(y) == sum(y)", "always true")])
-def test_constant_assumptions_are_refused(text, words):
+@pytest.mark.parametrize("text", ["(440) ** 64 == tanh((binary_cross_entropy(y, y)) ** 3)",
+                                  "tanh((cross_entropy(y, y)) ** -64) == c"])
+def test_assumptions_are_built_without_sympy_deciding_them(text):
+    """Both ran past 10 s inside SymPy's Eq, which tries to decide the equation (bench/fuzz.py)."""
+    started = time.monotonic()
+    assert isinstance(outcome(text, equation=True), Eq)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("text", ["0 == 1", "1 == 1", "sum(y) == sum(y)", "mse(z, z) == 0"])
+def test_constant_assumptions_are_refused(text):
     error = outcome(text, equation=True)
-    assert isinstance(error, LanguageError) and words in str(error)
+    assert isinstance(error, LanguageError) and "constrains nothing" in str(error)
 
 
 @pytest.mark.parametrize("text", ["1/0", "z / 0", "log(0)", "0 ** -1", "c / (c - c)"])
@@ -303,3 +310,23 @@ def test_syntax_errors_have_a_column_inside_the_text(text):
     error = outcome(text)
     assert isinstance(error, LanguageError) and "syntax error" in str(error)
     assert 1 <= error.column <= len(text) + 1
+
+
+@pytest.mark.parametrize("command", ["verify", "export"])
+def test_the_cli_reports_language_errors_in_one_line_quickly(tmp_path, command):
+    """The same one-line message from verify and export (export used to die with a KeyError in
+    its printer on ``sofmax``), and the limits stop the issue's slow inputs before any work."""
+    import subprocess
+
+    cases = [("sofmax(z)", "did you mean softmax?"), ("softmax(" * 10 + "z" + ")" * 10, "too large to build")]
+    for lhs, words in cases[:1] if command == "export" else cases:  # export does not build: no size limits
+        path = tmp_path / "t.toml"
+        path.write_text(f'[[identity]]\nname = "t"\nvars = {{ z = "n", c = "scalar" }}\nn = [3]\n'
+                        f'lhs = "{lhs}"\nrhs = "z"\n', encoding="utf-8")
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "symgrad", command, str(path), "-o", str(tmp_path / "o.tex")]
+                                if command == "export" else [sys.executable, "-m", "symgrad", command, str(path)],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 2, (lhs, result.stdout, result.stderr)
+        assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert time.monotonic() - started < 30
