@@ -115,7 +115,8 @@ def try_repo(hooks_repo, project, hook):
 
     env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
     env.pop("PYTHONPATH", None)
-    return subprocess.run(["pre-commit", "try-repo", str(copy), hook, "--all-files"], cwd=project,
+    hooks = [hook] if hook else []
+    return subprocess.run(["pre-commit", "try-repo", str(copy), *hooks, "--all-files"], cwd=project,
                           capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -129,27 +130,29 @@ def user_project(tmp_path, files):
     return project
 
 
-def test_pre_commit_symgrad_verify_checks_identity_files_only(hooks_repo, tmp_path):
-    project = user_project(tmp_path, {"ids.toml": GOOD, "pyproject.toml": '[project]\nname = "x"\n'})
-    passed = try_repo(hooks_repo, project, "symgrad-verify")
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    (project / "ids.toml").write_text(GOOD.replace('rhs = "softmax(z)"', 'rhs = "-softmax(z)"'), encoding="utf-8")
-    git("add", "-A", cwd=project)
-    failed = try_repo(hooks_repo, project, "symgrad-verify")
-    assert failed.returncode == 1 and "FAILS: logsumexp gradient" in failed.stdout, failed.stdout
-
-
-def test_pre_commit_symgrad_check_exports_fails_on_a_stale_tex(hooks_repo, tmp_path):
+def test_pre_commit_hooks_check_identity_files_and_exports(hooks_repo, tmp_path):
+    """Both hooks in one `pre-commit try-repo` (each run installs symgrad in a new environment):
+    they pass on a good identity file with a fresh export beside a pyproject.toml (skipped), and
+    fail on a false identity and on a stale export."""
     from symgrad.api import check_files
     from symgrad.output.identity_latex import render_identities
 
-    project = user_project(tmp_path, {"ids.toml": GOOD})
+    project = user_project(tmp_path, {"ids.toml": GOOD, "pyproject.toml": '[project]\nname = "x"\n'})
     checked = check_files([project / "ids.toml"])
     (project / "ids.tex").write_text(render_identities(checked.results, title="ids"), encoding="utf-8")
     git("add", "-A", cwd=project)
-    fresh = try_repo(hooks_repo, project, "symgrad-check-exports")
-    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    (project / "ids.tex").write_text("% edited by hand\n", encoding="utf-8")
+    passed = try_repo(hooks_repo, project, None)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert re.search(r"symgrad verify \(identity files\)\.+Passed", passed.stdout), passed.stdout
+    assert re.search(r"symgrad check exports.*\.+Passed", passed.stdout), passed.stdout
+
+    (project / "ids.toml").write_text(GOOD.replace('rhs = "softmax(z)"', 'rhs = "-softmax(z)"'), encoding="utf-8")
+    (project / "notes.toml").write_text(GOOD.replace("logsumexp gradient", "notes"), encoding="utf-8")
+    (project / "notes.tex").write_text("% edited by hand\n", encoding="utf-8")
     git("add", "-A", cwd=project)
-    stale = try_repo(hooks_repo, project, "symgrad-check-exports")
-    assert stale.returncode == 1 and "out of date: ids.tex" in stale.stdout, stale.stdout
+    failed = try_repo(hooks_repo, project, None)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert re.search(r"symgrad verify \(identity files\)\.+Failed", failed.stdout), failed.stdout
+    assert "FAILS: logsumexp gradient" in failed.stdout
+    assert re.search(r"symgrad check exports.*\.+Failed", failed.stdout), failed.stdout
+    assert "out of date: notes.tex" in failed.stdout
