@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from symgrad.derivation import DERIVATIONS
 from symgrad.errors import UsageError
+from symgrad.identity_file import IdentityFileError
 from symgrad.output.notation import NOTATIONS, Notation
 from symgrad.steps import Derivation
 from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
@@ -22,6 +23,31 @@ from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA
 from symgrad.verify import check_derivation
 
 FORMATS = ("text", "latex", "markdown", "json")
+STDIN = "-"  # as a path: read one identity file from standard input
+STDIN_NAME = "<stdin>"  # what that file is called in messages and reports
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in derivation as ``symgrad list`` shows it: what it derives, the options it takes."""
+
+    name: str
+    summary: str
+    options: tuple[str, ...]
+
+
+BUILTINS = (
+    Builtin("softmax-cross-entropy", "dL/dz of L = cross_entropy(softmax(z), y), down to dz = a - y "
+            "(the default)", ("--n", "--no-normalized-labels")),
+    Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
+            "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
+)
+GENERAL = (  # ways to derive that are not a name
+    Builtin("--expr LOSS", "any loss in the expression language (with --wrt and --vars)",
+            ("--expr", "--wrt", "--vars", "--assume", "--n")),
+    Builtin("FILE.toml --identity NAME", "a grad(...)/jacobian(...) identity of an identity file, "
+            "ending at its rhs", ("--identity", "--n")),
+)
 
 
 def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_labels: bool = True,
@@ -161,6 +187,7 @@ class Checked:
     results: list
     problems: list
     files: list
+    seconds: float = 0.0  # how long reading and checking took
 
 
 def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
@@ -193,22 +220,15 @@ def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
 
 
 def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
-                progress: Callable[[int, int, str], None] | None = None) -> Checked:
+                progress: Callable[[int, int, str], None] | None = None,
+                only_identity_files: bool = False, stdin=None) -> Checked:
     """Read every identity file under ``paths`` and check each identity at each of its sizes;
     a bad file or identity is a problem and everything else is still checked. Raises UsageError
-    only if there is nothing at all to check."""
-    from pathlib import Path
-
-    from symgrad.identity_file import IdentityFileError, find_files, load_file
-
-    files, problems = find_files([Path(p) for p in paths])
-    identities = []
-    for file in files:
-        try:
-            identities += load_file(file)
-        except IdentityFileError as problem:
-            problem.path = problem.path or file
-            problems.append(problem)
+    only if there is nothing at all to check. The path ``-`` is one identity file read from
+    ``stdin`` (default: standard input), called ``<stdin>``. With ``only_identity_files``, TOML
+    files holding no ``[[identity]]`` table are skipped (pre-commit passes every changed .toml)."""
+    started = time.perf_counter()
+    identities, problems, files = read_identities(paths, only_identity_files=only_identity_files, stdin=stdin)
     results = []
     for done, identity in enumerate(identities):
         def step(what: str, done=done) -> None:
@@ -221,7 +241,100 @@ def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
             problems.append(problem)
     if progress:
         progress(len(identities), len(identities), "done")
-    return Checked(results, problems, files)
+    return Checked(results, problems, files, time.perf_counter() - started)
+
+
+def read_identities(paths, *, only_identity_files: bool = False, stdin=None) -> tuple[list, list, list]:
+    """(identities, problems, files): every identity of the files under ``paths`` (``-``: standard
+    input), read and validated but not checked, with one problem per file that cannot be read."""
+    from pathlib import Path
+
+    from symgrad.identity_file import find_files, load_file
+
+    paths = [str(p) for p in paths]
+    if paths.count(STDIN) > 1:
+        raise UsageError("'-' (standard input) can be given only once")
+    others = [Path(p) for p in paths if p != STDIN]
+    files, problems = find_files(others) if others else ([], [])
+    if only_identity_files:
+        files = [file for file in files if holds_identities(file)]
+    identities = []
+    if STDIN in paths:
+        try:
+            identities += load_stdin(stdin)
+        except IdentityFileError as problem:
+            problems.append(problem)
+        files = [Path(STDIN_NAME), *files]
+    for file in files[1 if STDIN in paths else 0:]:
+        try:
+            identities += load_file(file)
+        except IdentityFileError as problem:
+            problem.path = problem.path or file
+            problems.append(problem)
+    return identities, problems, files
+
+
+def holds_identities(path) -> bool:
+    """Whether a file has an ``[[identity]]`` table header (read as bytes, without parsing)."""
+    import re
+    from pathlib import Path
+
+    from symgrad.identity_file import MAX_FILE_BYTES
+
+    try:
+        with open(Path(path), "rb") as handle:
+            head = handle.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return True  # let reading it report the problem
+    return re.search(rb"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", head, re.M) is not None
+
+
+def load_stdin(stream=None) -> list:
+    """The identities of one identity file read from ``stream`` (default: standard input), named
+    ``<stdin>`` in every message and report. Raises IdentityFileError."""
+    import dataclasses
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from symgrad.identity_file import MAX_FILE_BYTES, IdentityFileError, load_file
+
+    stream = stream if stream is not None else sys.stdin.buffer
+    data = stream.read(MAX_FILE_BYTES + 1)
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    name = Path(STDIN_NAME)
+    with tempfile.TemporaryDirectory(prefix="symgrad-stdin-") as folder:
+        temporary = Path(folder) / "stdin.toml"
+        temporary.write_bytes(data)
+        try:
+            identities = load_file(temporary)
+        except IdentityFileError as error:
+            raise IdentityFileError(str(error).replace(str(temporary), STDIN_NAME), name,
+                                    error.identity) from None
+    return [dataclasses.replace(identity, path=name) for identity in identities]
+
+
+def list_identities(paths) -> tuple[list[dict], list]:
+    """What ``symgrad list FILE…`` shows, without checking anything: for each identity its name,
+    file, variables, sizes and whether ``derive --identity`` can derive it; and the problems."""
+    identities, problems, _ = read_identities(paths)
+    return [{"name": i.name, "file": str(i.path), "vars": dict(i.variables), "sizes": list(i.sizes),
+             "derivable": is_derivable(i)} for i in identities], problems
+
+
+def is_derivable(identity) -> bool:
+    """Whether the lhs is ``grad(...)`` or ``jacobian(...)``, which ``derive --identity`` derives."""
+    import ast
+
+    from symgrad.language import LanguageError, parse_tree
+
+    try:
+        body = parse_tree(identity.lhs).body
+    except LanguageError:
+        return False
+    return isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")
 
 
 def verify_paths(paths, progress: Callable[[int, int, str], None] | None = None,

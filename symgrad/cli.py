@@ -7,6 +7,7 @@ path) · 3 internal error (a bug: please report it) · 130 interrupted (Ctrl-C o
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from enum import Enum
@@ -18,6 +19,13 @@ import typer
 from symgrad.files import check_output_path, write_atomically  # noqa: F401 (write_atomically: API)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = ((EXIT_OK, "every identity holds (derive: every step proven)"),
+              (EXIT_FAILED, "a check failed or was undecided (including a time limit reached)"),
+              (EXIT_USAGE, "usage or input error (bad option, bad or unreadable file)"),
+              (EXIT_INTERNAL, "internal error (a bug: please report it)"),
+              (EXIT_INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"))
+# \b keeps click from re-wrapping the lines: the help of every command ends with them
+EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
 TIME_LIMIT_HELP = "Seconds each identity may take at each size (0: no limit); beyond it the size is undecided."
 
 app = typer.Typer(
@@ -25,6 +33,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
     help="Symbolic, step-by-step, checked derivations of ML gradients, exported as LaTeX.",
 )
 
@@ -46,12 +56,43 @@ class Bold(str, Enum):
     bm = "bm"
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from symgrad import __version__
+
+        sys.stdout.write(f"symgrad {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root():
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=_show_version,
+                                          help="Print the installed version and exit.")] = False,
+):
     """symgrad: derive gradients step by step, check every step, export LaTeX."""
 
 
-@app.command()
+def plain_output() -> bool:
+    """Plain text (no colour, no escape codes, no box drawing) unless standard output is a
+    terminal and NO_COLOR is unset (https://no-color.org: any non-empty value)."""
+    return bool(os.environ.get("NO_COLOR")) or not _isatty(sys.stdout)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NO_COLOR")) or not _isatty(sys.stderr if stderr else sys.stdout)
+    return Console(stderr=stderr, highlight=False, color_system=None if plain else "auto")
+
+
+@app.command(epilog=EPILOG)
 def derive(
     name: Annotated[Optional[str], typer.Argument(help="A built-in derivation (softmax-cross-entropy, the default; softmax-layer: Z = W A_prev + b over a batch), or an identity file (*.toml) with --identity.", show_default=False)] = None,
     expr: Annotated[Optional[str], typer.Option("--expr", help="Derive the gradient of this loss, written in the expression language, e.g. \"binary_cross_entropy(sigmoid(z), y)\" (with --wrt and --vars).")] = None,
@@ -94,9 +135,7 @@ def derive(
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
                           bold=bold.value, label=label)
     if text is None:
-        from rich.console import Console
-
-        Console(highlight=False).print(derivation)
+        _console().print(derivation)
     elif target is None:
         sys.stdout.write(text)
     else:
@@ -145,42 +184,35 @@ class VerifyFormat(str, Enum):
     json = "json"
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def verify(
-    paths: Annotated[list[Path], typer.Argument(help="Identity files (*.toml) or directories to search for them.")],
+    paths: Annotated[list[Path], typer.Argument(help="Identity files (*.toml) or directories to search for them; - reads one file from standard input (called <stdin>).")],
     fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", case_sensitive=False,
                                               help="text (a table) or json (machine-readable results).")] = VerifyFormat.text,
     junit: Annotated[Optional[Path], typer.Option(help="Also write JUnit XML here (atomically), for CI dashboards.")] = None,
     check_exports: Annotated[bool, typer.Option("--check-exports", help="Also fail if a committed .tex beside a .toml is not what `symgrad export` writes.")] = False,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures, errors and the summary line (no table).")] = False,
+    only_identity_files: Annotated[bool, typer.Option("--only-identity-files", help="Skip .toml files holding no [[identity]] table, and take a .tex export as the .toml beside it (for pre-commit, which passes every changed file).")] = False,
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
 
     Every file that can be checked is checked; every file or identity that cannot is reported on
-    one line (and is an error in --junit and -f json). Exit codes: 0 all hold · 1 at least one
-    fails or is undecided · 2 a usage or file error · 3 a bug."""
+    one line (and is an error in --junit and -f json). A summary line follows the table."""
     from symgrad.api import check_files
-    from symgrad.identity_file import find_files
-    from symgrad.output.report import failure_lines, problem_line, results_json, results_junit, results_table
+    from symgrad.output.report import failure_lines, problem_line, results_json, results_junit
 
     limit = _time_limit(time_limit)
-    junit_target = check_output_path(junit, inputs=find_files(list(paths))[0])
-    checked = check_files(paths, time_limit=limit, progress=_identity_progress())
+    paths = _tex_as_toml(paths) if only_identity_files else paths
+    junit_target = check_output_path(junit, inputs=_input_files(paths))
+    checked = check_files(paths, time_limit=limit, progress=_identity_progress(),
+                          only_identity_files=only_identity_files)
     results, problems = checked.results, checked.problems
     stale = _stale_exports(results, problems) if check_exports else []
     if fmt is VerifyFormat.json:
         sys.stdout.write(results_json(results, problems=problems))
     else:
-        from rich.console import Console
-
-        console = Console(highlight=False)
-        if results or not problems:
-            console.print(results_table(results))
-        for line in failure_lines(results):
-            console.print(line, style="red", soft_wrap=True, markup=False)
-        for path in stale:
-            console.print(f"out of date: {path} (run: symgrad export {path.with_suffix('.toml')} -o {path})",
-                          style="red", markup=False)
+        _print_verify_text(checked, stale, quiet)
     for problem in problems:
         _error_line(problem_line(problem))
     if junit_target is not None:
@@ -191,7 +223,7 @@ def verify(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def export(
     path: Annotated[Path, typer.Argument(help="An identity file (*.toml).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
@@ -231,6 +263,90 @@ def export(
         write_atomically(target, text)
 
 
+def _print_verify_text(checked, stale: list, quiet: bool) -> None:
+    """The table (a rich table on a terminal, aligned plain text otherwise), each failure, each
+    out-of-date export, and the summary line."""
+    from symgrad.output.report import (RESULT_COLUMNS, failure_lines, plain_table, results_rows,
+                                       results_table, summary_line)
+
+    results, problems = checked.results, checked.problems
+    console = _console()
+    failures = failure_lines(results) + [
+        f"out of date: {path} (run: symgrad export {path.with_suffix('.toml')} -o {path})" for path in stale]
+    if not quiet and (results or not problems):
+        if plain_output():
+            sys.stdout.write(plain_table(RESULT_COLUMNS, results_rows(results)))
+        else:
+            console.print(results_table(results))
+    for line in failures:
+        console.print(line, style="red", soft_wrap=True, markup=False)
+    summary = summary_line(results, problems, len(checked.files), checked.seconds)
+    console.print(summary, style="bold" if not (failures or problems) else "bold red",
+                  soft_wrap=True, markup=False)
+
+
+def _input_files(paths) -> list[Path]:
+    """The identity files named or found under ``paths`` (never to be overwritten by --junit)."""
+    from symgrad.identity_file import find_files
+
+    named = [Path(p) for p in paths if str(p) != "-"]
+    return find_files(named)[0] if named else []
+
+
+def _tex_as_toml(paths) -> list[Path]:
+    """For pre-commit: a changed ``X.tex`` stands for the ``X.toml`` beside it (if any)."""
+    mapped = []
+    for path in paths:
+        path = Path(path)
+        if path.suffix == ".tex":
+            path = path.with_suffix(".toml")
+            if not path.is_file():
+                continue
+        mapped.append(path)
+    return list(dict.fromkeys(mapped))
+
+
+@app.command("list", epilog=EPILOG)
+def list_(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Identity files (*.toml) or directories: list their identities (read, not checked).", show_default=False)] = None,
+) -> None:
+    """List the built-in derivations and the options each takes and, given files or folders, the
+    identities in them (name, variables, sizes, whether derive --identity derives it), without
+    checking anything."""
+    from symgrad.api import BUILTINS, GENERAL, list_identities
+    from symgrad.output.report import identities_table, plain_table, problem_line
+
+    rows = [(b.name, b.summary, " ".join(b.options)) for b in (*BUILTINS, *GENERAL)]
+    _print_table("derivations (symgrad derive NAME)", ("derivation", "derives", "options"), rows)
+    if not paths:
+        return
+    found, problems = list_identities(paths)
+    if found:
+        sys.stdout.write("\n")
+        _print_table("identities", *identities_table(found))
+    for problem in problems:
+        _error_line(problem_line(problem))
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _print_table(title: str, columns, rows) -> None:
+    from symgrad.output.report import plain_table
+
+    if plain_output():
+        sys.stdout.write(plain_table(columns, rows))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    _console().print(table)
+
+
 def _time_limit(value: Optional[float]) -> Optional[float]:
     from symgrad.limits import DEFAULT_TIME_LIMIT, parse_time_limit
 
@@ -264,7 +380,7 @@ _LIVE: list = []  # progress displays to stop if the command ends early
 
 def _identity_progress():
     """A progress bar on stderr for a person at a terminal, when there is more than a little work."""
-    if not sys.stderr.isatty():
+    if not _isatty(sys.stderr) or os.environ.get("NO_COLOR"):
         return None
     from rich.console import Console
     from rich.markup import escape
@@ -289,7 +405,7 @@ def _identity_progress():
 
 def _progress_reporter():
     """Progress on stderr, only for a person at a terminal (CI logs stay clean)."""
-    if not sys.stderr.isatty():
+    if not _isatty(sys.stderr) or os.environ.get("NO_COLOR"):
         return None
     from rich.console import Console
 

@@ -130,3 +130,43 @@ def results_junit(results: list[IdentityResult], timings: bool = False, problems
 def _size_words(size) -> str:
     """"n = 3", or a size table as it is ("n = 3, p = 2, m = 2")."""
     return str(size) if "=" in str(size) else f"n = {size}"
+
+
+def results_rows(results: list[IdentityResult]) -> list[tuple[str, ...]]:
+    """The rows of the verify table as plain text (identity, sizes, method, result, time)."""
+    return [(shown(result.identity.name), ", ".join(str(r.size) for r in result.results),
+             " / ".join(sorted({r.method for r in result.results})), WORDS[result.holds],
+             f"{result.seconds:.2f} s") for result in results]
+
+
+RESULT_COLUMNS = ("identity", "sizes", "method", "result", "time")
+
+
+def plain_table(columns, rows) -> str:
+    """Columns aligned with spaces, one line per row: no colour, no box drawing, no wrapping
+    (what a pipe, a log or ``grep`` gets)."""
+    rows = [tuple(shown(cell) for cell in row) for row in rows]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in (tuple(columns), *rows)]
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(results: list[IdentityResult], problems=(), files: int = 0, seconds: float = 0.0) -> str:
+    """One line after the table: "12 held, 1 failed, 0 undecided, 0 errors in 2 files (3.41 s)"."""
+    held = sum(1 for r in results if r.holds is True)
+    failed = sum(1 for r in results if r.holds is False)
+    undecided = sum(1 for r in results if r.holds is None)
+    errors = len(problems)
+    plural = "" if files == 1 else "s"
+    return (f"{held} held, {failed} failed, {undecided} undecided, {errors} error{'' if errors == 1 else 's'}"
+            f" in {files} file{plural} ({seconds:.2f} s)")
+
+
+def identities_table(rows: list[dict]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """``symgrad list FILE…``: name, file, variables, sizes, and whether derive --identity applies."""
+    columns = ("identity", "file", "vars", "sizes", "derive --identity")
+    shown_rows = [(row["name"], row["file"], ", ".join(f"{k}={v}" for k, v in row["vars"].items()),
+                   ", ".join(map(str, row["sizes"])),
+                   "yes" if row["derivable"] else "no (lhs is not grad/jacobian)") for row in rows]
+    return columns, shown_rows
