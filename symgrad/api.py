@@ -148,12 +148,33 @@ def derive_identity(path, identity: str | None = None, *, n: int | str = 3, chec
     return check_derivation(derivation, progress) if check else derivation
 
 
+def notation_of(notation: str, bold: str = "mathbf") -> Notation:
+    """The printer's names for a notation ("plain" or "course") and bold command."""
+    if notation not in NOTATIONS:
+        raise UsageError(f"unknown notation {notation!r}; known: {', '.join(NOTATIONS)}")
+    return Notation(dict(NOTATIONS[notation]), bold)
+
+
+def check_render_options(fmt: str, *, standalone: bool = False, notation: str = "plain", bold: str = "mathbf",
+                         label: str | None = None) -> None:
+    """Refuse an option that does nothing in the chosen format, rather than ignore it."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if standalone and fmt != "latex":
+        raise UsageError(f"--standalone applies to --format latex, not {fmt}")
+    if label is not None and fmt != "latex":
+        raise UsageError(f"--label applies to --format latex (Markdown numbers its lines with \\tag), not {fmt}")
+    if bold != "mathbf" and fmt in ("text", "json"):
+        raise UsageError(f"--bold applies to latex and markdown, not {fmt}")
+    if notation != "plain" and fmt == "json":
+        raise UsageError("--notation does not apply to json: the certificate is always in plain names")
+
+
 def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = False,
            notation: str = "plain", bold: str = "mathbf", label: str | None = None) -> str:
     """The derivation as text (plain, no colour), LaTeX, Markdown or a JSON certificate."""
-    if notation not in NOTATIONS:
-        raise UsageError(f"unknown notation {notation!r}; known: {', '.join(NOTATIONS)}")
-    names = Notation(dict(NOTATIONS[notation]), bold)
+    check_render_options(fmt, standalone=standalone, notation=notation, bold=bold, label=label)
+    names = notation_of(notation, bold)
     if fmt == "latex":
         from symgrad.output.latex import render_latex
 
@@ -171,8 +192,10 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
 
         from rich.console import Console
 
+        from symgrad.output.text import rich_renderable
+
         console = Console(record=True, width=200, file=io.StringIO(), color_system=None)
-        console.print(derivation)
+        console.print(rich_renderable(derivation, notation=names))
         return console.export_text()
     raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
@@ -293,7 +316,6 @@ def load_stdin(stream=None) -> list:
     """The identities of one identity file read from ``stream`` (default: standard input), named
     ``<stdin>`` in every message and report. Raises IdentityFileError."""
     import dataclasses
-    import os
     import sys
     import tempfile
     from pathlib import Path

@@ -124,9 +124,10 @@ def derive(
     sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
     refuse_too_much_work(name or "softmax-cross-entropy", size,
                          {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
-    from symgrad.api import render
+    from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
+    check_render_options(fmt.value, standalone=standalone, notation=notation.value, bold=bold.value, label=label)
     with deadline(limit):  # the derivation, its checks and its rendering: one budget
         derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
                                  normalized_labels)
@@ -135,7 +136,9 @@ def derive(
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
                           bold=bold.value, label=label)
     if text is None:
-        _console().print(derivation)
+        from symgrad.output.text import rich_renderable
+
+        _console().print(rich_renderable(derivation, notation=notation_of(notation.value, bold.value)))
     elif target is None:
         sys.stdout.write(text)
     else:
@@ -200,7 +203,7 @@ def verify(
     Every file that can be checked is checked; every file or identity that cannot is reported on
     one line (and is an error in --junit and -f json). A summary line follows the table."""
     from symgrad.api import check_files
-    from symgrad.output.report import failure_lines, problem_line, results_json, results_junit
+    from symgrad.output.report import problem_line, results_json, results_junit
 
     limit = _time_limit(time_limit)
     paths = _tex_as_toml(paths) if only_identity_files else paths
@@ -314,7 +317,7 @@ def list_(
     identities in them (name, variables, sizes, whether derive --identity derives it), without
     checking anything."""
     from symgrad.api import BUILTINS, GENERAL, list_identities
-    from symgrad.output.report import identities_table, plain_table, problem_line
+    from symgrad.output.report import identities_table, problem_line
 
     rows = [(b.name, b.summary, " ".join(b.options)) for b in (*BUILTINS, *GENERAL)]
     _print_table("derivations (symgrad derive NAME)", ("derivation", "derives", "options"), rows)

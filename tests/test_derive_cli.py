@@ -51,3 +51,17 @@ def test_engine_latex_compiles(tmp_path):
     tex = tmp_path / "temperature.tex"
     tex.write_text(render(derivation, "latex", standalone=True), encoding="utf-8")
     compile_latex(tex)
+
+
+@pytest.mark.parametrize("args, option", [(["--label", "x"], "--label"), (["--standalone"], "--standalone"),
+                                          (["-f", "json", "--notation", "course"], "--notation"),
+                                          (["--bold", "bm"], "--bold"), (["-f", "markdown", "--standalone"], "--standalone")])
+def test_options_that_do_not_apply_to_the_format_are_refused(args, option):
+    result = run("derive", "--n", "2", *args)
+    assert result.returncode == 2 and option in result.stderr and "Traceback" not in result.stderr
+
+
+def test_course_notation_reaches_the_terminal():
+    plain, course = run("derive", "--n", "2"), run("derive", "--n", "2", "--notation", "course")
+    assert plain.returncode == course.returncode == 0
+    assert "Z^[L]" in course.stdout and "Z^[L]" not in plain.stdout
