@@ -35,7 +35,7 @@ import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Integer, Rational, Symbol, exp, log, nan,
+from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Rational, Symbol, exp, log, nan,
                    oo, tanh as sympy_tanh, zoo)
 
 MAX_LENGTH = 2000  # characters in one expression

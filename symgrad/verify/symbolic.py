@@ -8,7 +8,7 @@ counted as proven: a pattern at five sizes is evidence, not a proof for all n.
 
 from __future__ import annotations
 
-from sympy import Basic, srepr
+from sympy import srepr
 
 from symgrad.notation import plain_sympy
 from symgrad.steps import Check, Derivation, Step
