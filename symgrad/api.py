@@ -162,8 +162,8 @@ def check_render_options(fmt: str, *, standalone: bool = False, notation: str = 
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if standalone and fmt != "latex":
         raise UsageError(f"--standalone applies to --format latex, not {fmt}")
-    if label is not None and fmt != "latex":
-        raise UsageError(f"--label applies to --format latex (Markdown numbers its lines with \\tag), not {fmt}")
+    if label is not None and fmt in ("text", "json"):
+        raise UsageError(f"--label applies to latex (and markdown, which numbers with \\tag), not {fmt}")
     if bold != "mathbf" and fmt in ("text", "json"):
         raise UsageError(f"--bold applies to latex and markdown, not {fmt}")
     if notation != "plain" and fmt == "json":
