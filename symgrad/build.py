@@ -45,38 +45,4 @@ def softmax_cross_entropy(n: int | str) -> Model:
     )
 
 
-# -- the output layer over a batch: Z = W A_prev + b, A = softmax(Z) by columns, J = −(1/m) ΣΣ Y log A
-W = IndexedBase("W", real=True)  # weights, n × n_prev
-A_prev = IndexedBase("A_prev", real=True)  # previous layer's activations, n_prev × m
-b = IndexedBase("b", real=True)  # bias, n (broadcast over the m columns)
-Y = IndexedBase("Y", real=True)  # labels, n × m (one column per example)
-Z = IndexedBase("Z", real=True)  # pre-activations, n × m
-A = IndexedBase("A", positive=True)  # softmax of each column of Z
-Lex = IndexedBase("L", real=True)  # loss of one example (a column)
-J = Symbol("J", real=True)  # cost over the batch
-p, q = index_symbol("p"), index_symbol("q")  # units of the previous layer, 1..n_prev
-s, t = index_symbol("s"), index_symbol("t")  # examples, 1..m
-COLUMNS_NORMALIZED = "normalized labels"  # every column of Y sums to 1
-
-
-def softmax_layer(n: int, n_prev: int, m: int) -> Model:
-    """The output layer over a batch of m examples, at concrete sizes."""
-    size, size_prev, batch = Integer(n), Integer(n_prev), Integer(m)
-    pre_activation = Definition(Z, (i, s), Sum(W[i, q] * A_prev[q, s], (q, 1, size_prev)) + b[i],
-                                "pre-activations Z = W A_prev + b (b broadcast over columns)")
-    activation = Definition(A, (i, s), exp(Z[i, s]) / Sum(exp(Z[k, s]), (k, 1, size)),
-                            "softmax of each column of Z")
-    example_loss = Definition(Lex, (s,), -Sum(Y[i, s] * log(A[i, s]), (i, 1, size)),
-                             "cross-entropy loss of example s")
-    cost = Definition(J, (), Sum(Lex[s], (s, 1, batch)) / batch, "the loss averaged over the batch")
-    labels = Assumption(COLUMNS_NORMALIZED, Eq(Sum(Y[i, s], (i, 1, size)), 1),
-                        "every column of Y sums to one (one-hot or probability labels), for each example s")
-    return Model(
-        name="softmax-layer",
-        sizes={"n": n, "n_prev": n_prev, "m": m},
-        shapes={W: (size, size_prev), A_prev: (size_prev, batch), b: (size,), Y: (size, batch)},
-        definitions=(pre_activation, activation, example_loss, cost),
-        abbreviation_shapes={Z: (size, batch), A: (size, batch), Lex: (batch,)},
-        assumptions={labels.name: labels},
-        index_ranges={p: size_prev, q: size_prev, s: batch, t: batch},
-    )
+COLUMNS_NORMALIZED = "normalized labels"  # the layer: every column of Y sums to 1

@@ -40,7 +40,8 @@ INDEX_NAMES = ("i", "j", "k", "l")
 RESERVED = {"i", "j", "k", "l", "n", "L"}
 # Index names per size name: free indices take them in this order, bound ones (sums inside a
 # template) start with the third (Σ_k beside a free i). Other size names get d_1, d_2, ….
-INDEX_NAMES_BY_SIZE = {"n": ("i", "j", "k", "l"), "m": ("s", "t", "u", "v"), "p": ("q", "r", "q'", "r'")}
+INDEX_NAMES_BY_SIZE = {"n": ("i", "j", "k", "l"), "m": ("s", "t", "u", "v"), "p": ("q", "r", "q'", "r'"),
+                       "n_prev": ("p", "r", "p'", "r'")}  # a layer's n_prev units (not beside a size p)
 
 
 def index_names(size_name: str) -> tuple[str, ...]:
@@ -68,7 +69,7 @@ class Named:
 class Lowering:
     """Names intermediates and writes index templates for one size (an Integer or the symbol n)."""
 
-    def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | None,
+    def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | tuple[str, ...] | None,
                  shapes: dict[str, tuple] | None = None, sizes: dict[str, Expr] | None = None):
         """``kinds``: name → "vector" / "scalar" (length n), or ``shapes``: name → tuple of
         size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``)."""
@@ -84,6 +85,14 @@ class Lowering:
         self.order: list[Named] = []  # definition order: every name after the names it uses
         self.taken = set(kinds) | reserved_names(self.sizes)
         self.used_indices: dict = {}  # index symbol → its size name, for the model's ranges
+
+    def depends(self, node: Node) -> bool:
+        """Whether ``node`` depends on the variable (or any of the variables, for a tuple) the
+        derivative is taken by."""
+        if self.wrt is None:
+            return False
+        targets = (self.wrt,) if isinstance(self.wrt, str) else self.wrt
+        return any(depends_on(node, name) for name in targets)
 
     # -- naming ------------------------------------------------------------------------------
     def prepare(self, root: Node) -> None:
@@ -112,7 +121,7 @@ class Lowering:
         index = self.outer(node)
         body = self.at(node, index)
         definition = Definition(head, index, body, self._describe(node))
-        named = Named(node, head, definition, self.wrt is not None and depends_on(node, self.wrt))
+        named = Named(node, head, definition, self.depends(node))
         self.named[node] = named
         self.order.append(named)
         return named
@@ -122,7 +131,7 @@ class Lowering:
         table, fallback = (MATRIX_PREFERRED, MATRIX_FALLBACK) if matrix else (PREFERRED, FALLBACK)
         preferred = table.get(node.function) if isinstance(node, Apply) else None
         if preferred is None:
-            depends = self.wrt is not None and depends_on(node, self.wrt)
+            depends = self.depends(node)
             preferred = ("Z" if depends else "T") if matrix else ("u" if depends else "t")
         for candidate in [preferred, *fallback]:
             if candidate not in self.taken:

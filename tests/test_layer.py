@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 from sympy import Float, Indexed, Rational
 
 from symgrad import derive, render
-from symgrad.build import A, A_prev, J, W, Y, b
 from symgrad.notation import GradientMatrix
+from symgrad.steps import Rule
 from symgrad.verify import check_derivation
 from symgrad.verify.concrete import ConcreteModel
 from support import compile_latex, needs_latex, run
@@ -45,13 +45,17 @@ def _finite_differences(f, x, h=1e-6):
     return grad
 
 
-def _matrix_gradient(derivation, variable):
-    """The right side of the *first* step that states ∂J/∂variable as a whole matrix (the 1/m
-    inside convention), made explicit in A, Y, W, A_prev."""
+def _matrix_form(derivation, variable: str):
+    """The *first* step that states ∂J/∂variable as a whole matrix (the 1/m inside convention)."""
     for step in derivation.steps:
-        if isinstance(step.lhs, GradientMatrix) and step.lhs.x.base == variable:
-            return ConcreteModel(derivation.model).explicit(step.rhs)
+        if isinstance(step.lhs, GradientMatrix) and str(step.lhs.x.base) == variable:
+            return step
     raise AssertionError(f"no matrix-form step for {variable}")
+
+
+def _matrix_gradient(derivation, variable: str):
+    """That step's right side, made explicit in A, Y, W, A_prev."""
+    return ConcreteModel(derivation.model).explicit(_matrix_form(derivation, variable).rhs)
 
 
 @settings(max_examples=12, deadline=None)
@@ -65,43 +69,45 @@ def test_layer_gradients_match_finite_differences(shape, seed):
     Yv /= Yv.sum(axis=0)  # the assumption: every column sums to 1
     _, Av = _cost(Wv, Pv, bv, Yv)
 
-    values = {}
-    for base, array in ((W, Wv), (A_prev, Pv), (Y, Yv), (A, Av)):
+    values = {}  # (name, 1-based indices) → value
+    for name, array in (("W", Wv), ("A_prev", Pv), ("Y", Yv), ("A", Av)):
         for idx in np.ndindex(array.shape):
-            values[base[tuple(k + 1 for k in idx)]] = array[idx]
+            values[(name, tuple(k + 1 for k in idx))] = array[idx]
     expected = {
-        W: _finite_differences(lambda x: _cost(x, Pv, bv, Yv)[0], Wv),
-        A_prev: _finite_differences(lambda x: _cost(Wv, x, bv, Yv)[0], Pv),
-        b: _finite_differences(lambda x: _cost(Wv, Pv, x, Yv)[0], bv).reshape(n, 1),
+        "W": _finite_differences(lambda x: _cost(x, Pv, bv, Yv)[0], Wv),
+        "A_prev": _finite_differences(lambda x: _cost(Wv, x, bv, Yv)[0], Pv),
+        "b": _finite_differences(lambda x: _cost(Wv, Pv, x, Yv)[0], bv).reshape(n, 1),
     }
     for variable, reference in expected.items():
         derived = _matrix_gradient(derivation, variable)
-        entries = derived.atoms(Indexed)
-        assert entries <= set(values), entries - set(values)
-        numeric = np.array(derived.xreplace({e: Float(float(values[e]), 30) for e in entries}).evalf(), dtype=float)
-        np.testing.assert_allclose(numeric, reference, atol=1e-6, err_msg=str(variable))
+        entries = {e: (str(e.base), tuple(int(x) for x in e.indices)) for e in derived.atoms(Indexed)}
+        assert set(entries.values()) <= set(values), set(entries.values()) - set(values)
+        numeric = np.array(derived.xreplace({e: Float(float(values[key]), 30) for e, key in entries.items()}).evalf(),
+                           dtype=float)
+        np.testing.assert_allclose(numeric, reference, atol=1e-6, err_msg=variable)
 
 
 def test_dZ_is_A_minus_Y_over_m_and_the_course_dZ_is_m_times_it():
     derivation = _layer(3, 2, 2)
     concrete = ConcreteModel(derivation.model)
-    by_title = {step.title: step for step in derivation.steps}
-    inside = next(s for t, s in by_title.items() if t.startswith("As a matrix, with the $1/m$ inside"))
-    course = next(s for t, s in by_title.items() if t.startswith("Course convention: $dZ"))
+    inside = _matrix_form(derivation, "Z")
+    course = next(s for s in derivation.steps if s.title.startswith("Course convention: $dZ"))
     one_over_m = concrete.explicit(inside.rhs)
     per_example = concrete.explicit(course.rhs)
     assert (one_over_m * 2 - per_example).expand() == 0 * per_example
     assert concrete.explicit(course.lhs).shape == per_example.shape
 
 
-@pytest.mark.parametrize("title_start, wrong", [
-    (r"As a matrix: $\partial J/\partial \mathbf{W}", lambda rhs: rhs * 2),  # 1/m forgotten
-    (r"Substitute the two derivatives", lambda rhs: rhs.xreplace({Rational(-1, 2): Rational(-1, 3)})),  # 1/3 for 1/m
+@pytest.mark.parametrize("which, wrong", [
+    (lambda s: s.rule is Rule.MATRIX_FORM and isinstance(s.lhs, GradientMatrix) and str(s.lhs.x.base) == "W",
+     lambda rhs: rhs * 2),  # 1/m forgotten
+    (lambda s: s.title.startswith(r"Substitute $\partial J/\partial A_{is}$"),
+     lambda rhs: rhs.xreplace({Rational(-1, 2): Rational(-1, 3)})),  # 1/3 for 1/m
 ])
-def test_corrupted_layer_step_is_rejected(title_start, wrong):
+def test_corrupted_layer_step_is_rejected(which, wrong):
     derivation = _layer(3, 2, 2)
     steps = list(derivation.steps)
-    (k,) = [k for k, s in enumerate(steps) if s.title.startswith(title_start)]
+    (k,) = [k for k, s in enumerate(steps) if which(s)]
     corrupted = wrong(steps[k].rhs)
     assert corrupted != steps[k].rhs
     steps[k] = dataclasses.replace(steps[k], rhs=corrupted, check=None)

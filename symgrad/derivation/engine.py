@@ -46,12 +46,22 @@ CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{x}$ is a $1 \time
               r"$\partial \mathbf{a}/\partial \mathbf{x}$ the $n \times n$ Jacobian with entry "
               r"$(i, j) = \partial a_i/\partial x_j$; the gradient $(\partial L/\partial \mathbf{x})^\top$ "
               r"is a column like $\mathbf{x}$")
-MATRIX_CONVENTION = (r"gradients are shaped like the variable: $\partial L/\partial \mathbf{W}$ has "
-                     r"entry $(j, q) = \partial L/\partial W_{jq}$; one example per column; indices "
-                     r"$i, j, k \le n$, $q, r \le p$, $s, t, u \le m$ (each runs over the size it is named for)")
 LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Binary cross-entropy loss",
               "mse": "Mean squared error", "logsumexp": "Log-sum-exp", "dot": "A dot product",
               "sum": "A sum"}
+
+
+def matrix_convention(sizes, loss: str = "L") -> str:
+    """The layout line of a matrix derivation, naming the indices of each size it uses."""
+    ranges = ", ".join(rf"${', '.join(index_names(name)[:2])} \le {_size_tex(name)}$" for name in sizes)
+    return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \mathbf{{X}}$ is "
+            rf"${loss}$'s derivative by the same entry of $\mathbf{{X}}$; one example per column; indices "
+            rf"{ranges} (each runs over the size it is named for)")
+
+
+def _size_tex(name: str) -> str:
+    stem, _, suffix = name.partition("_")
+    return rf"{stem}_{{\mathrm{{{suffix}}}}}" if stem and suffix else name
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,9 @@ class Problem:
     (an int or "symbolic"; with matrices or several size names, ``sizes`` gives each name its
     value, and ``size`` is used for any name it leaves out), under ``assume`` (equations in
     the language). ``rhs``: an identity's right-hand
-    side, which the derivation must end by reaching."""
+    side, which the derivation must end by reaching (for ``wrt``). ``also``: with matrices, more
+    variables to differentiate by in the same derivation (a layer's dW, db and dA_prev share
+    ∂J/∂Z), each finished in the order given after ``wrt``."""
 
     expression: str
     variables: dict
@@ -73,6 +85,8 @@ class Problem:
     title: str | None = None
     assumption_names: dict = field(default_factory=dict)  # text → (name, description)
     sizes: dict | None = None  # several size names (matrices): {"n": 3, "p": 2, "m": 2}
+    also: tuple[str, ...] = ()  # further variables (matrices) whose gradients share the levels above
+    loss_name: str | None = None  # the loss's symbol (default L, or J when L is a variable)
 
 
 def derive_problem(problem: Problem) -> Derivation:
@@ -113,23 +127,32 @@ class _Engine:
             if problem.wrt is None:
                 raise UsageError("say which variable to differentiate by (--wrt)")
             self.function, self.wrt = tree, problem.wrt
-        if self.kinds.get(self.wrt) != VECTOR and not (self.several and self.kinds.get(self.wrt) == MATRIX):
-            raise UsageError(f"--wrt must name a vector{' or matrix' if self.several else ''} variable, "
-                             f"not {self.wrt!r}")
+        self.targets = tuple(dict.fromkeys((self.wrt, *problem.also)))
+        if len(self.targets) > 1 and (not self.several or self.jacobian):
+            raise UsageError("several variables to differentiate by are derived together only for matrices")
+        for target in self.targets:
+            if self.kinds.get(target) != VECTOR and not (self.several and self.kinds.get(target) == MATRIX):
+                raise UsageError(f"--wrt must name a vector{' or matrix' if self.several else ''} variable, "
+                                 f"not {target!r}")
         if self.function.kind != (VECTOR if self.jacobian else SCALAR):
             raise UsageError("derive takes a scalar function (a loss) and derives its gradient, or "
                              "jacobian(f, x) of a vector function f")
-        if not depends_on(self.function, self.wrt):
-            raise UsageError(f"the expression does not depend on {self.wrt}: its gradient is 0")
-        self.wrt_node = Var(self.wrt, self.kinds[self.wrt], None, self.shapes[self.wrt])
-        self.ctx = Lowering(self.kinds, size, self.wrt, shapes=self.shapes, sizes=sizes)
+        for target in self.targets:
+            if not depends_on(self.function, target):
+                raise UsageError(f"the expression does not depend on {target}: its gradient is 0")
+        self.target_nodes = [Var(t, self.kinds[t], None, self.shapes[t]) for t in self.targets]
+        self.wrt_node = self.target_nodes[0]
+        self.ctx = Lowering(self.kinds, size, self.targets if len(self.targets) > 1 else self.wrt,
+                            shapes=self.shapes, sizes=sizes)
         self.ctx.prepare(self.function)
         if self.jacobian:
             if isinstance(self.function, Var):
                 raise UsageError("the Jacobian of a variable by itself is the identity matrix: nothing to derive")
             self.ctx.name(self.function)
         self.path = self._path()
-        self.loss = Symbol("J" if "L" in self.kinds else "L", real=True)
+        self.loss = Symbol(problem.loss_name or ("J" if "L" in self.kinds else "L"), real=True)
+        if self.loss.name in self.kinds:
+            raise UsageError(f"{self.loss.name!r} names a variable: the loss needs another name")
         self.steps: list[Step] = []
         self.notes: list[str] = []
         self.used: tuple[str, ...] = ()  # assumptions the current expression relies on
@@ -138,9 +161,10 @@ class _Engine:
 
     # -- the graph of intermediates between the loss and x ----------------------------------
     def _path(self) -> list[Node]:
-        """Named intermediates that depend on x, nearest the loss first, then x itself."""
+        """Named intermediates that depend on x, nearest the loss first, then x itself (then the
+        other variables of ``Problem.also``)."""
         named = [n.node for n in reversed(self.ctx.order) if n.depends]
-        return named + [self.wrt_node]
+        return named + self.target_nodes
 
     def inputs(self, node: Node) -> list[Node]:
         """The named intermediates and variables that ``node``'s template reads directly and
@@ -149,7 +173,7 @@ class _Engine:
 
         def visit(child: Node):
             if child in self.ctx.named or isinstance(child, Var):
-                if depends_on(child, self.wrt) and child not in found:
+                if self.ctx.depends(child) and child not in found:
                     found.append(child)
                 return
             for grandchild in child.children:
@@ -188,18 +212,23 @@ class _Engine:
             # reaches p by this edge alone
             direct[(parent, child)] = any(self.reaches(other, child) for other in self.inputs(parent)
                                           if other != child)
-            if not direct[(parent, child)]:
+            # with several variables, the local derivative by each variable comes with its level
+            if not direct[(parent, child)] and not (len(self.targets) > 1 and child in self.target_nodes):
                 self._local_steps(local)
         gradients: dict[Node, Expr] = {}  # ∂L/∂c as a template in i, for each c on the path
         if self.several:
             for node in self.path:
+                if len(self.targets) > 1 and node in self.target_nodes:
+                    for parent in parents[node]:
+                        if parent is not self.function and not direct[(parent, node)]:
+                            self._local_steps(locals_[(parent, node)])
                 value, index = self._level_entries(node, parents[node], locals_, direct, gradients)
-                if node == self.path[-1]:
-                    self._finish_entries(value, index)
+                if node in self.target_nodes:
+                    self._finish_entries(value, index, node)
                 outer = self.ctx.outer(node)
                 gradients[node] = rules.rebind(value, set(outer)).xreplace(dict(zip(index, outer)))
             return Derivation(name=self.problem.name, title=self._title(), model=model, steps=tuple(self.steps),
-                              convention=MATRIX_CONVENTION, notes=tuple(self.notes))
+                              convention=matrix_convention(self.ctx.sizes, tex(self.loss)), notes=tuple(self.notes))
         for node in self.path:
             gradients[node] = self._level(node, parents[node], locals_, direct, gradients)
         self._finish(rules.rebind(gradients[self.path[-1]], {self.j}).xreplace({self.i: self.j}))
@@ -377,7 +406,7 @@ class _Engine:
                                assumptions=self.used))
         value = self._simplify_entries(lhs, substituted, locals_[(parents[0], node)] if single else None, J)
         value = self._apply_assumptions(lhs, value, J)
-        if node != self.path[-1]:
+        if node not in self.target_nodes:
             self._matrix_form(node, value, J, intermediate=True)
         return value, J
 
@@ -430,10 +459,12 @@ class _Engine:
                                GradientMatrix(self.loss, whole), matrix, assumptions=self.used))
         return matrix
 
-    def _finish_entries(self, component: Expr, J: tuple) -> None:  # noqa: N803
-        """The gradient shaped like the variable, the note on what stopped it, the identity's rhs."""
-        node = self.wrt_node
+    def _finish_entries(self, component: Expr, J: tuple, node: Node) -> None:  # noqa: N803
+        """The gradient shaped like the variable, the note on what stopped it, the identity's rhs
+        (which speaks of ``wrt``, the first variable)."""
         matrix = self._matrix_form(node, component, J)
+        if node != self.wrt_node:
+            return
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
@@ -627,6 +658,11 @@ def _sizes(shapes: dict[str, tuple], problem: Problem) -> tuple[dict, dict]:
         if set(index_names(name)) & set(shapes):
             raise UsageError(f"a variable is named like an index of size {name}: "
                              f"{sorted(set(index_names(name)) & set(shapes))[0]!r}")
+    for name in values:  # n_prev's indices p, r beside a size p (indices q, r) would be ambiguous
+        for other in values:
+            if other != name and set(index_names(name)) & ({other} | set(index_names(other))):
+                raise UsageError(f"sizes {name} and {other} cannot be used together: their indices "
+                                 "would share names; rename one of them")
     return values, {name: Symbol(name, integer=True, positive=True) if v == "symbolic" else Integer(v)
                     for name, v in values.items()}
 

@@ -83,12 +83,18 @@ def rule(*names: str):
 
 
 def tex(head) -> str:
-    """A name as it reads in a title (entries are written head_i)."""
-    return str(getattr(head, "name", head))
+    """A name as it reads in a title (entries are written head_i, so a name's own suffix goes
+    up: A_prev reads A^{prev}, and its entries A^{prev}_{ps})."""
+    name = str(getattr(head, "name", head))
+    stem, _, suffix = name.partition("_")
+    return rf"{stem}^{{\mathrm{{{suffix}}}}}" if stem and suffix else name
 
 
 def bold(head) -> str:
-    return rf"\mathbf{{{tex(head)}}}"
+    """The whole vector or matrix: A_prev reads \mathbf{A}_{prev}."""
+    name = str(getattr(head, "name", head))
+    stem, _, suffix = name.partition("_")
+    return rf"\mathbf{{{stem}}}_{{\mathrm{{{suffix}}}}}" if stem and suffix else rf"\mathbf{{{name}}}"
 
 
 def child_head(ctx: Context, child: Node):

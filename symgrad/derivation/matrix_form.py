@@ -14,6 +14,7 @@ from __future__ import annotations
 from sympy import Add, Basic, Expr, Indexed, Mul, Rational, Sum, Transpose
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, OneMatrix
 
+from symgrad.derivation.local import bold, tex
 from symgrad.notation import MatVar, Vec
 from symgrad.tree import Apply, Arith, MatProduct, Negate, Node, Number, Size, Var
 
@@ -81,7 +82,7 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
         first, second = _read(left, row, index, ranges, reasons), _read(right, index, col, ranges, reasons)
         transposed = [m.arg.base for m in (first, second) if isinstance(m, Transpose) and isinstance(m.arg, MatVar)]
         reasons.append(rf"the sum over ${index}$ is a matrix product" + "".join(
-            rf", with ${{\mathbf{{{b}}}}}^\top$ since ${b}$ is summed over its {'row' if m is first else 'column'} index"
+            rf", with ${{{bold(b)}}}^\top$ since ${tex(b)}$ is summed over its {'row' if m is first else 'column'} index"
             for b, m in zip(transposed, [x for x in (first, second) if isinstance(x, Transpose)])))
         result = MatMul(first, second)
     return result if outside == 1 else MatMul(outside, result)
