@@ -127,6 +127,55 @@ def test_sums_are_closed_and_negative_factors_bracketed():
     assert r"a_{j} - y_{j}" in latex and r"- y_{j} + a_{j}" not in latex
 
 
+def _top_level_terms(latex: str) -> list[str]:
+    """The terms of a printed sum, each with its sign ("+ a_{j}", "- y_{j}"), split at the + and
+    − outside every brace and \\left…\\right pair."""
+    terms, depth, start = [], 0, 0
+    for k, char in enumerate(latex):
+        if char == "{" or latex.startswith(r"\left", k):
+            depth += 1
+        elif char == "}" or latex.startswith(r"\right", k):
+            depth -= 1
+        elif depth == 0 and char in "+-" and k > 0 and latex[k - 1] == " " and latex[k + 1:k + 2] == " ":
+            terms.append(latex[start:k].strip())
+            start = k
+    terms.append(latex[start:].strip())
+    return [t if t[:1] in "+-" else "+ " + t for t in terms if t]
+
+
+def test_term_splitter_sees_a_flip():
+    """The check below can fail: it sees a − b and −b + a as the same terms in another order."""
+    assert _top_level_terms("a_{j} - y_{j}") == ["+ a_{j}", "- y_{j}"]
+    assert _top_level_terms(r"- y_{j} + a_{j} \left(1 - a_{j}\right)") == ["- y_{j}", r"+ a_{j} \left(1 - a_{j}\right)"]
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("softmax-cross-entropy", {"n": 3}), ("softmax-cross-entropy", {"n": "symbolic"}),
+    ("softmax-cross-entropy", {"n": 3, "normalized_labels": False}),
+    ("softmax-layer", {"n": 3, "n_prev": 2, "m": 2}),
+    ("expression", {"expression": "binary_cross_entropy(sigmoid(z), y)", "variables": "z=n,y=n", "wrt": "z"}),
+    ("expression", {"expression": "cross_entropy(softmax(z / T), y)", "variables": "z=n,y=n,T=scalar",
+                    "wrt": "z", "assume": ["sum(y) == 1"]}),
+    ("expression", {"expression": "mse(tanh(z), y)", "variables": "z=n,y=n", "wrt": "z"}),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_term_order_does_not_flip_between_consecutive_steps(name, kwargs):
+    """Two consecutive steps about the same left side print the terms they share in the same
+    order (never a_j − y_j then −y_j + a_j)."""
+    from symgrad.api import derive_expression
+
+    derivation = (derive_expression(**kwargs, check=False) if name == "expression"
+                  else derive(name, **kwargs, check=False))
+    printer = PaperLatexPrinter()
+    previous = None
+    for step in derivation.steps:
+        terms = _top_level_terms(printer.doprint(step.rhs))
+        if previous is not None and previous[0] == step.lhs:
+            shared = [t for t in terms if t in previous[1]]
+            before = [t for t in previous[1] if t in terms]
+            assert shared == before, (step.title, previous[1], terms)
+        previous = (step.lhs, terms)
+
+
 def test_indices_in_numeric_order():
     from sympy import IndexedBase
 

@@ -91,7 +91,7 @@ def tex(head) -> str:
 
 
 def bold(head) -> str:
-    """The whole vector or matrix: A_prev reads \mathbf{A}_{prev}."""
+    r"""The whole vector or matrix: A_prev reads \mathbf{A}_{prev}."""
     name = str(getattr(head, "name", head))
     stem, _, suffix = name.partition("_")
     return rf"\mathbf{{{stem}}}_{{\mathrm{{{suffix}}}}}" if stem and suffix else rf"\mathbf{{{name}}}"
