@@ -38,9 +38,12 @@ def one_error_line(result):
 SLOW = "jacobian(softmax(softmax(z)), z)"  # about 10 s of checking at n = 11 (the largest the cost limit admits)
 
 
-def slow_file(path):
-    path.write_text(f'[[identity]]\nname = "slow"\nvars = {{ z = "n" }}\nn = [11]\nlhs = "{SLOW}"\nrhs = "{SLOW} + 0"\n'
-                    '[[identity]]\nname = "fast"\nvars = { z = "n" }\nn = [2]\n'
+def slow_file(path, copies: int = 6):
+    """A file whose check takes well over a minute (``copies`` slow identities of about 10 s
+    each, so a signal sent a few seconds in always lands inside the work), then a fast one."""
+    slow = "".join(f'[[identity]]\nname = "slow {k}"\nvars = {{ z = "n" }}\nn = [11]\nlhs = "{SLOW}"\n'
+                   f'rhs = "{SLOW} + 0"\n' for k in range(1, copies + 1))
+    path.write_text(slow + '[[identity]]\nname = "fast"\nvars = { z = "n" }\nn = [2]\n'
                     'lhs = "grad(logsumexp(z), z)"\nrhs = "softmax(z)"\n', encoding="utf-8")
     return path
 
@@ -289,7 +292,7 @@ def test_sigterm_while_writing_leaves_a_complete_file_and_no_temporary_file(tmp_
 
 # -- bounded work ---------------------------------------------------------------------------------
 def test_a_slow_identity_is_undecided_at_the_time_limit_and_the_others_still_run(tmp_path):
-    path = slow_file(tmp_path / "slow.toml")
+    path = slow_file(tmp_path / "slow.toml", copies=1)
     started = time.monotonic()
     result = run("verify", str(path), "--time-limit", "3", "-f", "json")
     assert time.monotonic() - started < 60
