@@ -59,6 +59,11 @@ class LanguageError(ValueError):
         self.column = column
 
 
+class TooMuchWork(LanguageError):
+    """A value too large to build as explicit SymPy at these sizes (refused before building):
+    a derivative identity can still be checked through its derivation, which never expands it."""
+
+
 @dataclass(frozen=True)
 class Variable:
     """A declared name: a vector of ``length`` entries, or a scalar (length None)."""
@@ -399,14 +404,14 @@ def _check_cost(tree: ast.AST, variables: dict[str, Variable]) -> None:
     size = estimate.largest
     sizes = ", ".join(sorted({f"{v.length}" for v in variables.values() if v.length})) or "these sizes"
     if size > MAX_ENTRY_NODES:
-        raise LanguageError(f"too large to build at length {sizes}: one entry would have about {_count(size)} "
+        raise TooMuchWork(f"too large to build at length {sizes}: one entry would have about {_count(size)} "
                             f"terms (at most {MAX_ENTRY_NODES:,}); nest fewer vector functions such as "
                             f"softmax, or use a smaller n", 1)
     if estimate.work > MAX_WORK:
-        raise LanguageError(f"too much work to build at length {sizes}: about {_count(estimate.work)} "
+        raise TooMuchWork(f"too much work to build at length {sizes}: about {_count(estimate.work)} "
                             f"terms (at most {MAX_WORK:,}); use a smaller n", 1)
     if estimate.diff_work > MAX_DIFF_WORK:
-        raise LanguageError(f"too much work to differentiate at length {sizes}: about "
+        raise TooMuchWork(f"too much work to differentiate at length {sizes}: about "
                             f"{_count(estimate.diff_work)} terms (at most {MAX_DIFF_WORK:,}); use a smaller n", 1)
 
 

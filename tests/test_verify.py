@@ -217,3 +217,26 @@ def test_larger_sizes_are_proven_exactly_not_left_undecided(tmp_path):
     assert size["holds"] is True and size["detail"].startswith("exact: all 24 entries")
     path.write_text(path.read_text().replace("/ 2\"\n", "/ 3\"\n"), encoding="utf-8")
     assert run("verify", str(path)).returncode == 1
+
+
+def test_a_derivative_identity_too_large_to_expand_is_checked_through_its_derivation(tmp_path):
+    """At n = 40 the flagship identity is refused by the expansion's cost limit; it is checked
+    through the engine's derivation instead (every step, the last one lhs = rhs), and a wrong
+    rhs is refuted there. A non-derivative identity that large stays a clear error."""
+    path = tmp_path / "large.toml"
+    body = ('[[identity]]\nname = "ce"\nvars = { z = "n", y = "n" }\nn = [40]\nassume = ["sum(y) == 1"]\n'
+            'lhs = "grad(cross_entropy(softmax(z), y), z)"\nrhs = "RHS"\n')
+    path.write_text(body.replace("RHS", "softmax(z) - y"), encoding="utf-8")
+    result = run("verify", str(path), "--format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (size,) = json.loads(result.stdout)["results"][0]["sizes"]
+    assert size["holds"] is True and size["method"].startswith("derivation")
+    path.write_text(body.replace("RHS", "softmax(z) - y * 39 / 40"), encoding="utf-8")
+    result = run("verify", str(path), "--format", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    (size,) = json.loads(result.stdout)["results"][0]["sizes"]
+    assert size["holds"] is False
+    path.write_text('[[identity]]\nname = "big"\nvars = { z = "n" }\nn = [40]\n'
+                    'lhs = "softmax(softmax(softmax(z)))"\nrhs = "softmax(softmax(softmax(z)))"\n', encoding="utf-8")
+    result = run("verify", str(path))
+    assert result.returncode == 2 and "too" in result.stderr and "Traceback" not in result.stderr

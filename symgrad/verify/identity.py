@@ -16,7 +16,7 @@ from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, p
 
 from symgrad.errors import UsageError
 from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError, SizeTable
-from symgrad.language import LanguageError, Variable, evaluate, shape_of
+from symgrad.language import LanguageError, TooMuchWork, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
 from symgrad.verify.concrete import Contradictory
@@ -65,8 +65,9 @@ def build_at_size(identity: Identity, size: int):
         try:
             return evaluate(text, variables, allow_equation=equation, constants=constants)
         except LanguageError as error:
-            raise IdentityFileError(f"{identity.where(text, error.column)}: identity "
-                                    f"{identity.name!r} at n = {size}: {error}") from None
+            kind = _TooLarge if isinstance(error, TooMuchWork) else IdentityFileError
+            raise kind(f"{identity.where(text, error.column)}: identity "
+                       f"{identity.name!r} at n = {size}: {error}") from None
 
     lhs, rhs = value(identity.lhs), value(identity.rhs)
     lhs_shape = lhs.shape if isinstance(lhs, ImmutableMatrix) else None
@@ -148,7 +149,13 @@ def check_at_size(identity: Identity, size: int | str) -> SizeResult:
             return _through_the_derivation(identity, size, started)
         if size == SYMBOLIC:
             return _for_every_n(identity, started)
-        return _check_concrete(identity, size, started)
+        try:
+            return _check_concrete(identity, size, started)
+        except _TooLarge:
+            if not _is_derivative(identity):
+                raise
+            # too large to expand: the engine derives it at this n step by step instead
+            return _through_the_derivation(identity, size, started)
     except UsageError:
         raise  # the user's file: reported as such by the caller
     except Contradictory as error:
@@ -187,10 +194,19 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
     return SizeResult(size, holds, method, detail, time.perf_counter() - started)
 
 
-def _through_the_derivation(identity: Identity, table: SizeTable, started: float) -> SizeResult:
-    """An identity over matrices at one size table: the engine derives its lhs and ends at its
-    rhs; every step is checked (exact and numeric). All proven: it holds. The last step (lhs =
-    rhs) refuted: it fails, with the counterexample. Anything else: undecided."""
+class _TooLarge(IdentityFileError):
+    """An identity too large to expand at one size (``language.TooMuchWork``)."""
+
+
+def _is_derivative(identity: Identity) -> bool:
+    return identity.lhs.lstrip().startswith(("grad(", "jacobian("))
+
+
+def _through_the_derivation(identity: Identity, table: SizeTable | int, started: float) -> SizeResult:
+    """An identity over matrices at one size table, or a vector identity too large to expand at
+    one n: the engine derives its lhs and ends at its rhs; every step is checked (exact and
+    numeric). All proven: it holds. The last step (lhs = rhs) refuted: it fails, with the
+    counterexample. Anything else: undecided."""
     from symgrad.derivation.engine import derive_problem, problem_from_identity
     from symgrad.verify import check_derivation
 
@@ -198,9 +214,12 @@ def _through_the_derivation(identity: Identity, table: SizeTable, started: float
         return SizeResult(table, holds, method, detail, time.perf_counter() - started)
 
     try:
-        derivation = check_derivation(derive_problem(problem_from_identity(identity, dict(table.values))))
+        size = dict(table.values) if isinstance(table, SizeTable) else table
+        derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
     except UsageError as error:
-        return verdict(None, "—", f"identities over matrices are checked through their derivation: {error}")
+        what = ("identities over matrices are checked through their derivation" if isinstance(table, SizeTable)
+                else f"at n = {table} the identity is too large to expand and is checked through its derivation")
+        return verdict(None, "—", f"{what}: {error}")
     if derivation.proven:
         return verdict(True, "derivation (exact + numeric)",
                        f"every one of {len(derivation.steps)} derived steps proven, the last one lhs = rhs")
