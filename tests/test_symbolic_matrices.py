@@ -12,7 +12,7 @@ from symgrad.derivation.engine import Problem, derive_problem
 from symgrad.output.status import status_words
 from symgrad.steps import Rule
 from symgrad.verify import check_derivation
-from symgrad.verify.index_form import IndexProver
+from symgrad.verify.index_form import IndexProver, _settle
 from symgrad.verify.symbolic import instances
 
 LAYER = "cross_entropy(softmax(W @ X + b), Y) / m"
@@ -169,3 +169,27 @@ def test_a_matrix_product_at_symbolic_sizes_is_derived_and_proven():
                                                          size="symbolic")))
     assert derivation.proven
     assert all(step.check.scope == "all n, p, m" for step in derivation.steps)
+
+
+def test_the_assumption_reaches_only_columns_it_covers():
+    """colsum(Y) == 1 says Σ_i Y_is = 1 for every s in 1..m: inside a sum over the columns 1..m it
+    applies, inside the same sum over 1..p (p another size) it does not — rewriting there would
+    'prove' a claim about columns Y does not have."""
+    derivation = _derived("W")
+    model = derivation.model
+    prover = IndexProver(model)
+    (assumption,) = model.assumptions.values()
+    W, X, Y = (_base(derivation, name) for name in "WXY")
+    n, p, m = (model.size_symbols()[name] for name in "npm")
+    i, j, s, q, r, t = (next(x for x in model.index_ranges if x.name == name) for name in "ijsqrt")
+
+    def applied(expr, free=()):
+        return _settle(prover._apply_equation(prover.normal_form(expr, free, []), assumption.equation, free))
+
+    assert applied(Sum(X[q, s] * Y[i, s], (i, 1, n), (s, 1, m)), (q,)) == prover.normal_form(Sum(X[q, s], (s, 1, m)), (q,), [])
+    beyond = Sum(W[j, r] * Y[i, r], (i, 1, n), (r, 1, p))
+    assert applied(beyond, (j,)) == prover.normal_form(beyond, (j,), [])
+    assert applied(beyond, (j,)).has(Y)
+    # a free index counts only if it is declared over 1..m (t is, q is not)
+    assert applied(Sum(Y[i, t], (i, 1, n)), (t,)) == 1
+    assert applied(Sum(Y[i, q], (i, 1, n)), (q,)).has(Y)

@@ -301,7 +301,7 @@ class IndexProver:
         for case_name, case in cases:
             value = self.normal_form(case, free, used)
             for equation in equations:
-                value = _settle(self._apply_equation(value, equation))
+                value = _settle(self._apply_equation(value, equation, free))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0:
@@ -311,15 +311,51 @@ class IndexProver:
         return IndexResult(True, used)
 
 
-    def _apply_equation(self, value: Basic, equation: Eq) -> Basic:
+    def _apply_equation(self, value: Basic, equation: Eq, free: tuple = ()) -> Basic:
         """Replace the equation's left side by its right side, in normal form; a free index of
-        the equation (Σ_i Y_is = 1 for every s) matches any index in ``value``."""
+        the equation (Σ_i Y_is = 1 for every s in 1..m) matches an index of ``value`` known to
+        run over the same range: a free index of the step declared over 1..m, or the index of an
+        enclosing sum over 1..m. With several sizes a sum over 1..p is not covered by "every s in
+        1..m", so it is left alone (the step then stays unproven) rather than rewritten."""
         lhs, rhs = (self.normal_form(side, (), []) for side in (equation.lhs, equation.rhs))
-        free = index_symbols(equation)
-        if not free:
+        sizes = set(self.model.size_symbols().values())  # n in Σ_{i=1}^{n} is a size, not an index
+        every = [x for x in index_symbols(equation) if x not in sizes]
+        if not every:
             return value.xreplace({lhs: rhs})
-        wilds = {x: Wild(f"{x.name}_any") for x in free}
-        return value.replace(lhs.xreplace(wilds), rhs.xreplace(wilds))
+        wilds = {x: Wild(f"{x.name}_any") for x in every}
+        pattern, replacement = lhs.xreplace(wilds), rhs.xreplace(wilds)
+        needed = {wilds[x]: self.model.range_of(x) for x in every}
+        declared = {x: self.model.range_of(x) for x in free}
+
+        def covered(match: dict, scope: dict) -> bool:
+            for wild, bound in needed.items():
+                index = match.get(wild)
+                known = scope.get(index, declared.get(index))
+                if known is None or known != bound:
+                    return False
+            return True
+
+        def walk(expr: Basic, scope: dict) -> Basic:
+            if not expr.args:
+                return expr
+            match = expr.match(pattern)
+            if match is not None and covered(match, scope):
+                return replacement.xreplace(match)
+            if isinstance(expr, Sum):
+                inner = dict(scope)
+                for index, lower, upper in expr.limits:
+                    # this sum binds the index: an outer binding or a free index of that name no longer applies
+                    inner.pop(index, None)
+                    inner[index] = upper if lower == 1 else None
+                shadowed = {index for index, *_ in expr.limits}
+                saved = {x: declared.pop(x) for x in shadowed if x in declared}
+                try:
+                    return Sum(walk(expr.function, inner), *expr.limits)
+                finally:
+                    declared.update(saved)
+            return expr.func(*[walk(arg, scope) for arg in expr.args])
+
+        return walk(value, {})
 
 
 def readable(expr: Basic) -> Basic:
