@@ -205,11 +205,6 @@ def test_shape_errors_are_clean(expression, variables, message):
         derive_problem(Problem(expression, variables, sizes={"n": 2, "p": 2, "m": 2}))
 
 
-def test_matrices_need_concrete_sizes():
-    with pytest.raises(UsageError, match="concrete sizes"):
-        derive_problem(Problem("grad(sum(W @ X), W)", {"W": "n x p", "X": "p x m"}, size="symbolic"))
-
-
 def test_an_assumption_between_a_matrix_and_a_number_is_refused():
     with pytest.raises(UsageError, match="vector with a number"):
         derive_problem(Problem("grad(cross_entropy(softmax(W @ X), Y), W)",

@@ -108,11 +108,6 @@ class _Engine:
         if self.several:
             self.size_value, sizes = _sizes(self.shapes, problem)
             self.fixed = "symbolic" not in self.size_value.values()
-            if not self.fixed:
-                # The steps derive at symbolic sizes, but the checker proves one size symbol at a
-                # time, and unfolds a definition's Σ_s Σ_i as if it had one index: refused for now.
-                raise UsageError("matrices are derived at concrete sizes for now: give every size a number "
-                                 "(the checker cannot yet prove steps over several symbolic sizes)")
             size = sizes.get("n", next(iter(sizes.values())))
         else:
             self.size_value = problem.size if problem.size == "symbolic" else int(problem.size)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, S, Sum, Wild,
-                   Symbol, cancel, expand)
+from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, Product, S, Sum,
+                   Wild, Symbol, cancel, exp, expand)
 from sympy import default_sort_key
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
@@ -131,11 +131,20 @@ class IndexProver:
 
     # -- 2, 3. base variables ----------------------------------------------------------------
     def _definition(self, atom: Basic) -> Basic | None:
-        body = self.model.definition_for(atom)
-        if body is None:
+        """The definition's body at ``atom``'s indices, its bound indices renamed first.
+
+        Fresh bound indices *before* the template indices are replaced: A_{ik} (k a step's
+        summation index over m) with A_{is} := e^{Z_is} / Σ_k e^{Z_ks} must not become
+        e^{Z_ik} / Σ_k e^{Z_kk}, which ``Model.definition_for`` (substituting first) would give."""
+        if not self.model.is_abbreviation(atom):
             return None
-        # fresh bound indices, so a definition's Σ_i cannot capture the step's free i
-        return body.replace(lambda e: isinstance(e, Sum), _fresh_sum)
+        for d in self.model.definitions:
+            if d.head == atom and not d.index:
+                return d.body.replace(lambda e: isinstance(e, Sum), _fresh_sum)
+            if isinstance(atom, Indexed) and atom.base == d.head and d.index:
+                body = d.body.replace(lambda e: isinstance(e, Sum), _fresh_sum)
+                return body.xreplace(dict(zip(d.index, atom.indices)))
+        return None
 
     def base_form(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
         """Every abbreviation replaced by its definition, recursively — except entries of the
@@ -173,8 +182,15 @@ class IndexProver:
     def normal_form(self, expr: Basic, free: tuple[Symbol, ...], used: list[str]) -> Basic:
         expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
         # every index with its range 1..bound: the free ones from the model, bound ones from their sum
-        bounds = {index: self.model.range_of(index) for index in free}
-        bounds.update({lim[0]: lim[2] for s in expr.atoms(Sum) for lim in s.limits if lim[1] == 1})
+        # With several sizes the same symbol could be bound by two sums over different ranges
+        # (Σ_k over n here, Σ_k over p there): such an index has no single known range and is
+        # left out, so no Piecewise on it is resolved by a range it may not have.
+        ranges: dict[Symbol, set] = {index: {self.model.range_of(index)} for index in free}
+        for total in expr.atoms(Sum):
+            for index, lower, upper in total.limits:
+                ranges.setdefault(index, set()).add(upper if lower == 1 else None)
+        bounds = {index: next(iter(found)) for index, found in ranges.items()
+                  if len(found) == 1 and None not in found}
 
         def normal_sum(total: Sum) -> Basic:
             if len(total.limits) != 1:
@@ -209,6 +225,10 @@ class IndexProver:
                     out.append(outside * expand(Sum(inner, *limits[1:])).replace(
                         lambda e: isinstance(e, Sum), normal_sum))
                     continue
+                nested = nest(inside, limits)
+                if nested is not None:
+                    out.append(outside * nested)
+                    continue
                 mapping = {}
                 for index in indices:
                     mapping[index] = _canonical_dummy(inside.xreplace(mapping), avoid=set(mapping.values()))
@@ -216,7 +236,27 @@ class IndexProver:
                 out.append(outside * Sum(inside.xreplace(mapping), *renamed))
             return Add(*out)
 
-        return expand(expr.replace(lambda e: isinstance(e, Sum), normal_sum))
+        def nest(inside: Basic, limits) -> Basic | None:
+            """Σ_{i,s} f_s · g_is as Σ_s f_s · (Σ_i g_is) when the factors holding i are not all
+            of them (and Σ_{i,s} f_s as n · Σ_s f_s): the same value, since every index runs over
+            a fixed range, and the form a derivative by the chain rule takes (Σ_i Y_is inside,
+            where the assumption Σ_i Y_is = 1 can reach it). None when nothing can be pulled."""
+            indices = [lim[0] for lim in limits]
+            if any(bound.has(*indices) for lim in limits for bound in lim[1:]):
+                return None
+            factors = Mul.make_args(inside)
+            for position, (index, lower, upper) in enumerate(limits):
+                holding = [f for f in factors if f.has(index)]
+                if len(holding) == len(factors):
+                    continue
+                rest = Mul(*[f for f in factors if not f.has(index)])
+                inner = (upper - lower + 1) if not holding else normal_sum(Sum(Mul(*holding), (index, lower, upper)))
+                others = limits[:position] + limits[position + 1:]
+                return expand(Sum(rest * inner, *others)).replace(lambda e: isinstance(e, Sum), normal_sum) \
+                    if others else rest * inner
+            return None
+
+        return _settle(expr.replace(lambda e: isinstance(e, Sum), normal_sum))
 
     @staticmethod
     def _resolve_ranges(expr: Basic, bounds: dict, upper: Basic, used: list[str]) -> Basic:
@@ -233,9 +273,10 @@ class IndexProver:
             for value, condition in p.args:
                 rels = [r for r in condition.atoms(Relational) if holds(r)]
                 if rels:
+                    indices = sorted({x for r in rels for x in r.free_symbols if x in bounds}, key=str)
                     note = ("delta summation: SymPy's answer is a Piecewise on "
                             + " and ".join(sorted(str(r) for r in rels))
-                            + ", true since every index runs over its range 1..n")
+                            + ", true since " + ", ".join(f"{x} runs over 1..{bounds[x]}" for x in indices))
                     if note not in used:
                         used.append(note)
                 args.append((value, condition.xreplace({r: S.true for r in rels})))
@@ -260,7 +301,7 @@ class IndexProver:
         for case_name, case in cases:
             value = self.normal_form(case, free, used)
             for equation in equations:
-                value = expand(self._apply_equation(value, equation))
+                value = _settle(self._apply_equation(value, equation, free))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0:
@@ -270,15 +311,51 @@ class IndexProver:
         return IndexResult(True, used)
 
 
-    def _apply_equation(self, value: Basic, equation: Eq) -> Basic:
+    def _apply_equation(self, value: Basic, equation: Eq, free: tuple = ()) -> Basic:
         """Replace the equation's left side by its right side, in normal form; a free index of
-        the equation (Σ_i Y_is = 1 for every s) matches any index in ``value``."""
+        the equation (Σ_i Y_is = 1 for every s in 1..m) matches an index of ``value`` known to
+        run over the same range: a free index of the step declared over 1..m, or the index of an
+        enclosing sum over 1..m. With several sizes a sum over 1..p is not covered by "every s in
+        1..m", so it is left alone (the step then stays unproven) rather than rewritten."""
         lhs, rhs = (self.normal_form(side, (), []) for side in (equation.lhs, equation.rhs))
-        free = index_symbols(equation)
-        if not free:
+        sizes = set(self.model.size_symbols().values())  # n in Σ_{i=1}^{n} is a size, not an index
+        every = [x for x in index_symbols(equation) if x not in sizes]
+        if not every:
             return value.xreplace({lhs: rhs})
-        wilds = {x: Wild(f"{x.name}_any") for x in free}
-        return value.replace(lhs.xreplace(wilds), rhs.xreplace(wilds))
+        wilds = {x: Wild(f"{x.name}_any") for x in every}
+        pattern, replacement = lhs.xreplace(wilds), rhs.xreplace(wilds)
+        needed = {wilds[x]: self.model.range_of(x) for x in every}
+        declared = {x: self.model.range_of(x) for x in free}
+
+        def covered(match: dict, scope: dict) -> bool:
+            for wild, bound in needed.items():
+                index = match.get(wild)
+                known = scope.get(index, declared.get(index))
+                if known is None or known != bound:
+                    return False
+            return True
+
+        def walk(expr: Basic, scope: dict) -> Basic:
+            if not expr.args:
+                return expr
+            match = expr.match(pattern)
+            if match is not None and covered(match, scope):
+                return replacement.xreplace(match)
+            if isinstance(expr, Sum):
+                inner = dict(scope)
+                for index, lower, upper in expr.limits:
+                    # this sum binds the index: an outer binding or a free index of that name no longer applies
+                    inner.pop(index, None)
+                    inner[index] = upper if lower == 1 else None
+                shadowed = {index for index, *_ in expr.limits}
+                saved = {x: declared.pop(x) for x in shadowed if x in declared}
+                try:
+                    return Sum(walk(expr.function, inner), *expr.limits)
+                finally:
+                    declared.update(saved)
+            return expr.func(*[walk(arg, scope) for arg in expr.args])
+
+        return walk(value, {})
 
 
 def readable(expr: Basic) -> Basic:
@@ -308,9 +385,60 @@ def _from_one(total: Sum) -> Sum:
 
 
 def _fresh_sum(total: Sum) -> Sum:
-    index = total.limits[0][0]
-    dummy = Dummy(index.name, integer=True, positive=True)
-    return Sum(total.function.xreplace({index: dummy}), (dummy, *total.limits[0][1:]))
+    """The sum with every bound index (Σ_s Σ_i is one Sum with two limits) renamed to a fresh
+    Dummy, so a definition's bound i or s cannot capture a step's free i or s. Every limit is
+    kept: dropping one would silently turn the loss's Σ_s Σ_i into Σ_i at a free s."""
+    mapping = {}
+    limits = []
+    for index, *bounds in total.limits:
+        dummy = Dummy(index.name, integer=True, positive=True)
+        mapping[index] = dummy
+        # a later limit's bound may mention an earlier index (not in our models, but kept exact)
+        limits.append((dummy, *(b.xreplace(mapping) for b in bounds)))
+    return Sum(total.function.xreplace(mapping), *limits)
+
+
+def _settle(expr: Basic) -> Basic:
+    """``expand``, then every sum written one way, so that equal terms cancel.
+
+    Two things stop equal terms from cancelling after ``expand`` at several sizes: (1) SymPy
+    expands e^{Σ_q W_iq X_qs} into Π_q e^{W_iq X_qs} but leaves e^{-Σ_q …} alone, so
+    e^{Z} · e^{-Z} with Z unfolded does not cancel; products of exponentials are folded back
+    into e^{Σ} here (a finite product of exponentials is the exponential of the sum, exactly);
+    (2) a bound index's name depended on the term the sum sat in while it was normalised
+    (Σ_ι1 Y_ι1,t in one term, Σ_ι2 Y_ι2,t in another); ``_canonical_names`` renames them
+    from the sum alone."""
+    expr = expand(expr)
+    expr = expr.replace(lambda e: isinstance(e, Product) and isinstance(e.function, exp),
+                        lambda p: exp(Sum(p.function.args[0], *p.limits)))
+    return _canonical_names(expr)
+
+
+def _canonical_names(expr: Basic) -> Basic:
+    """Every sum's bound indices renamed ι_1, ι_2, … from the sum itself, innermost sums first:
+    each index gets the first name not used anywhere in the summand (after its own indices are
+    set aside), so α-equivalent sums become identical whatever surrounds them, and no renaming
+    can capture a free index or an inner sum's index."""
+    def rename(total: Sum) -> Sum:
+        placeholders = {lim[0]: Dummy("bound") for lim in total.limits}
+        function = total.function.xreplace(placeholders)
+        limits = [(placeholders[index], *bounds) for index, *bounds in total.limits]
+        taken = {x.name for x in function.atoms(Symbol)}
+        mapping = {}
+        for index, *_ in limits:
+            mapping[index] = _canonical_dummy(S.Zero, avoid={index_symbol(name) for name in taken}
+                                              | set(mapping.values()))
+        return Sum(function.xreplace(mapping), *[(mapping[index], *bounds) for index, *bounds in limits])
+
+    def unname(total: Sum) -> Sum:
+        placeholders = {lim[0]: Dummy("bound") for lim in total.limits}
+        return Sum(total.function.xreplace(placeholders),
+                   *[(placeholders[index], *bounds) for index, *bounds in total.limits])
+
+    # first every bound index a placeholder: an inner sum's name must not depend on the name
+    # the enclosing sum's index happens to have (Σ_ι2 … Σ_ι3 vs Σ_ι3 … Σ_ι2)
+    expr = expr.replace(lambda e: isinstance(e, Sum), unname)
+    return expr.replace(lambda e: isinstance(e, Sum), rename)
 
 
 def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:

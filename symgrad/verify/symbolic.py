@@ -1,9 +1,10 @@
-"""Checking a derivation whose size n is a symbol: a proof for every n, plus instances.
+"""Checking a derivation whose sizes are symbols: a proof for all sizes, plus instances.
 
-Each step is (1) proven in index notation for all n by ``IndexProver`` and (2), independently,
-instantiated at n = 1, 2, 3, 5, 8 and checked there exactly and numerically by the fixed-n
-checker. A step proven only at the instances is labelled so (``Check.scope``) and is *not*
-counted as proven: a pattern at five sizes is evidence, not a proof for all n.
+Each step is (1) proven in index notation for every value of the size symbols by
+``IndexProver`` and (2), independently, instantiated at a few concrete sizes and checked there
+exactly and numerically by the fixed-size checker. A step proven only at the instances is
+labelled so (``Check.scope``) and is *not* counted as proven: a pattern at a few sizes is
+evidence, not a proof for all sizes.
 """
 
 from __future__ import annotations
@@ -15,54 +16,97 @@ from symgrad.steps import Check, Derivation, Step
 from symgrad.verify.index_form import IndexProver, readable
 
 INSTANCE_SIZES = (1, 2, 3, 5, 8)
+# several symbols (n, p, m): every entry of every instance is checked, so the count stays small
+EQUAL_SIZES = (1, 2, 3)
+ROTATED_SIZES = (3, 2, 1)
+
+
+def instances(names: list[str]) -> list[dict[str, int]]:
+    """The size combinations a step is instantiated at, in a fixed order.
+
+    One symbol: n = 1, 2, 3, 5, 8. Several: all sizes equal (1, 2, 3), then the rotations of
+    (3, 2, 1) — n = 3, p = 2, m = 1 and so on — because instances with equal sizes alone cannot
+    tell W Xᵀ from Wᵀ X: a transposed factor is refuted only where the sizes differ."""
+    if len(names) == 1:
+        return [{names[0]: n} for n in INSTANCE_SIZES]
+    out = [{name: n for name in names} for n in EQUAL_SIZES]
+    for shift in range(len(ROTATED_SIZES)):
+        out.append({name: ROTATED_SIZES[(k + shift) % len(ROTATED_SIZES)] for k, name in enumerate(names)})
+    return out
 
 
 def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivation:
     from symgrad.verify import StepChecker
 
     model = derivation.model
-    (size_name, size), = model.size_symbols().items()
+    symbols = dict(sorted(model.size_symbols().items(), key=lambda item: _size_order(model, item[0])))
+    names = list(symbols)
     prover = IndexProver(model)
     # entry by entry at each instance: an independent route, not the index prover again
-    instances = {n: StepChecker(model.at_size(**{size_name: n}), index_proofs=False)
-                 for n in INSTANCE_SIZES}
+    checkers = [(values, StepChecker(model.at_size(**values), index_proofs=False))
+                for values in instances(names)]
     checked = []
     for number, step in enumerate(derivation.steps, start=1):
         if progress:
             progress(number, len(derivation.steps), step.title)
         equations = [model.assumptions[name].equation for name in step.assumptions]
         general = prover.prove(step, equations)
-        at = {}
-        for n, checker in instances.items():
-            seed = f"{derivation.name}:{size_name}={n}:{number}"
-            at[n] = checker.check(_at_size(step, size, n), seed)
-        checked.append(step.with_check(_combine(general, at, size_name)))
+        at = []
+        for values, checker in checkers:
+            seed = f"{derivation.name}:{_label(values)}:{number}"
+            mapping = {symbols[name]: value for name, value in values.items()}
+            at.append((values, checker.check(_at_size(step, mapping), seed)))
+            if _refutes(at[-1][1]):
+                # one counterexample settles the step; the later instances could only cost time
+                # (a wrong step can be slow to decide at a size where it indexes past a shape)
+                break
+        checked.append(step.with_check(_combine(general, at, names)))
     return derivation.with_steps(checked)
 
 
-def _at_size(step: Step, size, n: int) -> Step:
+def _size_order(model, name: str) -> tuple:
+    """Size names in the order the model declares them (n, p, m), then by name."""
+    order = list(model.sizes)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _refutes(check: Check) -> bool:
+    return check.exact is False or check.numeric is False
+
+
+def _label(values: dict[str, int]) -> str:
+    return ", ".join(f"{name} = {value}" for name, value in values.items())
+
+
+def _at_size(step: Step, mapping: dict) -> Step:
     from dataclasses import replace
 
-    return replace(step, lhs=step.lhs.xreplace({size: n}), rhs=step.rhs.xreplace({size: n}))
+    return replace(step, lhs=step.lhs.xreplace(mapping), rhs=step.rhs.xreplace(mapping))
 
 
-def _combine(general, at: dict[int, Check], size_name: str) -> Check:
-    sizes = ", ".join(str(n) for n in at)
-    refuted = [(n, c) for n, c in at.items() if c.exact is False or c.numeric is False]
+def _combine(general, at: list[tuple[dict, Check]], names: list[str]) -> Check:
+    every = ", ".join(names)
+    if len(names) == 1:
+        sizes = ", ".join(str(values[names[0]]) for values, _ in at)
+        where = f"{every} = {sizes}"
+        not_every = f"not proven at every {every} in {sizes}"
+    else:
+        where = "; ".join(f"({_label(values)})" for values, _ in at)
+        not_every = f"not proven at every instance {where}"
+    refuted = [(values, c) for values, c in at if _refutes(c)]
     if refuted:
-        n, c = refuted[0]
-        return Check(False, False, f"refuted at {size_name} = {n}: {c.detail}")
-    all_exact = all(c.exact is True for c in at.values())
-    numeric = True if all(c.numeric is True for c in at.values()) else None
-    instance_text = (f"exact at {size_name} = {sizes}" if all_exact
-                     else f"not proven at every {size_name} in {sizes}")
+        values, c = refuted[0]
+        return Check(False, False, f"refuted at {_label(values)}: {c.detail}")
+    all_exact = all(c.exact is True for _, c in at)
+    numeric = True if all(c.numeric is True for _, c in at) else None
+    instance_text = f"exact at {where}" if all_exact else not_every
     if general.proven and all_exact:
-        detail = "; ".join([f"exact: for all {size_name} in index notation", *general.used,
-                            instance_text, f"numeric at {size_name} = {sizes}"])
-        return Check(True, numeric, detail, scope=f"all {size_name}")
+        detail = "; ".join([f"exact: for all {every} in index notation", *general.used,
+                            instance_text, f"numeric at {where}"])
+        return Check(True, numeric, detail, scope=f"all {every}")
     reason = general.reason or "the index-notation check did not reduce to 0"
     detail = f"symbolic check undecided ({reason}); {instance_text}"
-    scope = f"instantiation only: {size_name} = {sizes}" if all_exact else ""
+    scope = f"instantiation only: {where}" if all_exact else ""
     return Check(None, numeric, detail, scope=scope)
 
 
