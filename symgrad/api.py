@@ -19,7 +19,8 @@ from symgrad.identity_file import IdentityFileError
 from symgrad.output.notation import NOTATIONS, Notation
 from symgrad.steps import Derivation
 from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
-                            MAX_WORK, parse_size, parse_time_limit, refuse_too_much_work)
+                            MAX_MATRIX_WORK, MAX_WORK, expression_sizes, parse_size, parse_sizes,
+                            parse_time_limit, parse_variables, refuse_too_much_work)
 from symgrad.verify import check_derivation
 
 FORMATS = ("text", "latex", "markdown", "json")
@@ -42,9 +43,16 @@ BUILTINS = (
     Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
             "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
 )
+
+
+def builtin(name: str) -> Builtin | None:
+    """The built-in derivation called ``name``, if there is one."""
+    return next((b for b in BUILTINS if b.name == name), None)
+
+
 GENERAL = (  # ways to derive that are not a name
     Builtin("--expr LOSS", "any loss in the expression language (with --wrt and --vars)",
-            ("--expr", "--wrt", "--vars", "--assume", "--n")),
+            ("--expr", "--wrt", "--vars", "--assume", "--n", "--sizes")),
     Builtin("FILE.toml --identity NAME", "a grad(...)/jacobian(...) identity of an identity file, "
             "ending at its rhs", ("--identity", "--n")),
 )
@@ -74,44 +82,29 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
         return check_derivation(derivation, progress) if check else derivation
 
 
-def parse_variables(text: str) -> dict:
-    """``"z=n,y=n,T=scalar"`` → {"z": "n", "y": "n", "T": "scalar"} (lengths as in identity files:
-    the size name n, a positive integer, or "scalar")."""
-    variables = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, length = (x.strip() for x in part.partition("="))
-        if not sep or not name or not length:
-            raise UsageError(f"--vars: {part!r} is not NAME=LENGTH (e.g. z=n, y=n, T=scalar)")
-        if not name.isidentifier():
-            raise UsageError(f"--vars: {name!r} is not a valid variable name")
-        if name in variables:
-            raise UsageError(f"--vars: {name!r} is declared twice")
-        if length in ("n", "scalar"):
-            variables[name] = length
-        elif length.isdigit() and int(length) >= 1:
-            variables[name] = int(length)
-        else:
-            raise UsageError(f"--vars: the length of {name!r} must be n, a positive integer or scalar, not {length!r}")
-    if not variables:
-        raise UsageError("--vars declares no variable (e.g. --vars z=n,y=n)")
-    return variables
-
-
 def derive_expression(expression: str, *, variables: dict | str, wrt: str | None = None, assume=(),
-                      n: int | str = 3, check: bool = True,
+                      n: int | str | None = None, sizes: dict | str | None = None, check: bool = True,
                       progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """Derive the gradient of any loss written in the expression language, step by step.
+    ``variables``: each name's shape ("z=n,T=scalar", or "W=n x p,X=p x m,b=n" for matrices);
+    ``sizes``: the value of each size name ("n=3,p=2,m=2", or a dict); ``n`` (default 3) is n's
+    value when ``sizes`` leaves it out. Raises UsageError for a size missing, unused or too large.
 
     >>> d = derive_expression("binary_cross_entropy(sigmoid(z), y)", wrt="z", variables="z=n,y=n")
     >>> d.proven
     True
     """
-    from symgrad.derivation.engine import Problem, derive_problem
-
     if isinstance(variables, str):
         variables = parse_variables(variables)
-    problem = Problem(expression, variables, wrt=wrt, assume=tuple(assume), size=parse_size(n),
-                      name="expression", title=None)
+    if isinstance(sizes, str):
+        sizes = parse_sizes(sizes)
+    assume = tuple(assume)
+    size, sizes = expression_sizes(variables, sizes, None if n is None else parse_size(n),
+                                   " ".join((expression, *assume)))
+    from symgrad.derivation.engine import Problem, derive_problem
+
+    problem = Problem(expression, variables, wrt=wrt, assume=assume, size=size, name="expression", title=None,
+                      sizes=sizes)
     derivation = derive_problem(problem)
     return check_derivation(derivation, progress) if check else derivation
 

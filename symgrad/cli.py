@@ -97,10 +97,11 @@ def derive(
     name: Annotated[Optional[str], typer.Argument(help="A built-in derivation (softmax-cross-entropy, the default; softmax-layer: Z = W A_prev + b over a batch), or an identity file (*.toml) with --identity.", show_default=False)] = None,
     expr: Annotated[Optional[str], typer.Option("--expr", help="Derive the gradient of this loss, written in the expression language, e.g. \"binary_cross_entropy(sigmoid(z), y)\" (with --wrt and --vars).")] = None,
     wrt: Annotated[Optional[str], typer.Option("--wrt", help="--expr: the vector variable to differentiate by.")] = None,
-    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their lengths, e.g. z=n,y=n,T=scalar.")] = None,
+    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n,T=scalar; a size name (n, m) is a vector, 'ROWS x COLS' a matrix: 'W=n x p,X=p x m,b=n,Y=n x m' (quoted; sizes other than n get their values from --sizes).")] = None,
     assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the name of the grad/jacobian identity to derive.")] = None,
-    n: Annotated[str, typer.Option("--n", help="Number of classes: a positive integer, or 'symbolic'.")] = "3",
+    n: Annotated[Optional[str], typer.Option("--n", help="Number of classes, the size n: a positive integer, or 'symbolic' (default 3).", show_default=False)] = None,
+    sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers; 'symbolic' for vectors only); n may come from --n instead.")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
@@ -115,22 +116,26 @@ def derive(
                                                         help="Seconds the whole derivation may take (0: no limit).")] = None,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
-    from symgrad.limits import DEFAULT_DERIVE_TIME_LIMIT, parse_size, parse_time_limit, refuse_too_much_work
+    from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, expression_sizes, parse_size, parse_sizes,
+                                parse_time_limit, parse_variables, refuse_too_much_work)
 
     # sizes, limits and the output path first: refusing takes no time (no SymPy yet)
-    size = parse_size(n)
+    size = None if n is None else parse_size(n)
     limit = parse_time_limit(DEFAULT_DERIVE_TIME_LIMIT if time_limit is None else time_limit)
     target = check_output_path(output)
     sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
-    refuse_too_much_work(name or "softmax-cross-entropy", size,
+    refuse_too_much_work(name or "softmax-cross-entropy", 3 if size is None else size,
                          {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
+    named_sizes = None if sizes_text is None else parse_sizes(sizes_text)
+    if expr is not None and variables is not None:
+        expression_sizes(parse_variables(variables), named_sizes, size, " ".join((expr, *(assume or []))))
     from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
     check_render_options(fmt.value, standalone=standalone, notation=notation.value, bold=bold.value, label=label)
     with deadline(limit):  # the derivation, its checks and its rendering: one budget
         derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
-                                 normalized_labels)
+                                 named_sizes, normalized_labels)
         text = None
         if not (fmt is Format.text and target is None):
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
@@ -148,8 +153,9 @@ def derive(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, normalized_labels):
-    """Which derivation the options ask for: a built-in one, an expression, or a file's identity."""
+def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, named_sizes, normalized_labels):
+    """Which derivation the options ask for: a built-in one, an expression, or a file's identity.
+    ``sizes``: --n-prev/--m (softmax-layer's); ``named_sizes``: --sizes (--expr's)."""
     from pathlib import Path
 
     from symgrad import api
@@ -162,24 +168,31 @@ def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, norma
         if variables is None:
             raise UsageError("--expr needs --vars (e.g. --vars z=n,y=n)")
         _reject(sizes, "--n-prev/--m", "--expr")
-        return api.derive_expression(expr, variables=variables, wrt=wrt, assume=assume, n=size, progress=progress)
+        return api.derive_expression(expr, variables=variables, wrt=wrt, assume=assume, n=size, sizes=named_sizes,
+                                     progress=progress)
     for option, value in (("--wrt", wrt), ("--vars", variables), ("--assume", assume or None)):
         if value is not None:
             raise UsageError(f"{option} goes with --expr")
     if name is not None and (name.endswith(".toml") or Path(name).is_file()):
         _reject(sizes, "--n-prev/--m", "an identity file")
-        return api.derive_identity(Path(name), identity, n=size, progress=progress)
+        _reject(named_sizes, "--sizes", "an identity file (its sizes are in the file)")
+        return api.derive_identity(Path(name), identity, n=3 if size is None else size, progress=progress)
     if identity is not None:
         raise UsageError("--identity goes with an identity file (symgrad derive FILE.toml --identity NAME)")
-    return api.derive(name or "softmax-cross-entropy", size, normalized_labels=normalized_labels,
+    name = name or "softmax-cross-entropy"
+    if api.builtin(name) is not None:  # (an unknown name: api.derive says so)
+        _reject(named_sizes, "--sizes", f"{name} (it takes {' '.join(api.builtin(name).options)})")
+    return api.derive(name, 3 if size is None else size, normalized_labels=normalized_labels,
                       progress=progress, **sizes)
 
 
-def _reject(sizes: dict, option: str, what: str) -> None:
+def _reject(sizes: dict | None, option: str, what: str) -> None:
+    """A UsageError if size options were given that the chosen derivation does not take."""
     if sizes:
         from symgrad.errors import UsageError
 
-        raise UsageError(f"{option} apply to softmax-layer, not to {what}")
+        applies = "applies to --expr" if option == "--sizes" else "apply to softmax-layer"
+        raise UsageError(f"{option} {applies}, not to {what}")
 
 
 class VerifyFormat(str, Enum):

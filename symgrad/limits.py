@@ -1,18 +1,28 @@
 """Limits checked before any work starts (so refusing is instant: no SymPy import here), and
 the default time budgets.
 
-Measured on 2 cores: softmax-cross-entropy n = 128 in 11 s, n = 256 in about 45 s, n = 1000 in
+Measured on 2 cores (shared): softmax-cross-entropy n = 128 in 11 s, n = 256 in about 45 s, n = 1000 in
 7 min and 6.9 GB, n = 4096 a MemoryError after 94 s; softmax-layer n = n_prev = m = 16 in 69 s
 (107 MB), n = 64 with n_prev = m = 2 in 28 s.
+
+--expr over matrices, cross_entropy(softmax(W @ X + b), Y) / m by W with colsum(Y) == 1
+(derive, check, print): n = p = m = 4: 3.5 s, 6: 8.4 s, 8: 21.5 s, 10: 73 s, 12: 161 s (360 MB);
+but n, p, m = 16, 4, 8: 69 s and 2, 2, 128: 183 s (470 MB), though their product is the 512 of
+8, 8, 8. The product times the largest size (4096 for 8, 8, 8; 10⁴ for 10, 10, 10; 8192 and 65536
+for the other two) orders them better, though not exactly: n, p, m = 64, 1, 2 (8192) took
+227 s (on a loaded machine). MAX_MATRIX_WORK caps it at 8, 8, 8's 4096.
 """
 
 from __future__ import annotations
+
+import re
 
 from symgrad.errors import UsageError
 
 EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
 MAX_N = 256  # fixed sizes beyond this cannot finish in reasonable time and memory
 MAX_WORK = {"softmax-layer": 16 * 16 * 16}  # n · n_prev · m
+MAX_MATRIX_WORK = 8**4  # --expr with a matrix: the product of its sizes times the largest one
 DEFAULT_TIME_LIMIT = 60.0  # seconds per identity and size (verify, export, the pytest plugin)
 DEFAULT_DERIVE_TIME_LIMIT = 300.0  # seconds for a whole derivation
 
@@ -65,3 +75,124 @@ def refuse_too_much_work(name: str, size, extra: dict) -> None:
         shown = " · ".join(f"{k} = {v}" for k, v in zip(("n", *EXTRA_SIZES[name]), values))
         raise UsageError(f"{name} with {shown} is too large to derive with written-out entries "
                          f"(n · n_prev · m at most {MAX_WORK[name]}); --n symbolic derives it once for every size")
+
+
+VARS_EXAMPLE = "e.g. z=n,y=n,T=scalar, or W=n x p,X=p x m,b=n with --sizes n=3,p=2,m=2"
+
+
+def parse_variables(text: str) -> dict:
+    """``"W=n x p,b=n,T=scalar"`` → {"W": "n x p", "b": "n", "T": "scalar"}: each variable's
+    shape as in identity files: "scalar", a size name ("n", "m": a vector), a positive integer
+    (a vector of length n) or "ROWS x COLS" with two size names (a matrix)."""
+    variables = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, length = (x.strip() for x in part.partition("="))
+        if not sep or not name or not length:
+            raise UsageError(f"--vars: {part!r} is not NAME=SHAPE ({VARS_EXAMPLE})")
+        if not name.isidentifier():
+            raise UsageError(f"--vars: {name!r} is not a valid variable name")
+        if name in variables:
+            raise UsageError(f"--vars: {name!r} is declared twice")
+        variables[name] = _shape(name, length)
+    if not variables:
+        raise UsageError(f"--vars declares no variable ({VARS_EXAMPLE})")
+    return variables
+
+
+def _shape(name: str, text: str) -> int | str:
+    words = text.split()
+    if "x" in words or len(words) > 1:  # a matrix: ROWS x COLS
+        if len(words) != 3 or words[1] != "x":
+            what = "has two sizes" if words.count("x") > 1 else "is written ROWS x COLS"
+            raise UsageError(f"--vars: {name}={text}: a matrix {what} (e.g. {name}=n x p), with spaces around the x")
+        rows, cols = words[0], words[2]
+        if rows.isdigit() or cols.isdigit():
+            raise UsageError(f"--vars: {name}={text}: name the sizes ({name}=n x p) and give their values "
+                             "with --sizes (e.g. --sizes n=3,p=2)")
+        for size in (rows, cols):
+            _check_size_name(name, text, size)
+        return f"{rows} x {cols}"
+    if text == "scalar":
+        return text
+    if text.isdigit():
+        if int(text) < 1:
+            raise UsageError(f"--vars: the length of {name!r} must be at least 1, not {text}")
+        return int(text)
+    _check_size_name(name, text, text)
+    return text
+
+
+def _check_size_name(name: str, text: str, size: str) -> None:
+    if not size.isidentifier() or size == "scalar":
+        raise UsageError(f"--vars: the length of {name!r} must be scalar, a size name (n), a positive "
+                         f"integer or ROWS x COLS (n x p), not {text!r}")
+
+
+def parse_sizes(text: str) -> dict:
+    """``"n=3,p=2,m=symbolic"`` → {"n": 3, "p": 2, "m": "symbolic"}: the value of each size name."""
+    sizes = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not name or not value:
+            raise UsageError(f"--sizes: {part!r} is not NAME=VALUE (e.g. --sizes n=3,p=2,m=2)")
+        if not name.isidentifier():
+            raise UsageError(f"--sizes: {name!r} is not a valid size name")
+        if name in sizes:
+            raise UsageError(f"--sizes: {name!r} is given twice")
+        if value.lower() == "symbolic":
+            sizes[name] = "symbolic"
+            continue
+        if not re.fullmatch(r"[+]?\d+", value) or int(value) < 1:
+            raise UsageError(f"--sizes: {name} must be a positive integer or 'symbolic', not {value!r}")
+        if int(value) > MAX_N:
+            raise UsageError(f"--sizes: {name} = {int(value)} is too large to derive with written-out entries "
+                             f"(at most {MAX_N})")
+        sizes[name] = int(value)
+    if not sizes:
+        raise UsageError("--sizes gives no size (e.g. --sizes n=3,p=2,m=2)")
+    return sizes
+
+
+def expression_sizes(variables: dict, sizes: dict | None, n: int | str | None, text: str = "") -> tuple:
+    """(n, sizes) for an --expr derivation over ``variables`` (as ``parse_variables`` returns):
+    n from ``sizes`` or ``n`` (default 3); every other size name a variable uses must be in
+    ``sizes``, and every name in ``sizes`` must be used (by a variable, or in ``text``: the
+    expression and assumptions, where a size may divide). A UsageError for anything missing,
+    unused or contradictory, or for a matrix problem too large to finish."""
+    sizes = dict(sizes or {})
+    if "n" in sizes and n is not None and sizes["n"] != n:
+        raise UsageError(f"n is given twice: --n {n} and --sizes n={sizes['n']}")
+    n = sizes.get("n", 3 if n is None else n)
+    used = list(dict.fromkeys(d for shape in variables.values() if isinstance(shape, str) and shape != "scalar"
+                              for d in shape.split(" x ")))
+    for name, shape in variables.items():
+        if isinstance(shape, int) and n != "symbolic" and shape != n:
+            raise UsageError(f"--vars: {name} has length {shape}, but n = {n}: declare it with length n")
+        for size in shape.split(" x ") if isinstance(shape, str) and shape != "scalar" else ():
+            if size != "n" and size not in sizes:
+                hint = " (a matrix is written ROWS x COLS, with spaces)" if "x" in size[1:-1] else ""
+                raise UsageError(f"--vars: {name}={shape}: size {size} has no value: give it with --sizes "
+                                 f"(e.g. --sizes {size}=2){hint}")
+    for size in sizes:
+        if size not in used and size != "n" and not re.search(rf"\b{re.escape(size)}\b", text):
+            raise UsageError(f"--sizes: {size} is not a size of any variable in --vars, nor used in the expression")
+    if any(" x " in str(shape) for shape in variables.values()):
+        values = {size: sizes.get(size, n) for size in used}
+        refuse_too_much_matrix_work(values)
+    return n, (sizes or None)
+
+
+def refuse_too_much_matrix_work(values: dict) -> None:
+    """A UsageError if the product of the sizes of an --expr over matrices, times the largest
+    size, is beyond MAX_MATRIX_WORK (a symbolic size is left to the engine, which refuses it with
+    matrices)."""
+    if not values or "symbolic" in values.values():
+        return
+    work = max(values.values())
+    for value in values.values():
+        work *= value
+    if work > MAX_MATRIX_WORK:
+        shown = ", ".join(f"{k} = {v}" for k, v in values.items())
+        raise UsageError(f"--expr with {shown} is too large to derive with written-out entries (the product "
+                         f"of the sizes times the largest is {work}, at most {MAX_MATRIX_WORK}, e.g. "
+                         "n = p = m = 8): use smaller sizes")

@@ -4,14 +4,23 @@ command line, its one-line usage errors, and its LaTeX through a real pdflatex."
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sympy import Derivative, Indexed, sympify
 
+from symgrad.limits import MAX_MATRIX_WORK
 from symgrad.steps import Rule
 from support import compile_latex, run
+from test_layer import _cost, _finite_differences
 
 CATALOG = Path(__file__).resolve().parent.parent / "derivations"
+LAYER = ["--expr", "cross_entropy(softmax(W @ X + b), Y) / m", "--wrt", "W",
+         "--vars", "W=n x p,X=p x m,b=n,Y=n x m", "--assume", "colsum(Y) == 1"]
+
+
 def test_cli_derives_an_expression_and_a_catalog_identity(tmp_path):
     result = run("derive", "--expr", "binary_cross_entropy(sigmoid(z), y)", "--wrt", "z", "--vars", "z=n,y=n",
                  "--n", "3", "--format", "json")
@@ -27,7 +36,24 @@ def test_cli_derives_an_expression_and_a_catalog_identity(tmp_path):
     (["--expr", "sum(z)", "--wrt", "z"], "--vars"),
     (["softmax-layer", "--expr", "sum(z)", "--vars", "z=n"], "not both"),
     (["--wrt", "z"], "goes with --expr"),
-    (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=banana"], "length"),
+    (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=banana"], "size banana has no value: give it with --sizes"),
+    (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=n x n x n"], "a matrix has two sizes"),
+    (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=n x"], "a matrix is written ROWS x COLS"),
+    (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=0"], "at least 1"),
+    ([*LAYER[:5], "W=3 x 2,X=p x m,b=n,Y=n x m"], "name the sizes (W=n x p) and give their values with --sizes"),
+    ([*LAYER[:5], "W=nxp,X=p x m,b=n,Y=n x m", "--sizes", "p=2,m=2"], "size nxp has no value"),
+    ([*LAYER, "--sizes", "n=3,p=2"], "size m has no value"),
+    ([*LAYER, "--sizes", "n=3,p=2,m=2,q=2"], "q is not a size of any variable"),
+    ([*LAYER, "--sizes", "n=3,p=two,m=2"], "p must be a positive integer or 'symbolic', not 'two'"),
+    ([*LAYER, "--sizes", "n=3,p=0,m=2"], "p must be a positive integer"),
+    ([*LAYER, "--sizes", "n=3,p=2,m"], "'m' is not NAME=VALUE"),
+    ([*LAYER, "--sizes", "n=3,p=2,p=2"], "'p' is given twice"),
+    ([*LAYER, "--sizes", "n=3,p=2,m=2", "--n", "4"], "n is given twice"),
+    ([*LAYER, "--sizes", "n=symbolic,p=2,m=2"], "matrices are derived at concrete sizes"),
+    (["--sizes", "n=3"], "--sizes applies to --expr, not to softmax-cross-entropy"),
+    (["softmax-layer", "--sizes", "n=3,m=2"], "--sizes applies to --expr, not to softmax-layer"),
+    ([str(CATALOG / "classification.toml"), "--identity", "label smoothing", "--sizes", "n=3"],
+     "--sizes applies to --expr, not to an identity file"),
     (["--expr", "sofmax(z)", "--wrt", "z", "--vars", "z=n"], "did you mean softmax"),
     ([str(CATALOG / "classification.toml"), "--identity", "label smothing"], "did you mean 'label smoothing'"),
     ([str(CATALOG / "classification.toml")], "choose one with --identity"),
@@ -65,3 +91,70 @@ def test_course_notation_reaches_the_terminal():
     plain, course = run("derive", "--n", "2"), run("derive", "--n", "2", "--notation", "course")
     assert plain.returncode == course.returncode == 0
     assert "Z^[L]" in course.stdout and "Z^[L]" not in plain.stdout
+
+
+def test_a_matrix_loss_from_the_command_line_matches_finite_differences():
+    """The batch softmax layer's dJ/dW, asked for with --vars matrices and --sizes: the JSON
+    certificate's last step (a matrix in A, Y, X, unfolded by its own definitions into W, X, b, Y)
+    against central differences of J written in numpy (test_layer's independent cost)."""
+    result = run("derive", *LAYER, "--sizes", "n=3,p=2,m=2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    cert = json.loads(result.stdout)
+    assert cert["proven"] and cert["sizes"] == {"n": 3, "p": 2, "m": 2}
+    final = cert["steps"][-1]
+    lhs, rhs = sympify(final["lhs"]), sympify(final["rhs"])
+    assert lhs.shape == rhs.shape == (3, 2)
+    for (r, c), entry in np.ndenumerate(np.array(lhs.tolist(), dtype=object)):  # entry (r, c) is ∂L/∂W_rc
+        assert isinstance(entry, Derivative) and str(entry.variables[0]) == f"W[{r + 1}, {c + 1}]"
+    definitions = {sympify(k): sympify(v) for k, v in cert["definitions"].items()}
+    rng = np.random.default_rng(12)
+    arrays = {"W": rng.normal(size=(3, 2)), "X": rng.normal(size=(2, 2)), "b": rng.normal(size=3),
+              "Y": rng.random(size=(3, 2)) + 0.05}
+    arrays["Y"] /= arrays["Y"].sum(axis=0)  # the assumption colsum(Y) == 1
+    numbers = {}
+    for text in cert["base_variables"]:
+        entry = sympify(text)
+        numbers[entry] = float(arrays[str(entry.base)][tuple(int(k) - 1 for k in entry.indices)])
+    in_base = rhs.xreplace(definitions).doit()
+    assert in_base.atoms(Indexed) <= set(numbers), in_base.atoms(Indexed) - set(numbers)
+    derived = np.array(in_base.xreplace(numbers).evalf(), dtype=float)
+    expected = _finite_differences(lambda W: _cost(W, arrays["X"], arrays["b"], arrays["Y"])[0], arrays["W"])
+    np.testing.assert_allclose(derived, expected, atol=1e-6)
+
+
+def test_n_comes_from_the_n_option_when_sizes_leaves_it_out():
+    result = run("derive", "--expr", "sum(sigmoid(W @ x) * y)", "--wrt", "W", "--vars", "W=n x p,x=p,y=n",
+                 "--sizes", "p=3", "--n", "2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    cert = json.loads(result.stdout)
+    assert cert["sizes"] == {"n": 2, "p": 3} and cert["proven"]
+    assert cert["steps"][-1]["index_ranges"] == {"j": [1, 2], "q": [1, 3]}  # ∂L/∂W_jq: W is n × p = 2 × 3
+
+
+def test_a_vector_over_another_size_name():
+    result = run("derive", "--expr", "cross_entropy(softmax(z), y)", "--wrt", "z", "--vars", "z=m,y=m",
+                 "--sizes", "m=4", "--assume", "sum(y) == 1", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    cert = json.loads(result.stdout)
+    assert cert["sizes"]["m"] == 4 and cert["proven"]
+
+
+def test_a_matrix_loss_too_large_to_finish_is_refused_up_front():
+    side = int(MAX_MATRIX_WORK ** 0.25 + 1e-9) + 1  # n = p = m, just past the limit (product · largest)
+    assert side ** 4 > MAX_MATRIX_WORK >= (side - 1) ** 4
+    started = time.monotonic()
+    result = run("derive", *LAYER, "--sizes", f"n={side},p={side},m={side}")
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "too large to derive" in line and len(line.splitlines()) == 1
+    # a long batch of a small layer is slower than a cube (183 s): product · largest counts it
+    result = run("derive", *LAYER, "--sizes", "n=2,p=2,m=128")
+    assert result.returncode == 2 and "too large to derive" in result.stderr
+
+
+def test_help_shows_matrices_and_sizes():
+    result = run("derive", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "W=n x p" in text and "--sizes" in text and "n=3,p=2,m=2" in text
