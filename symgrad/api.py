@@ -19,7 +19,7 @@ from symgrad.identity_file import IdentityFileError
 from symgrad.output.notation import NOTATIONS, Notation
 from symgrad.steps import Derivation
 from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
-                            MAX_MATRIX_WORK, MAX_WORK, expression_sizes, parse_size, parse_sizes,
+                            MAX_MATRIX_WORK, expression_sizes, parse_size, parse_sizes,
                             parse_time_limit, parse_variables, refuse_too_much_work)
 from symgrad.verify import check_derivation
 

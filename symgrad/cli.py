@@ -101,7 +101,7 @@ def derive(
     assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the name of the grad/jacobian identity to derive.")] = None,
     n: Annotated[Optional[str], typer.Option("--n", help="Number of classes, the size n: a positive integer, or 'symbolic' (default 3).", show_default=False)] = None,
-    sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers; 'symbolic' for vectors only); n may come from --n instead.")] = None,
+    sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers, or 'symbolic' for a proof for every value); n may come from --n instead.")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,

@@ -10,7 +10,9 @@ Measured on 2 cores (shared): softmax-cross-entropy n = 128 in 11 s, n = 256 in 
 but n, p, m = 16, 4, 8: 69 s and 2, 2, 128: 183 s (470 MB), though their product is the 512 of
 8, 8, 8. The product times the largest size (4096 for 8, 8, 8; 10⁴ for 10, 10, 10; 8192 and 65536
 for the other two) orders them better, though not exactly: n, p, m = 64, 1, 2 (8192) took
-227 s (on a loaded machine). MAX_MATRIX_WORK caps it at 8, 8, 8's 4096.
+227 s (on a loaded machine). MAX_MATRIX_WORK caps it at 8, 8, 8's 4096. softmax-layer is the
+same engine on the same question (by W, b and A_prev at once), so it has the same cap; a symbolic
+size counts as 3, the largest size its instances are checked at.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from symgrad.errors import UsageError
 
 EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
 MAX_N = 256  # fixed sizes beyond this cannot finish in reasonable time and memory
-MAX_WORK = {"softmax-layer": 16 * 16 * 16}  # n · n_prev · m
 MAX_MATRIX_WORK = 8**4  # --expr with a matrix: the product of its sizes times the largest one
 DEFAULT_TIME_LIMIT = 60.0  # seconds per identity and size (verify, export, the pytest plugin)
 DEFAULT_DERIVE_TIME_LIMIT = 300.0  # seconds for a whole derivation
@@ -62,19 +63,12 @@ def parse_time_limit(value: float | None) -> float | None:
 
 
 def refuse_too_much_work(name: str, size, extra: dict) -> None:
-    """A UsageError if a fixed-size derivation is too large to finish."""
-    if name not in MAX_WORK:
+    """A UsageError if a fixed-size derivation is too large to finish (softmax-layer: the cap of
+    any --expr over matrices)."""
+    if name not in EXTRA_SIZES:
         return
-    values = [size, *(extra.get(key, 2) for key in EXTRA_SIZES[name])]
-    if "symbolic" in values:
-        return
-    work = 1
-    for value in values:
-        work *= value
-    if work > MAX_WORK[name]:
-        shown = " · ".join(f"{k} = {v}" for k, v in zip(("n", *EXTRA_SIZES[name]), values))
-        raise UsageError(f"{name} with {shown} is too large to derive with written-out entries "
-                         f"(n · n_prev · m at most {MAX_WORK[name]}); --n symbolic derives it once for every size")
+    values = {"n": size, **{key: extra.get(key, 2) for key in EXTRA_SIZES[name]}}
+    refuse_too_much_matrix_work(values, f"{name} with")
 
 
 VARS_EXAMPLE = "e.g. z=n,y=n,T=scalar, or W=n x p,X=p x m,b=n with --sizes n=3,p=2,m=2"
@@ -182,17 +176,18 @@ def expression_sizes(variables: dict, sizes: dict | None, n: int | str | None, t
     return n, (sizes or None)
 
 
-def refuse_too_much_matrix_work(values: dict) -> None:
-    """A UsageError if the product of the sizes of an --expr over matrices, times the largest
-    size, is beyond MAX_MATRIX_WORK (a symbolic size is left to the engine, which refuses it with
-    matrices)."""
-    if not values or "symbolic" in values.values():
+def refuse_too_much_matrix_work(values: dict, what: str = "--expr with") -> None:
+    """A UsageError if the product of the sizes of a derivation over matrices, times the largest
+    size, is beyond MAX_MATRIX_WORK. A symbolic size counts as 3: its instances are checked at
+    sizes 1 to 3, beside the fixed sizes as given."""
+    if not values or all(v == "symbolic" for v in values.values()):
         return
-    work = max(values.values())
-    for value in values.values():
+    counted = [3 if v == "symbolic" else v for v in values.values()]
+    work = max(counted)
+    for value in counted:
         work *= value
     if work > MAX_MATRIX_WORK:
         shown = ", ".join(f"{k} = {v}" for k, v in values.items())
-        raise UsageError(f"--expr with {shown} is too large to derive with written-out entries (the product "
+        raise UsageError(f"{what} {shown} is too large to derive with written-out entries (the product "
                          f"of the sizes times the largest is {work}, at most {MAX_MATRIX_WORK}, e.g. "
-                         "n = p = m = 8): use smaller sizes")
+                         "8, 8, 8): use smaller sizes, or 'symbolic' ones, which prove it once for every size")

@@ -2,6 +2,7 @@
 implementation of J, a corrupted step, the two 1/m conventions, notation and labels, bad input."""
 
 import dataclasses
+import json
 import re
 from functools import lru_cache
 
@@ -53,16 +54,31 @@ def _matrix_form(derivation, variable: str):
     raise AssertionError(f"no matrix-form step for {variable}")
 
 
-def _matrix_gradient(derivation, variable: str):
-    """That step's right side, made explicit in A, Y, W, A_prev."""
-    return ConcreteModel(derivation.model).explicit(_matrix_form(derivation, variable).rhs)
+def _matrix_gradient(derivation, variable: str, sizes: dict | None = None):
+    """That step's right side, made explicit in A, Y, W, A_prev (a derivation at symbolic sizes:
+    instantiated at ``sizes`` first)."""
+    rhs, model = _matrix_form(derivation, variable).rhs, derivation.model
+    if sizes is not None:
+        symbols = model.size_symbols()
+        rhs = rhs.xreplace({symbols[name]: value for name, value in sizes.items() if name in symbols})
+        model = model.at_size(**sizes)
+    return ConcreteModel(model).explicit(rhs)
 
 
-@settings(max_examples=12, deadline=None)
-@given(shape=st.sampled_from(SHAPES), seed=st.integers(0, 10**6))
-def test_layer_gradients_match_finite_differences(shape, seed):
+@lru_cache(maxsize=None)
+def _symbolic_layer():
+    derivation = derive("softmax-layer", "symbolic", n_prev="symbolic", m="symbolic")
+    assert derivation.proven
+    return derivation
+
+
+@settings(max_examples=16, deadline=None)
+@given(shape=st.sampled_from(SHAPES), seed=st.integers(0, 10**6), symbolic=st.booleans())
+def test_layer_gradients_match_finite_differences(shape, seed, symbolic):
+    """The derivation at these sizes, or the one for every size instantiated at them."""
     n, n_prev, m = shape
-    derivation = _layer(n, n_prev, m)
+    derivation = _symbolic_layer() if symbolic else _layer(n, n_prev, m)
+    sizes = {"n": n, "n_prev": n_prev, "m": m} if symbolic else None
     rng = np.random.default_rng(seed)
     Wv, Pv, bv = rng.normal(size=(n, n_prev)), rng.normal(size=(n_prev, m)), rng.normal(size=n)
     Yv = rng.random(size=(n, m)) + 0.05
@@ -79,7 +95,7 @@ def test_layer_gradients_match_finite_differences(shape, seed):
         "b": _finite_differences(lambda x: _cost(Wv, Pv, x, Yv)[0], bv).reshape(n, 1),
     }
     for variable, reference in expected.items():
-        derived = _matrix_gradient(derivation, variable)
+        derived = _matrix_gradient(derivation, variable, sizes)
         entries = {e: (str(e.base), tuple(int(x) for x in e.indices)) for e in derived.atoms(Indexed)}
         assert set(entries.values()) <= set(values), set(entries.values()) - set(values)
         numeric = np.array(derived.xreplace({e: Float(float(values[key]), 30) for e, key in entries.items()}).evalf(),
@@ -152,7 +168,23 @@ def test_labels_in_latex_and_tags_in_markdown():
     assert len(re.findall(r"\\tag\{\d+\}", markdown)) == len(derivation.steps)
 
 
-@pytest.mark.parametrize("args", [["softmax-layer", "--n", "symbolic"], ["softmax-layer", "--m", "0"],
+def test_the_layer_is_proven_for_every_size_in_every_format(tmp_path):
+    """--n symbolic --n-prev symbolic --m symbolic: every step proven in index notation for all
+    n, n_prev, m (and checked at instances), the same steps as at fixed sizes, in every format."""
+    derivation = _symbolic_layer()
+    assert all(step.check.scope == "all n, n_prev, m" for step in derivation.steps)
+    assert [s.rule for s in derivation.steps] == [s.rule for s in _layer(3, 2, 2).steps]
+    for fmt in ("text", "latex", "markdown", "json"):
+        out = tmp_path / f"layer.{fmt}"
+        result = run("derive", "softmax-layer", "--n", "symbolic", "--n-prev", "symbolic", "--m", "symbolic",
+                     "-f", fmt, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        assert "n_prev" not in out.read_text().replace("n_{\\mathrm{prev}}", "") or fmt in ("json", "text")
+    certificate = json.loads((tmp_path / "layer.json").read_text())
+    assert certificate["proven"] and all(s["check"]["scope"] == "all n, n_prev, m" for s in certificate["steps"])
+
+
+@pytest.mark.parametrize("args", [["softmax-layer", "--n", "9", "--n-prev", "9", "--m", "9"], ["softmax-layer", "--m", "0"],
                                   ["softmax-layer", "--n-prev", "x"], ["--n-prev", "2"]])
 def test_layer_bad_sizes_exit_2(args):
     result = run("derive", *args)

@@ -308,7 +308,8 @@ def intertext(number: int, step, notation: Notation) -> str:
     status never collides with or wraps into the title)."""
     title = markup_to_latex(identifiers_as_math(step.title), notation)
     return (rf"\textbf{{{number}.}} {title}\newline"
-            rf"\hspace*{{1.5em}}\textit{{{step.rule.value}; {status_words(step.check)}}}")
+            rf"\hspace*{{1.5em}}\textit{{{step.rule.value}; "
+            rf"{markup_to_latex(identifiers_as_math(status_words(step.check)), notation)}}}")
 
 
 TEXT_WIDTH = 34.5  # em: \textwidth of a plain 10 pt article (345 pt); every fragment line fits it

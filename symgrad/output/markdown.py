@@ -42,6 +42,7 @@ def step_displays(derivation: Derivation, notation: Notation | None = None, tags
         if tags:
             math += rf" \tag{{{number}}}"
         status = f"{step.rule.value}; {status_symbol(step.check)} {status_words(step.check)}"
+        status = rename(identifiers_as_math(status))  # "for all n, n_prev, m": n_prev as math
         out.append((number, rename(identifiers_as_math(step.title)), status, math))
     return out
 

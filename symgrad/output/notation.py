@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz",
          # the layer: Z = W A_prev + b, A = softmax(Z), J = (1/m) Σ_s L_s
-         "A_prev": "A_{\\mathrm{prev}}"}
+         "A_prev": "A_{\\mathrm{prev}}", "n_prev": "n_{\\mathrm{prev}}"}
 COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}",
           "Z": "Z^{[L]}", "A": "A^{[L]}", "W": "W^{[L]}", "b": "b^{[L]}", "A_prev": "A^{[L-1]}",
           # sizes and the course's gradient names (not bold: dW^{[L]} as the course writes it)
