@@ -216,14 +216,15 @@ class Derivative(Node):
         return (self.of,)
 
 
-def to_tree(tree: ast.AST, kinds: dict, size_name: str = "n") -> Node:
+def to_tree(tree: ast.AST, kinds: dict, size_name: str = "n", more_sizes=()) -> Node:
     """The typed tree of a checked ``ast`` (from ``language.parse_tree``). ``kinds`` maps each
     declared variable to ``"vector"`` or ``"scalar"`` (a vector of length ``size_name``), or to
     its shape, a tuple of size names (``("n", "p")``). Every size name, and ``size_name``, may be
-    used as a number. Shape errors are ``LanguageError``s."""
+    used as a number, as may the names in ``more_sizes`` (sizes no variable is declared over, m in
+    sum(z) / m). Shape errors are ``LanguageError``s."""
     shapes = {name: tuple(k) if isinstance(k, tuple) else (size_name,) * len(DEFAULT_SHAPES[k])
               for name, k in kinds.items()}
-    return _Converter(shapes, size_name).node(tree.body if isinstance(tree, ast.Expression) else tree)
+    return _Converter(shapes, size_name, more_sizes).node(tree.body if isinstance(tree, ast.Expression) else tree)
 
 
 def _describe(shape: tuple) -> str:
@@ -235,9 +236,9 @@ def _describe(shape: tuple) -> str:
 
 
 class _Converter:
-    def __init__(self, shapes: dict[str, tuple], size_name: str):
+    def __init__(self, shapes: dict[str, tuple], size_name: str, more_sizes=()):
         self.shapes = shapes
-        self.sizes = {size_name} | {d for shape in shapes.values() for d in shape if isinstance(d, str)}
+        self.sizes = {size_name, *more_sizes} | {d for shape in shapes.values() for d in shape if isinstance(d, str)}
 
     def node(self, n: ast.AST) -> Node:
         column = getattr(n, "col_offset", -1) + 1 or None

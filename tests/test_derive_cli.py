@@ -49,7 +49,7 @@ def test_cli_derives_an_expression_and_a_catalog_identity(tmp_path):
     ([*LAYER, "--sizes", "n=3,p=2,m"], "'m' is not NAME=VALUE"),
     ([*LAYER, "--sizes", "n=3,p=2,p=2"], "'p' is given twice"),
     ([*LAYER, "--sizes", "n=3,p=2,m=2", "--n", "4"], "n is given twice"),
-    ([*LAYER, "--sizes", "n=symbolic,p=2,m=2"], "matrices are derived at concrete sizes"),
+    ([*LAYER, "--sizes", "n=symbolic,p=2,m=100"], "too large to derive"),
     (["--sizes", "n=3"], "--sizes applies to --expr, not to softmax-cross-entropy"),
     (["softmax-layer", "--sizes", "n=3,m=2"], "--sizes applies to --expr, not to softmax-layer"),
     ([str(CATALOG / "classification.toml"), "--identity", "label smoothing", "--sizes", "n=3"],
@@ -158,3 +158,23 @@ def test_help_shows_matrices_and_sizes():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "W=n x p" in text and "--sizes" in text and "n=3,p=2,m=2" in text
+
+
+def test_a_size_used_only_as_a_number_is_known():
+    """--sizes m=2 with only vectors over n: m is the number 2 in the expression (∂/∂z of
+    Σ exp(z) / m is exp(z) / 2, checked), not an unknown name."""
+    result = run("derive", "--expr", "sum(exp(z)) / m", "--wrt", "z", "--vars", "z=n", "--sizes", "m=2",
+                 "-f", "json")
+    assert result.returncode == 0, result.stderr
+    certificate = json.loads(result.stdout)
+    assert certificate["proven"]
+    from sympy import Rational, sympify
+    last = sympify(certificate["steps"][-1]["rhs"])
+    assert last.has(Rational(1, 2)), last  # m read as 2, nothing else
+
+
+def test_matrices_at_symbolic_sizes_are_proven_for_every_size():
+    result = run("derive", *LAYER, "--sizes", "n=symbolic,p=symbolic,m=symbolic", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    certificate = json.loads(result.stdout)
+    assert certificate["proven"] and {s["check"]["scope"] for s in certificate["steps"]} == {"all n, p, m"}

@@ -103,7 +103,10 @@ class _Engine:
         self.problem = problem
         self.shapes = _shapes(problem.variables)
         self.kinds = {name: KIND_OF_RANK[len(shape)] for name, shape in self.shapes.items()}
-        self.several = any(len(shape) == 2 or shape and shape != ("n",) for shape in self.shapes.values())
+        self.more_sizes = tuple(problem.sizes or ())  # size names usable as numbers (/ m)
+        # several size names (matrices, a vector over m, or a size used only as a number: / m)
+        self.several = any(len(shape) == 2 or shape and shape != ("n",) for shape in self.shapes.values()) \
+            or bool(set(problem.sizes or {}) - {"n"})
         sizes = None
         if self.several:
             self.size_value, sizes = _sizes(self.shapes, problem)
@@ -114,7 +117,7 @@ class _Engine:
             self.fixed = self.size_value != "symbolic"
             size = N if not self.fixed else Integer(self.size_value)
             _check_lengths(problem.variables, self.size_value)
-        tree = to_tree(parse_tree(problem.expression, matrices=True), self.shapes)
+        tree = to_tree(parse_tree(problem.expression, matrices=True), self.shapes, more_sizes=self.more_sizes)
         self.jacobian = isinstance(tree, DerivativeNode) and tree.function == "jacobian"
         if isinstance(tree, DerivativeNode):
             self.function, self.wrt = tree.of, tree.wrt.name
@@ -266,7 +269,8 @@ class _Engine:
         out = {}
         for text in self.problem.assume:
             tree = parse_tree(text, allow_equation=True, matrices=True).body
-            left, right = (to_tree(ast.Expression(side), self.shapes) for side in (tree.left, tree.comparators[0]))
+            left, right = (to_tree(ast.Expression(side), self.shapes, more_sizes=self.more_sizes)
+                           for side in (tree.left, tree.comparators[0]))
             if self.several and (left.shape and right.shape and left.shape != right.shape or
                                  MATRIX in (left.kind, right.kind)):
                 raise UsageError(f"assumption {text!r} must compare two scalars, or a vector with a number "
@@ -449,7 +453,7 @@ class _Engine:
         whole = self._whole(node)
         shape = "a matrix" if isinstance(whole, MatVar) else "a vector"
         why = ("; " + "; ".join(dict.fromkeys(reasons))) if reasons else ""
-        self.steps.append(Step(rf"As {shape} shaped like ${bold(whole.base)}$: entry $({', '.join(map(str, J))})$ is the "
+        self.steps.append(Step(rf"As {shape} shaped like ${bold(whole.base)}$: entry ${_entry(J)}$ is the "
                                rf"formula above{why}", Rule.MATRIX_FORM if isinstance(whole, MatVar) else Rule.VECTOR_FORM,
                                GradientMatrix(self.loss, whole), matrix, assumptions=self.used))
         return matrix
@@ -463,7 +467,7 @@ class _Engine:
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
-        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.shapes)
+        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.shapes, more_sizes=self.more_sizes)
         if rhs_tree.shape != node.shape:
             raise UsageError(f"the identity's right-hand side has shape {rhs_tree.shape}, but the gradient is "
                              f"shaped like {self.wrt}: {node.shape}")
@@ -605,6 +609,11 @@ def to_vector(component: Expr, j, size) -> Expr | None:
     if not component.has(j):
         return None
     return convert(factor_terms(component))
+
+
+def _entry(index: tuple) -> str:
+    """(j, t) for a matrix entry, j for a vector's."""
+    return str(index[0]) if len(index) == 1 else f"({', '.join(map(str, index))})"
 
 
 def _tidy(expr: Expr) -> Expr:
