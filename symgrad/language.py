@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Rational, Symbol, exp, log, nan,
-                   oo, tanh as sympy_tanh, zoo)
+                   oo, zoo)
+
+from symgrad.functions import ELEMENTWISE
 
 MAX_LENGTH = 2000  # characters in one expression
 MAX_DEPTH = 40  # nested operations
@@ -328,7 +330,7 @@ def _literal_number(node: ast.AST) -> Fraction | None:
 
 
 # -- the cost estimate: how large the built value would be, for the declared sizes ---------------
-_ELEMENTWISE_COST = {"exp": 1, "log": 1, "tanh": 1, "sigmoid": 4}
+_ELEMENTWISE_COST = {name: f.cost for name, f in ELEMENTWISE.items()}
 
 
 class _Estimate:
@@ -528,10 +530,6 @@ def _map(function):
     return lambda value: value.applyfunc(function) if _is_matrix(value) else function(value)
 
 
-def _sigmoid(x):
-    return 1 / (1 + exp(-x))
-
-
 def _softmax(v):
     v = _vector(v, "softmax")
     total = Add(*(exp(e) for e in v))
@@ -605,8 +603,7 @@ def _jacobian(f, x):
 MATRIX_FUNCTIONS = {"transpose": (None, 1), "colsum": (None, 1), "rowsum": (None, 1)}
 
 FUNCTIONS = {
-    "exp": (_map(exp), 1), "log": (_map(log), 1), "sigmoid": (_map(_sigmoid), 1),
-    "tanh": (_map(sympy_tanh), 1), "sum": (_sum, 1), "dot": (_dot, 2), "outer": (_outer, 2),
+    **{name: (_map(f.value), 1) for name, f in ELEMENTWISE.items()}, "sum": (_sum, 1), "dot": (_dot, 2), "outer": (_outer, 2),
     "diag": (_diag, 1), "softmax": (_softmax, 1), "log_softmax": (_log_softmax, 1),
     "logsumexp": (_logsumexp, 1), "cross_entropy": (_cross_entropy, 2),
     "binary_cross_entropy": (_binary_cross_entropy, 2), "mse": (_mse, 2), "grad": (_grad, 2),

@@ -23,18 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sympy import (Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log,
-                   tanh)
+from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log
 
 from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
                           MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
+from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS, sign_of_value
 from symgrad.model import Assumption, Definition, Model
 from symgrad.notation import index_symbol
 
 # Preferred names of intermediates, by what they compute; the first free one is taken.
-PREFERRED = {"softmax": "a", "sigmoid": "s", "tanh": "h", "exp": "v", "log": "g", "log_softmax": "o"}
+PREFERRED = {"softmax": "a", "log_softmax": "o", **{f.name: f.vector_name for f in ELEMENTWISE_FUNCTIONS.values()}}
 FALLBACK = ["u", "v", "w", "p", "q", "r", "t", "b", "c", "d", "e", "f", "g", "h", "o", "x"]
-MATRIX_PREFERRED = {"softmax": "A", "sigmoid": "S", "tanh": "H", "exp": "E", "log": "G"}
+MATRIX_PREFERRED = {"softmax": "A", **{f.name: f.matrix_name for f in ELEMENTWISE_FUNCTIONS.values()}}
 MATRIX_FALLBACK = ["Z", "U", "V", "B", "C", "D", "F", "G", "H", "K", "M", "N", "P", "Q", "R"]
 INDEX_NAMES = ("i", "j", "k", "l")
 RESERVED = {"i", "j", "k", "l", "n", "L"}
@@ -52,8 +52,8 @@ def index_names(size_name: str) -> tuple[str, ...]:
 def reserved_names(size_names) -> set[str]:
     """Names a variable or an intermediate cannot take: sizes, their indices, the loss L."""
     return RESERVED | set(size_names) | {x for size in size_names for x in index_names(size)}
-DESCRIPTIONS = {"softmax": "softmax", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exponential",
-                "log": "logarithm", "log_softmax": "log-softmax"}
+DESCRIPTIONS = {"softmax": "softmax", "log_softmax": "log-softmax",
+                **{f.name: f.description for f in ELEMENTWISE_FUNCTIONS.values()}}
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class Lowering:
         name, args = node.function, node.args
         if name in ELEMENTWISE:
             x = self.at(args[0], _as_tuple(index))
-            return {"exp": exp, "log": log, "tanh": tanh, "sigmoid": lambda v: 1 / (1 + exp(-v))}[name](x)
+            return ELEMENTWISE_FUNCTIONS[name].value(x)
         size_name = args[0].shape[0]
         b = self.bound(index, size_name)
         size = self.size_of(size_name)
@@ -366,12 +366,12 @@ def sign_of(node: Node) -> str | None:
     if isinstance(node, Apply):
         if node.function in MATRIX_FUNCTIONS:
             return "real" if sign_of(node.args[0]) else None
-        if node.function in ("exp", "sigmoid", "softmax"):
+        if node.function in ELEMENTWISE_FUNCTIONS:
+            return sign_of_value(ELEMENTWISE_FUNCTIONS[node.function], sign_of(node.args[0]))
+        if node.function == "softmax":
             return "positive" if sign_of(node.args[0]) else None
-        if node.function in ("tanh", "sum", "dot", "mse", "logsumexp", "log_softmax"):
+        if node.function in ("sum", "dot", "mse", "logsumexp", "log_softmax"):
             return "real" if all(sign_of(a) for a in node.args) else None
-        if node.function == "log":
-            return "real" if sign_of(node.args[0]) == "positive" else None
     return None
 
 

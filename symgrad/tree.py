@@ -21,6 +21,7 @@ import ast
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS
 from symgrad.language import FUNCTIONS, LanguageError
 
 VECTOR, SCALAR, MATRIX = "vector", "scalar", "matrix"
@@ -38,7 +39,7 @@ MATRIX_FUNCTIONS = {
 ON_MATRICES = {"softmax", "sum", "cross_entropy", *MATRIX_FUNCTIONS}
 
 # What each function takes and gives: argument kinds and result kind (None: same as argument).
-ELEMENTWISE = ("exp", "log", "sigmoid", "tanh")
+ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # functions.py: one entry each
 SIGNATURES = {
     "softmax": ((VECTOR,), VECTOR), "log_softmax": ((VECTOR,), VECTOR),
     "logsumexp": ((VECTOR,), SCALAR), "sum": ((VECTOR,), SCALAR), "dot": ((VECTOR, VECTOR), SCALAR),

@@ -28,6 +28,7 @@ from sympy.core.relational import Relational
 from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatrix
 
 from symgrad.derivation import rules
+from symgrad.functions import ELEMENTWISE
 from symgrad.lowering import Lowering, Named
 from symgrad.notation import Vec
 from symgrad.steps import Rule
@@ -157,21 +158,12 @@ def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
                  matrix_title=rf"which is $I - \mathbf{{1}} {bold(a)}^\top$")
 
 
-# f'(x) written through the function's own value where that is the usual form
-ELEMENTWISE_DERIVATIVES = {
-    "exp": (lambda out, arg: out, r"$(e^x)' = e^x$"),
-    "sigmoid": (lambda out, arg: out * (1 - out), r"$\sigma' = \sigma (1 - \sigma)$"),
-    "tanh": (lambda out, arg: 1 - out ** 2, r"$\tanh' = 1 - \tanh^2$"),
-    "log": (lambda out, arg: 1 / arg, r"$(\log x)' = 1/x$"),
-}
-
-
-@rule(*ELEMENTWISE_DERIVATIVES)
+@rule(*ELEMENTWISE)  # functions.py: f'(x) written through f's own value where that is the usual form
 def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
     I, J = indices(ctx, parent.node, child)  # noqa: E741 - (i,) or (i, s)
     out, c = parent.head, child_head(ctx, child)
-    derivative, fact = ELEMENTWISE_DERIVATIVES[parent.node.function]
-    value = derivative(out[I], c[I])
+    function = ELEMENTWISE[parent.node.function]
+    value, fact = function.derivative(out[I], c[I]), function.fact
     for a, b in zip(I, J):
         value = value * KroneckerDelta(a, b)
     return Local(Derivative(out[I], c[J]), value, Rule.ELEMENTWISE,

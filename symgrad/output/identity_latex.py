@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import re
 
+from symgrad.functions import ELEMENTWISE
 from symgrad.identity_file import SYMBOLIC, Identity, IdentityFileError
 from symgrad.language import FUNCTIONS, LanguageError, parse_tree
 from symgrad.output.latex import _UNICODE_IN_TEXT
@@ -18,7 +19,7 @@ NAMED = {"softmax": r"\operatorname{softmax}", "log_softmax": r"\operatorname{lo
          "logsumexp": r"\operatorname{logsumexp}", "cross_entropy": r"\operatorname{CE}",
          "binary_cross_entropy": r"\operatorname{BCE}", "mse": r"\operatorname{MSE}",
          "diag": r"\operatorname{diag}", "sum": r"\operatorname{sum}", "exp": r"\exp", "log": r"\log",
-         "tanh": r"\tanh", "sigmoid": r"\sigma"}
+         **{f.name: f.tex for f in ELEMENTWISE.values()}}
 GREEK = {"eps": r"\varepsilon", "epsilon": r"\varepsilon", "alpha": r"\alpha", "beta": r"\beta",
          "gamma": r"\gamma", "lam": r"\lambda", "tau": r"\tau", "sigma": r"\sigma", "mu": r"\mu"}
 PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.MatMult: 2, ast.Div: 2, ast.Pow: 4}
