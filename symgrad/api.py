@@ -346,7 +346,7 @@ def is_derivable(identity) -> bool:
     from symgrad.language import LanguageError, parse_tree
 
     try:
-        body = parse_tree(identity.lhs).body
+        body = parse_tree(identity.lhs, matrices=True).body  # matrix identities derive too (@, transpose)
     except LanguageError:
         return False
     return isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")

@@ -277,6 +277,10 @@ def export(
         sys.stdout.write(text)
     else:
         write_atomically(target, text)
+        held = len(checked.results) - len(not_holding)
+        _console(stderr=True).print(f"wrote {target}: {held} of {len(checked.results)} identities checked"
+                                    + (f", {len(not_holding)} marked NOT verified" if not_holding else ""),
+                                    markup=False, highlight=False)
 
 
 def _print_verify_text(checked, stale: list, quiet: bool) -> None:

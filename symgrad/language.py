@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -635,7 +636,10 @@ def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False) 
     except SyntaxError as error:
         column = None if error.offset is None or error.lineno not in (None, 1) else \
             min(max(error.offset, 1) + offset, len(text) + 1)  # Python says 0 for "-", past the end for "f("
-        raise LanguageError(f"syntax error: {error.msg}", column) from None
+        hint = ""
+        if re.search(r"(?<![=<>!])=(?!=)", source):  # a lone = where an equation needs ==
+            hint = " (an equation is written with ==, as in sum(y) == 1)"
+        raise LanguageError(f"syntax error: {error.msg}{hint}", column) from None
     except (RecursionError, MemoryError, ValueError):
         raise LanguageError("expression too deeply nested") from None
     checker = _StaticCheck(source, offset, matrices)
@@ -648,7 +652,7 @@ def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False) 
             checker.fail("an assumption must be a single equation  lhs == rhs", body)
         checker.check(body.left, 1), checker.check(body.comparators[0], 1)
     elif allow_equation:
-        checker.fail("an assumption must be an equation  lhs == rhs", body)
+        checker.fail("an assumption must be an equation, lhs == rhs", body)
     else:
         checker.check(body, 1)
     if offset:

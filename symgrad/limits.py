@@ -78,16 +78,8 @@ def parse_variables(text: str) -> dict:
     """``"W=n x p,b=n,T=scalar"`` → {"W": "n x p", "b": "n", "T": "scalar"}: each variable's
     shape as in identity files: "scalar", a size name ("n", "m": a vector), a positive integer
     (a vector of length n) or "ROWS x COLS" with two size names (a matrix)."""
-    variables = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, length = (x.strip() for x in part.partition("="))
-        if not sep or not name or not length:
-            raise UsageError(f"--vars: {part!r} is not NAME=SHAPE ({VARS_EXAMPLE})")
-        if not name.isidentifier():
-            raise UsageError(f"--vars: {name!r} is not a valid variable name")
-        if name in variables:
-            raise UsageError(f"--vars: {name!r} is declared twice")
-        variables[name] = _shape(name, length)
+    variables = {name: _shape(name, length)
+                 for name, length in _assignments(text, "--vars", "NAME=SHAPE", VARS_EXAMPLE, "variable", "declared")}
     if not variables:
         raise UsageError(f"--vars declares no variable ({VARS_EXAMPLE})")
     return variables
@@ -122,17 +114,25 @@ def _check_size_name(name: str, text: str, size: str) -> None:
                          f"integer or ROWS x COLS (n x p), not {text!r}")
 
 
-def parse_sizes(text: str) -> dict:
-    """``"n=3,p=2,m=symbolic"`` → {"n": 3, "p": 2, "m": "symbolic"}: the value of each size name."""
-    sizes = {}
+def _assignments(text: str, option: str, form: str, example: str, what: str, verb: str) -> list[tuple[str, str]]:
+    """``a=1,b=2`` → [("a", "1"), ("b", "2")], each name a valid identifier given once."""
+    pairs: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = (x.strip() for x in part.partition("="))
         if not sep or not name or not value:
-            raise UsageError(f"--sizes: {part!r} is not NAME=VALUE (e.g. --sizes n=3,p=2,m=2)")
+            raise UsageError(f"{option}: {part!r} is not {form} ({example})")
         if not name.isidentifier():
-            raise UsageError(f"--sizes: {name!r} is not a valid size name")
-        if name in sizes:
-            raise UsageError(f"--sizes: {name!r} is given twice")
+            raise UsageError(f"{option}: {name!r} is not a valid {what} name")
+        if name in pairs:
+            raise UsageError(f"{option}: {name!r} is {verb} twice")
+        pairs[name] = value
+    return list(pairs.items())
+
+
+def parse_sizes(text: str) -> dict:
+    """``"n=3,p=2,m=symbolic"`` → {"n": 3, "p": 2, "m": "symbolic"}: the value of each size name."""
+    sizes = {}
+    for name, value in _assignments(text, "--sizes", "NAME=VALUE", "e.g. --sizes n=3,p=2,m=2", "size", "given"):
         if value.lower() == "symbolic":
             sizes[name] = "symbolic"
             continue

@@ -249,7 +249,8 @@ class _Converter:
             if n.id in self.sizes and n.id not in self.shapes:
                 return Size(n.id, column)
             if n.id not in self.shapes:
-                raise LanguageError(f"unknown name {n.id!r}", column)
+                raise LanguageError(f"unknown name {n.id!r}: declare it with its shape (--vars, or vars in an "
+                                    "identity file)", column)
             shape = self.shapes[n.id]
             return Var(n.id, KIND_OF_RANK[len(shape)], column, shape)
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):

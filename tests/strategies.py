@@ -16,6 +16,7 @@ import tempfile
 
 from hypothesis import strategies as st
 
+from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS
 from symgrad.language import FUNCTIONS, Variable
 
 VECTORS = ("z", "y")
@@ -31,7 +32,7 @@ def variables(n: int) -> dict[str, Variable]:
 CANARY = os.path.join(tempfile.gettempdir(), f"symgrad-fuzz-canary-{os.getpid()}")
 CANARY_ATTRIBUTE = "fuzz_canary_was_set"
 
-ELEMENTWISE = ("exp", "log", "sigmoid", "tanh")
+ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # every entry of functions.py, as it grows
 VECTOR_TO_VECTOR = ("softmax", "log_softmax")
 VECTOR_TO_SCALAR = ("sum", "logsumexp")
 PAIR_TO_SCALAR = ("dot", "cross_entropy", "binary_cross_entropy", "mse")

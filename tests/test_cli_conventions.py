@@ -132,6 +132,9 @@ def test_list_of_files_shows_identities_without_checking_them(tmp_path):
     from symgrad.identity_file import load_paths
 
     assert len(rows) == 3 + len(load_paths([CATALOG]))
+    layer = [row for name, row in by_name.items() if name.startswith("softmax layer")]
+    assert layer and all(row.rstrip().endswith("yes") for row in layer)  # matrix identities derive too
+    assert all("(n = 3, p = 2, m = 2); (n = 2, p = 3, m = 1)" in row for row in layer)
 
 
 def test_list_reports_a_bad_file_and_still_lists_the_rest(tmp_path):

@@ -53,7 +53,7 @@ LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Bi
 
 def matrix_convention(sizes, loss: str = "L") -> str:
     """The layout line of a matrix derivation, naming the indices of each size it uses."""
-    ranges = ", ".join(rf"${', '.join(index_names(name)[:2])} \le {_size_tex(name)}$" for name in sizes)
+    ranges = "; ".join(rf"${', '.join(index_names(name)[:2])} \le {_size_tex(name)}$" for name in sizes)
     return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \mathbf{{X}}$ is "
             rf"${loss}$'s derivative by the same entry of $\mathbf{{X}}$; one example per column; indices "
             rf"{ranges} (each runs over the size it is named for)")
@@ -129,6 +129,9 @@ class _Engine:
         if len(self.targets) > 1 and (not self.several or self.jacobian):
             raise UsageError("several variables to differentiate by are derived together only for matrices")
         for target in self.targets:
+            if target not in self.kinds:
+                raise UsageError(f"--wrt {target}: {target!r} is not declared (--vars declares "
+                                 f"{', '.join(self.kinds) or 'nothing'})")
             if self.kinds.get(target) != VECTOR and not (self.several and self.kinds.get(target) == MATRIX):
                 raise UsageError(f"--wrt must name a vector{' or matrix' if self.several else ''} variable, "
                                  f"not {target!r}")

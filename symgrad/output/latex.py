@@ -248,7 +248,8 @@ _UNICODE_IN_TEXT = {"−": "$-$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "Σ
                     "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"}
 
 
-_IDENTIFIER = re.compile(r"(?<![\\$\w])([A-Za-z]+)_([A-Za-z]+)\b")
+# a one-letter name with a word subscript (n_prev, A_prev); not a function name (cross_entropy)
+_IDENTIFIER = re.compile(r"(?<![\\$\w])([A-Za-z])_([A-Za-z]+)\b")
 
 
 def identifiers_as_math(markup: str) -> str:

@@ -124,4 +124,5 @@ def latex_to_unicode(markup: str) -> str:
         s = re.sub(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
         s = s.replace("-", "−").replace("{", "").replace("}", "")
         return s
+    markup = re.sub(r"\\texttt\{([^{}$]*)\}", r"\1", markup)  # code in a note: plain in a terminal
     return re.sub(r"\$([^$]*)\$", math, markup)

@@ -53,8 +53,13 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return display_name(name)
 
     def _print_Symbol(self, expr, bold_name=False):
-        if self.notation is not None and expr.name in self.notation.names:
-            return prettyForm(self.name(expr.name))
+        from symgrad.output.notation import PLAIN
+
+        if self.notation is not None and self.notation.names.get(expr.name, PLAIN.get(expr.name)) != PLAIN.get(expr.name):
+            return prettyForm(self.name(expr.name))  # a course name (n^[L-1])
+        head, _, tail = expr.name.partition("_")
+        if head and tail.isalpha() and tail.islower():  # a size n_prev reads nₚᵣₑᵥ, as in the titles
+            return prettyForm(head + subscript(tail))
         return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):

@@ -163,10 +163,17 @@ def summary_line(results: list[IdentityResult], problems=(), files: int = 0, sec
             f" in {files} file{plural} ({seconds:.2f} s)")
 
 
+def _sizes_text(sizes: list) -> str:
+    """1, 2, symbolic — or, for size tables, (n = 3, p = 2, m = 2); (n = 2, p = 3, m = 1)."""
+    if not any(hasattr(size, "values") for size in sizes):  # identity_file.SizeTable: a str with values
+        return ", ".join(map(str, sizes))
+    return "; ".join(f"({size})" for size in sizes)
+
+
 def identities_table(rows: list[dict]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """``symgrad list FILE…``: name, file, variables, sizes, and whether derive --identity applies."""
     columns = ("identity", "file", "vars", "sizes", "derive --identity")
     shown_rows = [(row["name"], row["file"], ", ".join(f"{k}={v}" for k, v in row["vars"].items()),
-                   ", ".join(map(str, row["sizes"])),
+                   _sizes_text(row["sizes"]),
                    "yes" if row["derivable"] else "no (lhs is not grad/jacobian)") for row in rows]
     return columns, shown_rows

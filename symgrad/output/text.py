@@ -76,7 +76,8 @@ def rich_renderable(derivation: Derivation, notation=None) -> Group:
         colour = "green" if step.check and step.check.proven else "red"
         math = _Math(step, step.lhs != previous, derivation.model, notation)
         title = Text(f"{number}. {_markup(step.title, notation)}", style="bold")
-        status_line = Text(f"{step.rule.value} · {status_symbol(step.check)} {status}", style=colour)
+        status_line = Text(f"{step.rule.value} · {status_symbol(step.check)} {_markup(status, notation)}",
+                           style=colour)
         parts.append(Panel(Group(title, math, status_line), expand=False))
         previous = step.lhs
     for note in derivation.notes:
