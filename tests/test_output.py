@@ -282,3 +282,23 @@ def test_terminal_elides_with_a_mark_at_n_6():
 def test_terminal_course_notation():
     text = _terminal(_derivation((3, 2, 2)), 100, notation=Notation(dict(NOTATIONS["course"])))
     assert "Z^[L]" in text and "A^[L-1]" in text
+
+
+def test_terminal_reads_one_way_around_sums():
+    """A sum that other terms follow is bracketed (never Σ yᵢ - yⱼ with -yⱼ seemingly inside),
+    and a sum of terms inside a product keeps its brackets (aⱼ⋅(ε + Σ …), not aⱼ⋅ε + Σ …)."""
+    from sympy import IndexedBase, Sum, Symbol, symbols
+
+    from symgrad.output.pretty import TerminalPrinter
+
+    a, y, t = IndexedBase("a"), IndexedBase("y"), IndexedBase("t")
+    i, j = symbols("i j", integer=True, positive=True)
+    eps = Symbol("eps")
+    total = Sum(y[i], (i, 1, 3))
+    printer = TerminalPrinter()
+    collected = printer.doprint(a[j] * total - y[j]).splitlines()
+    middle = next(line for line in collected if "yⱼ" in line)
+    assert middle.index("⎟") < middle.index("- yⱼ"), "\n".join(collected)  # the Σ closes before − yⱼ
+    product = printer.doprint(a[j] * (eps + total - eps * total) - t[j]).splitlines()
+    middle = next(line for line in product if "tⱼ" in line)
+    assert "aⱼ⋅⎜ε" in middle, "\n".join(product)

@@ -42,7 +42,7 @@ from symgrad.steps import Derivation, Rule, Step
 from symgrad.tree import (KIND_OF_RANK, MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode,
                           MatProduct, Negate, Node, Size, Var, depends_on, to_tree)
 
-CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
+CONVENTION = (r"numerator layout, so $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
               r"$\partial \mathbf{a}/\partial \mathbf{x}$ the $n \times n$ Jacobian with entry "
               r"$(i, j) = \partial a_i/\partial x_j$; the gradient $(\partial L/\partial \mathbf{x})^\top$ "
               r"is a column like $\mathbf{x}$")

@@ -15,7 +15,7 @@ from symgrad.steps import Derivation
 
 LOSS = "cross_entropy(softmax(z), y)"
 LABELS = "sum(y) == 1"
-CONVENTION = (r"numerator layout: $\partial L/\partial \mathbf{a}$ and $\partial L/\partial \mathbf{z}$ "
+CONVENTION = (r"numerator layout, so $\partial L/\partial \mathbf{a}$ and $\partial L/\partial \mathbf{z}$ "
               r"are $1 \times n$ rows, $\partial \mathbf{a}/\partial \mathbf{z}$ is the $n \times n$ "
               r"Jacobian with entry $(i, j) = \partial a_i/\partial z_j$; the gradient "
               r"$\mathbf{dz} = (\partial L/\partial \mathbf{z})^\top$ is a column like $\mathbf{z}$")

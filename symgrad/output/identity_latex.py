@@ -11,6 +11,7 @@ from symgrad.functions import ELEMENTWISE
 from symgrad.identity_file import SYMBOLIC, Identity, IdentityFileError
 from symgrad.language import FUNCTIONS, LanguageError, parse_tree
 from symgrad.output.latex import _UNICODE_IN_TEXT
+from symgrad.output.notation import SHORT_GREEK
 
 VECTOR_VALUED = {"exp", "log", "sigmoid", "tanh"}  # elementwise: a vector for a vector
 RETURNS_VECTOR = {"softmax", "log_softmax", "grad"}
@@ -20,8 +21,8 @@ NAMED = {"softmax": r"\operatorname{softmax}", "log_softmax": r"\operatorname{lo
          "binary_cross_entropy": r"\operatorname{BCE}", "mse": r"\operatorname{MSE}",
          "diag": r"\operatorname{diag}", "sum": r"\operatorname{sum}", "exp": r"\exp", "log": r"\log",
          **{f.name: f.tex for f in ELEMENTWISE.values()}}
-GREEK = {"eps": r"\varepsilon", "epsilon": r"\varepsilon", "alpha": r"\alpha", "beta": r"\beta",
-         "gamma": r"\gamma", "lam": r"\lambda", "tau": r"\tau", "sigma": r"\sigma", "mu": r"\mu"}
+GREEK = {**{name: latex for name, (latex, _) in SHORT_GREEK.items()}, "epsilon": r"\varepsilon",
+         "alpha": r"\alpha", "beta": r"\beta", "gamma": r"\gamma", "tau": r"\tau", "sigma": r"\sigma", "mu": r"\mu"}
 PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.MatMult: 2, ast.Div: 2, ast.Pow: 4}
 MATRIX_CALLS = {"transpose": r"{0}^\top", "colsum": r"\mathbf{{1}}^\top {0}", "rowsum": r"{0} \mathbf{{1}}"}
 

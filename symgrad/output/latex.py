@@ -11,7 +11,7 @@ from sympy import Add, Eq, Indexed, MatrixBase, Mul, Piecewise, Sum, Symbol
 from sympy.printing.latex import LatexPrinter
 
 from symgrad.notation import PartialD, Vec
-from symgrad.output.notation import Notation
+from symgrad.output.notation import SHORT_GREEK, Notation
 from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
 from symgrad.output.width import width
 from symgrad.output.status import index_ranges, status_words
@@ -39,6 +39,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
     def _print_Symbol(self, expr: Symbol, style="plain"):
         if expr.name in self.notation.names:
             return self.notation.latex_name(expr.name)
+        if expr.name in SHORT_GREEK:
+            return SHORT_GREEK[expr.name][0]
         return super()._print_Symbol(expr, style)
 
     def _print_Indexed(self, expr: Indexed):

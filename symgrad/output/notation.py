@@ -18,6 +18,9 @@ COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "
           # sizes and the course's gradient names (not bold: dW^{[L]} as the course writes it)
           "n_prev": "n^{[L-1]}", "dZ": "dZ^{[L]}", "dW": "dW^{[L]}", "db": "db^{[L]}",
           "dA_prev": "dA^{[L-1]}"}
+# Short names users give scalars (eps for ε in label smoothing), printed as the letter they mean;
+# SymPy already prints the full names (epsilon, lambda, tau …) as Greek.
+SHORT_GREEK = {"eps": (r"\varepsilon", "ε"), "lam": (r"\lambda", "λ")}
 GRADIENT_NAMES = {"dz", "dZ", "dW", "db", "dA_prev"}
 
 
@@ -93,12 +96,14 @@ _COMMANDS = {
 _PREFIX_COMMANDS = {r"\partial", r"\sum", r"\nabla"}  # ∂L reads better than ∂ L
 
 
-_SUPERSCRIPTS = str.maketrans("abcdefghijklmnoprstuvwxyz", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ")
+_SUPERSCRIPTS = str.maketrans("abcdefghijklmnoprstuvwxyz0123456789", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def superscript(text: str) -> str:
     """Unicode superscript letters if every character has one (prev → ᵖʳᵉᵛ), else ``^(text)``."""
-    return text.translate(_SUPERSCRIPTS) if text.isalpha() and text.islower() and "q" not in text else f"^({text})"
+    if text.isdigit() or text.isalpha() and text.islower() and "q" not in text:
+        return text.translate(_SUPERSCRIPTS)
+    return f"^({text})"
 
 
 def subscript(text: str) -> str:

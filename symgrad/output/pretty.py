@@ -9,7 +9,7 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import subscript, superscript
+from symgrad.output.notation import SHORT_GREEK, subscript, superscript
 from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
@@ -57,6 +57,8 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
         if self.notation is not None and self.notation.names.get(expr.name, PLAIN.get(expr.name)) != PLAIN.get(expr.name):
             return prettyForm(self.name(expr.name))  # a course name (n^[L-1])
+        if expr.name in SHORT_GREEK:
+            return prettyForm(SHORT_GREEK[expr.name][1])
         head, _, tail = expr.name.partition("_")
         if head and tail.isalpha() and tail.islower():  # a size n_prev reads nₚᵣₑᵥ, as in the titles
             return prettyForm(head + subscript(tail))
@@ -125,6 +127,26 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             form = piece if form is None else prettyForm(*stringPict.next(form, "⋅", piece))
         return form
 
+    def _print_Add(self, expr, order=None):
+        """As in the LaTeX: positive terms lead (a − y), and a term ending in a sum (Σ yᵢ, or
+        aⱼ⋅Σ yᵢ) that other terms follow is bracketed, so −yⱼ is never read inside the Σ."""
+        terms = ordered_terms(list(self._as_ordered_terms(expr, order=order)))
+        if len(terms) < 2 or not any(_ends_in_sum(t) for t in terms[:-1]):
+            return super()._print_Add(expr, order)
+        form = None
+        for k, term in enumerate(terms):
+            negative = term.could_extract_minus_sign()
+            body = -term if negative else term
+            piece = self._print(body)
+            if body.is_Add or (k < len(terms) - 1 and _ends_in_sum(body)):
+                piece = prettyForm(*piece.parens())
+            if form is None:
+                form = prettyForm(*stringPict.next(prettyForm("-"), piece)) if negative else piece
+            else:
+                form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
+        form.binding = prettyForm.ADD  # a product around this sum brackets it
+        return form
+
     def _wrap(self, printed):
         return prettyForm(*printed.parens())
 
@@ -144,6 +166,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
                 form = prettyForm(*piece.left("-")) if negative else piece
             else:
                 form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
+        form.binding = prettyForm.ADD  # a product around this sum brackets it
         return form
 
     def _print_DiagMatrix(self, expr):
@@ -190,3 +213,14 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
 def pretty(expr, notation=None) -> str:
     return TerminalPrinter(notation).doprint(expr)
+
+
+def _ends_in_sum(term) -> bool:
+    """A sum, or a product whose last printed factor is a sum (aⱼ⋅Σᵢ yᵢ)."""
+    from sympy import Mul, Sum
+
+    def is_sum(x):
+        return isinstance(x, Sum) or x.__class__.__name__ == "SumExcluding"
+    if isinstance(term, Mul):
+        return is_sum(ordered_factors(list(term.args))[-1])
+    return is_sum(term)
