@@ -435,9 +435,9 @@ def _progress_reporter():
     status.start()
 
     def report(number: int, total: int, title: str) -> None:
-        from symgrad.output.notation import latex_to_unicode
+        from symgrad.output.text import markup_text
 
-        status.update(f"checking step {number}/{total}: {latex_to_unicode(title)}")
+        status.update(f"checking step {number}/{total}: {markup_text(title)}")
         if number == total:
             status.stop()
     return report

@@ -14,8 +14,12 @@ printing lives in ``symgrad.output``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
 from sympy.matrices.expressions import MatrixExpr
+from sympy.printing.latex import LatexPrinter
 
 
 class _Named(MatrixExpr):
@@ -164,3 +168,56 @@ def plain_sympy(expr: Basic) -> Basic:
     """Only SymPy's own classes (Σ_{i≠j} as Σ_i − the j-th term), so that ``sympify`` alone can
     read an exported expression."""
     return expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
+
+
+# -- names in step titles and notes ---------------------------------------------------------------
+# A derivation writes the names in its titles as tokens — \name{L}, \bname{a} (the whole vector
+# or matrix, bold), \entry{A_prev}{p,t} — and each printer writes them exactly as it writes them
+# in the equations: plain or course notation, LaTeX or terminal. No printer guesses names in text.
+NAME_TOKEN = re.compile(r"\\entry\{([^{}]*)\}\{([^{}]*)\}|\\(bname|name)\{([^{}]*)\}")
+
+
+def _label(head) -> str:
+    return str(getattr(head, "name", getattr(getattr(head, "label", None), "name", head)))
+
+
+def name_markup(head) -> str:
+    """A scalar or a size by name: L, T, n_prev."""
+    return rf"\name{{{_label(head)}}}"
+
+
+def bold_markup(head) -> str:
+    """A whole vector or matrix: a, W, A_prev (bold)."""
+    return rf"\bname{{{_label(head)}}}"
+
+
+def entry_markup(head, indices) -> str:
+    """An entry: a_j, A_prev[p, t]; ``indices`` a tuple of symbols, or a string of one-letter ones."""
+    return rf"\entry{{{_label(head)}}}{{{','.join(str(x) for x in indices)}}}"
+
+
+class _MarkupPrinter(LatexPrinter):
+    """SymPy's LaTeX with every name a token: an assumption or a leftover sum in a note reads in
+    the printer's notation like the rest."""
+
+    def _print_Indexed(self, expr):
+        return entry_markup(expr.base, expr.indices)
+
+    def _print_Symbol(self, expr, style="plain"):
+        return name_markup(expr)
+
+
+def math_markup(expr: Basic) -> str:
+    return _MarkupPrinter().doprint(expr)
+
+
+def replace_names(markup: str, entry: Callable, name: Callable[[str], str], bold: Callable[[str], str]) -> str:
+    """Each token written by the printer's own functions: ``entry(name, indices)`` (indices as
+    SymPy integers or index symbols), ``name(name)``, ``bold(name)``."""
+    def replace(match: re.Match) -> str:
+        if match.group(1) is not None:
+            indices = tuple(Integer(x) if x.isdigit() else index_symbol(x)
+                            for x in match.group(2).split(",") if x)
+            return entry(match.group(1), indices)
+        return (bold if match.group(3) == "bname" else name)(match.group(4))
+    return NAME_TOKEN.sub(replace, markup)

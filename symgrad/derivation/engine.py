@@ -26,26 +26,26 @@ import ast
 from dataclasses import dataclass, field
 
 from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, Integer, KroneckerDelta, Mul, Sum, Symbol,
-                   Transpose, cancel, factor_terms, latex)
+                   Transpose, cancel, factor_terms)
 from sympy.matrices.expressions import MatAdd, MatMul
 
 from symgrad.build import N
 from symgrad.derivation import rules
-from symgrad.derivation.local import (Local, bold, child_head, jacobian_of, loss_gradient, sub, tex)
+from symgrad.derivation.local import (Local, bold, child_head, entry, jacobian_of, loss_gradient, sub, tex)
 from symgrad.derivation.matrix_form import read_matrix, tree_matrix
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
 from symgrad.lowering import Lowering, Named, index_names, reserved_names
 from symgrad.model import Assumption, Definition
-from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols
+from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols, math_markup, name_markup
 from symgrad.steps import Derivation, Rule, Step
 from symgrad.tree import (KIND_OF_RANK, MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode,
                           MatProduct, Negate, Node, Size, Var, depends_on, to_tree)
 
-CONVENTION = (r"numerator layout, so $\partial L/\partial \mathbf{x}$ is a $1 \times n$ row and "
-              r"$\partial \mathbf{a}/\partial \mathbf{x}$ the $n \times n$ Jacobian with entry "
-              r"$(i, j) = \partial a_i/\partial x_j$; the gradient $(\partial L/\partial \mathbf{x})^\top$ "
-              r"is a column like $\mathbf{x}$")
+CONVENTION = (r"numerator layout, so $\partial \name{L}/\partial \bname{x}$ is a $1 \times n$ row and "
+              r"$\partial \bname{a}/\partial \bname{x}$ the $n \times n$ Jacobian with entry "
+              r"$(i, j) = \partial \entry{a}{i}/\partial \entry{x}{j}$; the gradient "
+              r"$(\partial \name{L}/\partial \bname{x})^\top$ is a column like $\bname{x}$")
 LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Binary cross-entropy loss",
               "mse": "Mean squared error", "logsumexp": "Log-sum-exp", "dot": "A dot product",
               "sum": "A sum"}
@@ -54,14 +54,13 @@ LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Bi
 def matrix_convention(sizes, loss: str = "L") -> str:
     """The layout line of a matrix derivation, naming the indices of each size it uses."""
     ranges = "; ".join(rf"${', '.join(index_names(name)[:2])} \le {_size_tex(name)}$" for name in sizes)
-    return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \mathbf{{X}}$ is "
-            rf"${loss}$'s derivative by the same entry of $\mathbf{{X}}$; one example per column; indices "
+    return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \bname{{X}}$ is "
+            rf"${loss}$'s derivative by the same entry of $\bname{{X}}$; one example per column; indices "
             rf"{ranges} (each runs over the size it is named for)")
 
 
 def _size_tex(name: str) -> str:
-    stem, _, suffix = name.partition("_")
-    return rf"{stem}_{{\mathrm{{{suffix}}}}}" if stem and suffix else name
+    return name_markup(name)
 
 
 @dataclass(frozen=True)
@@ -344,13 +343,13 @@ class _Engine:
             known[Derivative(self.loss, p[i])] = rules.rebind(gradients[parent], {i, j})
             known[Derivative(p[i], c[j])] = local.value
         chain = Add(*terms, evaluate=False) if len(terms) > 1 else terms[0]
-        self.steps.append(Step(rf"Component $j$: $\partial {tex(self.loss)}/\partial {tex(c)}_j$ by the chain rule"
-                               if single else rf"Chain rule: ${tex(c)}_j$ reaches the loss along {len(terms)} paths",
+        self.steps.append(Step(rf"Component $j$: $\partial {tex(self.loss)}/\partial {entry(c, 'j')}$ by the chain rule"
+                               if single else rf"Chain rule: ${entry(c, 'j')}$ reaches the loss along {len(terms)} paths",
                                Rule.CHAIN_RULE, lhs, chain, (j,)))
         substituted = Add(*[rules.substitute_factors(t, known) if isinstance(t, Sum) else t for t in terms],
                           evaluate=False) if len(terms) > 1 else (
             rules.substitute_factors(chain, known) if isinstance(chain, Sum) else chain)
-        names = ", ".join(f"$\\partial {tex(self.loss)}/\\partial {tex(self.ctx.named[p].head)}_i$" for p in parents
+        names = ", ".join(f"$\\partial {tex(self.loss)}/\\partial {entry(self.ctx.named[p].head, 'i')}$" for p in parents
                           if p is not self.function)
         self.steps.append(Step(f"Substitute {names} and the Jacobian", Rule.SUBSTITUTE, lhs, substituted, (j,),
                                assumptions=self.used))
@@ -394,15 +393,15 @@ class _Engine:
         if single:
             p = ctx.named[parents[0]].head
             I = ctx.outer(parents[0])  # noqa: E741, N806
-            title = (rf"Chain rule: ${tex(c)}_{{{sub(J)}}}$ reaches the loss through the entries "
-                     rf"${tex(p)}_{{{sub(I)}}}$ of ${bold(p)}$, summed over ${', '.join(map(str, I))}$")
+            title = (rf"Chain rule: ${entry(c, J)}$ reaches the loss through the entries "
+                     rf"${entry(p, I)}$ of ${bold(p)}$, summed over ${', '.join(map(str, I))}$")
         else:
-            title = rf"Chain rule: ${tex(c)}_{{{sub(J)}}}$ reaches the loss along {len(terms)} paths"
+            title = rf"Chain rule: ${entry(c, J)}$ reaches the loss along {len(terms)} paths"
         self.steps.append(Step(title, Rule.CHAIN_RULE, lhs, chain, J))
         substituted = Add(*[rules.substitute_factors(t, known) if isinstance(t, Sum) else t for t in terms],
                           evaluate=False) if len(terms) > 1 else (
             rules.substitute_factors(chain, known) if isinstance(chain, Sum) else chain)
-        names = ", ".join(f"$\\partial {tex(self.loss)}/\\partial {tex(ctx.named[q].head)}_{{{sub(ctx.outer(q))}}}$"
+        names = ", ".join(f"$\\partial {tex(self.loss)}/\\partial {entry(ctx.named[q].head, ctx.outer(q))}$"
                           for q in parents if q is not self.function)
         self.steps.append(Step(f"Substitute {names} and the local derivative", Rule.SUBSTITUTE, lhs, substituted, J,
                                assumptions=self.used))
@@ -564,7 +563,7 @@ class _Engine:
         gradient = Transpose(PartialD(self.loss, Vec(x, self.ctx.size)))
         vector = to_vector(component, j, self.ctx.size)
         if vector is not None:
-            self.steps.append(Step(rf"As a vector: the gradient ${bold('d' + tex(x))}$", Rule.VECTOR_FORM,
+            self.steps.append(Step(rf"As a vector: the gradient ${bold('d' + str(x.label))}$", Rule.VECTOR_FORM,
                                    gradient, vector, assumptions=self.used))
         if self.problem.rhs is None:
             self._note_unused_sums(component)
@@ -586,7 +585,7 @@ class _Engine:
             term = total.function
             if getattr(term, "base", None) in self.ctx.bases.values():
                 what = "colsum" if len(term.indices) == 2 else "sum"
-                self.notes.append(rf"Stopped with ${latex(total)}$ left in: an assumption such as "
+                self.notes.append(rf"Stopped with ${math_markup(total)}$ left in: an assumption such as "
                                   rf"\texttt{{{what}({term.base}) == 1}} (one-hot or probability labels) "
                                   r"would reduce it further.")
 
@@ -704,7 +703,7 @@ def _written(ctx: Lowering, node: Node, top: bool = False) -> str:
     if node in ctx.named and not top:
         return bold(ctx.named[node].head)
     if isinstance(node, Var):
-        return bold(node.name) if node.shape else node.name
+        return bold(node.name) if node.shape else tex(node.name)
     if isinstance(node, MatProduct):
         return f"{_written(ctx, node.left)} {_written(ctx, node.right)}"
     if isinstance(node, Arith):
@@ -747,7 +746,7 @@ def _definition_title(ctx: Lowering, named: Named) -> str:
 
 
 def _assumption_title(assumption: Assumption, every: tuple = ()) -> str:
-    equation = latex(assumption.equation)
+    equation = math_markup(assumption.equation)
     for_every = (" for every " + ", ".join(f"${x}$" for x in every)) if every else ""
     if assumption.description and assumption.description != assumption.name:
         return rf"Assume {assumption.name}, ${equation}${for_every} ({assumption.description})"

@@ -30,7 +30,7 @@ from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatr
 from symgrad.derivation import rules
 from symgrad.functions import ELEMENTWISE
 from symgrad.lowering import Lowering, Named
-from symgrad.notation import Vec
+from symgrad.notation import Vec, bold_markup, entry_markup, name_markup
 from symgrad.steps import Rule
 from symgrad.tree import MATRIX, Apply, Arith, Negate, Node, Var
 
@@ -84,18 +84,18 @@ def rule(*names: str):
 
 
 def tex(head) -> str:
-    """A name as it reads in a title (entries are written head_i, so a name's own suffix goes
-    up: A_prev reads A^{prev}, and its entries A^{prev}_{ps})."""
-    name = str(getattr(head, "name", head))
-    stem, _, suffix = name.partition("_")
-    return rf"{stem}^{{\mathrm{{{suffix}}}}}" if stem and suffix else name
+    """A name in a title, as a token each printer writes in its notation (``notation.py``)."""
+    return name_markup(head)
 
 
 def bold(head) -> str:
-    r"""The whole vector or matrix: A_prev reads \mathbf{A}_{prev}."""
-    name = str(getattr(head, "name", head))
-    stem, _, suffix = name.partition("_")
-    return rf"\mathbf{{{stem}}}_{{\mathrm{{{suffix}}}}}" if stem and suffix else rf"\mathbf{{{name}}}"
+    """A whole vector or matrix in a title (bold), as a token."""
+    return bold_markup(head)
+
+
+def entry(head, indices) -> str:
+    """An entry in a title (a_j, A_prev[p, t]), as a token; ``indices`` a tuple or "ij"."""
+    return entry_markup(head, indices)
 
 
 def child_head(ctx: Context, child: Node):
@@ -121,8 +121,8 @@ def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
     value = rules.quotient_rule(c[i], c[j], a[i], a[j], i, j)
     n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(a[i], c[j]), value, Rule.QUOTIENT_RULE,
-                 rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{tex(c)}_k}}) / "
-                 rf"\partial {tex(c)}_j = e^{{{tex(c)}_j}}$", (i, j),
+                 rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{entry(c, 'k')}}}) / "
+                 rf"\partial {entry(c, 'j')} = e^{{{entry(c, 'j')}}}$", (i, j),
                  cases=rules.split_kronecker_cases(value, i, j),
                  matrix=DiagMatrix(Vec(a, n)) - Vec(a, n) * Vec(a, n).T,
                  matrix_title=rf"which is $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
@@ -151,8 +151,8 @@ def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
     value = KroneckerDelta(i, j) - a[j]
     n = ctx.size_of(parent.node.shape[0])
     return Local(Derivative(o[i], c[j]), value, Rule.LOG_RULE,
-                 rf"Log-softmax Jacobian: ${tex(o)}_i = {tex(c)}_i - \log \sum_k e^{{{tex(c)}_k}}$, "
-                 rf"and the derivative of the log-sum is the softmax ${tex(a)}_j$", (i, j),
+                 rf"Log-softmax Jacobian: ${entry(o, 'i')} = {entry(c, 'i')} - \log \sum_k e^{{{entry(c, 'k')}}}$, "
+                 rf"and the derivative of the log-sum is the softmax ${entry(a, 'j')}$", (i, j),
                  cases=rules.split_kronecker_cases(value, i, j),
                  matrix=Identity(n) - OneMatrix(n, 1) * Vec(a, n).T,
                  matrix_title=rf"which is $I - \mathbf{{1}} {bold(a)}^\top$")
@@ -169,7 +169,7 @@ def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
     return Local(Derivative(out[I], c[J]), value, Rule.ELEMENTWISE,
                  rf"{parent.definition.description.capitalize()} acts entry by entry: a diagonal "
                  rf"Jacobian, with {fact}", I + J, diagonal=True,
-                 collapse_title=rf"Entry by entry: only the term {sub(J)} of the sum holds ${tex(c)}_{{{sub(J)}}}$"
+                 collapse_title=rf"Entry by entry: only the term {sub(J)} of the sum holds ${entry(c, J)}$"
                  if len(I) > 1 else "")
 
 
@@ -183,7 +183,7 @@ def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
     value = factor_terms(parent.definition.body.diff(c[j]))
     diagonal = _is_diagonal(value, i, j)
     title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
-             else rf"Differentiate ${tex(u)}_i$ by ${tex(c)}_j$")
+             else rf"Differentiate ${entry(u, 'i')}$ by ${entry(c, 'j')}$")
     return Local(Derivative(u[i], c[j]), value, Rule.ELEMENTWISE if diagonal else Rule.DIFFERENTIATE,
                  title, (i, j), diagonal=diagonal)
 
@@ -196,13 +196,13 @@ def _differentiate_matrix_template(ctx: Context, parent: Named, child: Node) -> 
     value = entry_derivative(parent.definition.body, c, J)
     where = deltas_text(value, J)
     linear = not value.has(c)
-    what = rf"${bold(u)}$ is linear in ${bold(c)}$" if linear else rf"Differentiate ${tex(u)}_{{{sub(I)}}}$"
+    what = rf"${bold(u)}$ is linear in ${bold(c)}$" if linear else rf"Differentiate ${entry(u, I)}$"
     if where:
-        what += rf": ${tex(c)}_{{{sub(J)}}}$ enters only the entries with {where}"
+        what += rf": ${entry(c, J)}$ enters only the entries with {where}"
     if child.kind != MATRIX and parent.node.kind == MATRIX:
         what += " (it is added to every column)"
     return Local(Derivative(u[I], c[J]), value, Rule.DIFFERENTIATE, what, I + J,
-                 collapse_title=(rf"Only the entries with {where} hold ${tex(c)}_{{{sub(J)}}}$: the Kronecker "
+                 collapse_title=(rf"Only the entries with {where} hold ${entry(c, J)}$: the Kronecker "
                                  "delta keeps those terms of the sum") if where else "")
 
 
@@ -242,7 +242,7 @@ def loss_gradient(ctx: Context, root: Node, body: Expr, loss, child: Node) -> Lo
     if function == "logsumexp" and outer.args[0] == child:
         a = ctx.name(Apply("softmax", (child,))).head
         return Local(Derivative(loss, c[i]), a[i], Rule.LOG_RULE,
-                     rf"The derivative of $\log \sum_k e^{{{tex(c)}_k}}$ is the softmax ${tex(a)}_i$",
+                     rf"The derivative of $\log \sum_k e^{{{entry(c, 'k')}}}$ is the softmax ${entry(a, 'i')}$",
                      (i,))
     value = differentiate_by_entry(body, c, i, ctx.size)
     rule_used, title = LOSS_TITLES.get(function, (Rule.DIFFERENTIATE,
@@ -269,7 +269,7 @@ def _loss_gradient_entries(ctx: Context, root: Node, body: Expr, loss, child: No
     value = entry_derivative(body, c, I)
     rule_used = LOSS_TITLES.get(function, (Rule.DIFFERENTIATE, ""))[0]
     where = ", ".join(map(str, I))
-    title = (rf"Loss by one entry: only the term $({where})$ of the sum holds ${tex(c)}_{{{sub(I)}}}$"
+    title = (rf"Loss by one entry: only the term $({where})$ of the sum holds ${entry(c, I)}$"
              + ("; the constant factor stays" if scaled else ""))
     return Local(Derivative(loss, c[I]), value, rule_used, title, I)
 

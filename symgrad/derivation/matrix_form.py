@@ -11,11 +11,11 @@ the step that states the matrix form is checked entry by entry like every other.
 
 from __future__ import annotations
 
-from sympy import Add, Basic, Expr, Indexed, Mul, Rational, Sum, Transpose, latex
+from sympy import Add, Basic, Expr, Indexed, Mul, Rational, Sum, Transpose
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.derivation.local import bold, tex
-from symgrad.notation import MatVar, Vec
+from symgrad.notation import MatVar, Vec, math_markup
 from symgrad.tree import Apply, Arith, MatProduct, Negate, Node, Number, Size, Var
 
 
@@ -72,8 +72,8 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
     outside, term = term.as_independent(index, row, *([col] if col is not None else []), as_Add=False)
     if col is None:  # Σ_s M_js: the row sums, M times a column of ones
         inner = _read(term, row, index, ranges, reasons)
-        reasons.append(rf"the sum over ${index}$ adds up each row: a product with $\mathbf{{1}}_{{{latex(upper)}}}$, "
-                       rf"the column of ${latex(upper)}$ ones")
+        reasons.append(rf"the sum over ${index}$ adds up each row: a product with ${bold('1')}_{{{math_markup(upper)}}}$, "
+                       rf"the column of ${math_markup(upper)}$ ones")
         result = MatMul(inner, OneMatrix(upper, 1))
     else:  # Σ_s F_js G_sq: a matrix product over the inner index s
         left = Mul(*[f for f in Mul.make_args(term) if f.has(row)])

@@ -15,10 +15,10 @@ from symgrad.steps import Derivation
 
 LOSS = "cross_entropy(softmax(z), y)"
 LABELS = "sum(y) == 1"
-CONVENTION = (r"numerator layout, so $\partial L/\partial \mathbf{a}$ and $\partial L/\partial \mathbf{z}$ "
-              r"are $1 \times n$ rows, $\partial \mathbf{a}/\partial \mathbf{z}$ is the $n \times n$ "
-              r"Jacobian with entry $(i, j) = \partial a_i/\partial z_j$; the gradient "
-              r"$\mathbf{dz} = (\partial L/\partial \mathbf{z})^\top$ is a column like $\mathbf{z}$")
+CONVENTION = (r"numerator layout, so $\partial \name{L}/\partial \bname{a}$ and $\partial \name{L}/\partial "
+              r"\bname{z}$ are $1 \times n$ rows, $\partial \bname{a}/\partial \bname{z}$ is the $n \times n$ "
+              r"Jacobian with entry $(i, j) = \partial \entry{a}{i}/\partial \entry{z}{j}$; the gradient "
+              r"$\bname{dz} = (\partial \name{L}/\partial \bname{z})^\top$ is a column like $\bname{z}$")
 
 
 def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -> Derivation:
@@ -30,6 +30,6 @@ def derive_softmax_cross_entropy(n: int | str, normalized_labels: bool = True) -
     notes = list(derivation.notes)
     if n != "symbolic" and int(n) == 1:
         notes.append(r"$n = 1$: the softmax of a single logit is the constant 1, so "
-                     r"$\partial a_1/\partial z_1 = 0$ and, with $y_1 = 1$, the gradient "
-                     r"$a_1 - y_1$ is 0.")
+                     r"$\partial \entry{a}{1}/\partial \entry{z}{1} = 0$ and, with $\entry{y}{1} = 1$, the gradient "
+                     r"$\entry{a}{1} - \entry{y}{1}$ is 0.")
     return replace(derivation, convention=CONVENTION, notes=tuple(notes))

@@ -53,12 +53,13 @@ def _course_convention(derivation: Derivation) -> tuple[Step, ...]:
     W = next(x for x in dA_prev.rhs.atoms(MatVar) if str(x.base) == "W")  # noqa: N806
     labels = dZ.assumptions
     return (
-        Step(r"Course convention: $dZ := \mathbf{A} - \mathbf{Y}$ per example, without the $1/m$, "
-             r"so $dZ = m\, \partial J/\partial \mathbf{Z}$; then $dW = \frac{1}{m} dZ\, \mathbf{A}_{\mathrm{prev}}^\top$ "
-             r"and $db = \frac{1}{m} dZ\, \mathbf{1}_m$ are the gradients above",
+        Step(r"Course convention: $\name{dZ} := \bname{A} - \bname{Y}$ per example, without the $1/m$, "
+             r"so $\name{dZ} = m\, \partial \name{J}/\partial \bname{Z}$; then "
+             r"$\name{dW} = \frac{1}{m} \name{dZ}\, \bname{A_prev}^\top$ and "
+             r"$\name{db} = \frac{1}{m} \name{dZ}\, \bname{1}_m$ are the gradients above",
              Rule.MATRIX_FORM, MatMul(batch, dZ.lhs), difference, assumptions=labels),
-        Step(r"Course convention: $dA_{\mathrm{prev}} := \mathbf{W}^\top dZ$ carries the factor $m$ "
-             r"backward ($= m\, \partial J/\partial \mathbf{A}_{\mathrm{prev}}$); the next layer's $\frac{1}{m}$ in its "
-             r"$dW$, $db$ removes it", Rule.MATRIX_FORM, MatMul(batch, dA_prev.lhs),
+        Step(r"Course convention: $\name{dA_prev} := \bname{W}^\top \name{dZ}$ carries the factor $m$ "
+             r"backward ($= m\, \partial \name{J}/\partial \bname{A_prev}$); the next layer's $\frac{1}{m}$ in "
+             r"its $\name{dW}$, $\name{db}$ removes it", Rule.MATRIX_FORM, MatMul(batch, dA_prev.lhs),
              MatMul(Transpose(W), difference), assumptions=labels),
     )

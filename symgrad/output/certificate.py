@@ -63,7 +63,7 @@ def certificate(derivation: Derivation) -> dict:
     for step, (lhs, rhs, free), latex in zip(derivation.steps, sides, latex_lines):
         check = step.check
         steps.append({
-            "title": step.title,
+            "title": _markup(step.title),
             "rule": step.rule.value,
             "lhs": lhs,
             "rhs": rhs,
@@ -82,7 +82,7 @@ def certificate(derivation: Derivation) -> dict:
         "derivation": derivation.name,
         "n": "symbolic" if model.symbolic else model.sizes.get("n"),
         "sizes": {k: (v if isinstance(v, int) else "symbolic") for k, v in model.sizes.items()},
-        "convention": derivation.convention,
+        "convention": _markup(derivation.convention),
         "base_variables": base,
         "definitions": definitions,
         "direct_definitions": direct,
@@ -93,8 +93,15 @@ def certificate(derivation: Derivation) -> dict:
         "derivatives": DERIVATIVES,
         "steps": steps,
         "proven": derivation.proven,
-        "notes": list(derivation.notes),
+        "notes": [_markup(note) for note in derivation.notes],
     }
+
+
+def _markup(markup: str) -> str:
+    """A title or note with its names written in plain LaTeX ($\\partial L/\\partial a_{j}$)."""
+    from symgrad.output.latex import PaperLatexPrinter, identifiers_as_math, names_as_latex
+
+    return names_as_latex(identifiers_as_math(markup), PaperLatexPrinter())
 
 
 def _size_text(bound) -> int | str:

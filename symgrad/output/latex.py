@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from sympy import Add, Eq, Indexed, MatrixBase, Mul, Piecewise, Sum, Symbol
+from sympy import Add, Eq, Indexed, IndexedBase, MatrixBase, Mul, Piecewise, Sum, Symbol
 from sympy.printing.latex import LatexPrinter
 
-from symgrad.notation import PartialD, Vec
+from symgrad.notation import PartialD, Vec, name_markup, replace_names
 from symgrad.output.notation import SHORT_GREEK, Notation
 from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
 from symgrad.output.width import width
@@ -251,23 +251,33 @@ _UNICODE_IN_TEXT = {"−": "$-$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "Σ
 
 
 # a one-letter name with a word subscript (n_prev, A_prev); not a function name (cross_entropy)
-_IDENTIFIER = re.compile(r"(?<![\\$\w])([A-Za-z])_([A-Za-z]+)\b")
+_IDENTIFIER = re.compile(r"(?<![\\$\w{])([A-Za-z]_[A-Za-z]+)\b")
 
 
 def identifiers_as_math(markup: str) -> str:
-    r"""``n_prev`` written in the text of a title is a name, not text with an underscore: make it
-    math (``$n_{\mathrm{prev}}$``), so every notation can rename it and nothing prints ``n\_prev``."""
+    r"""``n_prev`` written in the text of a title (a size in "n = 3, n_prev = 2") is a name, not
+    text with an underscore: make it a name token in math, which each printer writes in its
+    notation (n_{\mathrm{prev}}, n^{[L-1]}, nₚᵣₑᵥ), so nothing prints ``n\_prev``."""
     parts = markup.split("$")
     for k in range(0, len(parts), 2):
-        parts[k] = _IDENTIFIER.sub(lambda m: f"${m.group(1)}_{{\\mathrm{{{m.group(2)}}}}}$", parts[k])
+        parts[k] = _IDENTIFIER.sub(lambda m: f"${name_markup(m.group(1))}$", parts[k])
     return "$".join(parts)
 
 
+def names_as_latex(markup: str, printer: "PaperLatexPrinter") -> str:
+    """The name tokens of a title or note (``notation.py``) written by ``printer``, exactly as in
+    its equations (braced, so a following ^\\top or subscript applies to the whole name)."""
+    return replace_names(
+        markup,
+        entry=lambda name, indices: "{" + printer._print(IndexedBase(name)[indices]) + "}",
+        name=lambda name: "{" + printer._print(Symbol(name)) + "}",
+        bold=lambda name: "{" + printer.notation.latex_bold(name) + "}")
+
+
 def markup_to_latex(markup: str, notation: Notation | None = None) -> str:
-    """Titles/notes are text with $…$ math: escape the text parts for LaTeX, and write the math
-    in the chosen notation."""
-    if notation is not None:
-        markup = notation.rename_markup(markup)
+    """Titles/notes are text with $…$ math: write the names in the chosen notation and escape
+    the text parts for LaTeX."""
+    markup = names_as_latex(identifiers_as_math(markup), PaperLatexPrinter(notation))
     parts = markup.split("$")
     out = []
     for k, part in enumerate(parts):

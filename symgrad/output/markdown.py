@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from symgrad.output.latex import (PaperLatexPrinter, TEXT_WIDTH, equation_rows, identifiers_as_math)
+from symgrad.output.latex import (PaperLatexPrinter, TEXT_WIDTH, equation_rows, identifiers_as_math,
+                                   names_as_latex)
 from symgrad.output.notation import Notation
 from symgrad.output.status import status_symbol, status_words
 from symgrad.output.width import width
@@ -25,11 +26,18 @@ def web_notation(notation: Notation | None) -> Notation:
     return replace(notation, bold="boldsymbol") if notation.bold == "bm" else notation
 
 
+def _names(notation: Notation | None):
+    """Titles and notes with their names (and n_prev in text, "for all n, n_prev, m") written in
+    the web notation, as the displays write them."""
+    printer = PaperLatexPrinter(web_notation(notation))
+    return lambda markup: names_as_latex(identifiers_as_math(markup), printer)
+
+
 def step_displays(derivation: Derivation, notation: Notation | None = None, tags: bool = True):
     """(number, title markup, rule and status words, display math) per step; every display names
     its left side, so each stands alone."""
     printer = PaperLatexPrinter(web_notation(notation))
-    rename = printer.notation.rename_markup
+    rename = _names(notation)
     out = []
     for number, step in enumerate(derivation.steps, start=1):
         lhs = printer.doprint(step.lhs)
@@ -42,14 +50,13 @@ def step_displays(derivation: Derivation, notation: Notation | None = None, tags
         if tags:
             math += rf" \tag{{{number}}}"
         status = f"{step.rule.value}; {status_symbol(step.check)} {status_words(step.check)}"
-        status = rename(identifiers_as_math(status))  # "for all n, n_prev, m": n_prev as math
-        out.append((number, rename(identifiers_as_math(step.title)), status, math))
+        out.append((number, rename(step.title), rename(status), math))
     return out
 
 
 def render_markdown(derivation: Derivation, notation: Notation | None = None) -> str:
-    rename = web_notation(notation).rename_markup
-    out = [f"# {rename(identifiers_as_math(derivation.title))}", "",
+    rename = _names(notation)
+    out = [f"# {rename(derivation.title)}", "",
            f"Layout: {rename(derivation.convention)}.", ""]
     for number, title, status, math in step_displays(derivation, notation):
         out += [f"**{number}. {title}** — _{status}_", "", "$$", math, "$$", ""]
@@ -60,8 +67,8 @@ def render_markdown(derivation: Derivation, notation: Notation | None = None) ->
 def render_notebook_latex(derivation: Derivation, notation: Notation | None = None) -> str:
     """``text/latex`` for notebooks: text lines with inline math and one ``$$ … $$`` display per
     step (no ``\\tag``: the number is in the text), the layout convention as visible text."""
-    rename = web_notation(notation).rename_markup
-    out = [rename(identifiers_as_math(derivation.title)), "",
+    rename = _names(notation)
+    out = [rename(derivation.title), "",
            f"Layout: {rename(derivation.convention)}.", ""]
     for number, title, status, math in step_displays(derivation, notation, tags=False):
         out += [f"{number}. {title} ({status})", "", f"$${math}$$", ""]

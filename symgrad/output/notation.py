@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 PLAIN = {"z": "z", "a": "a", "y": "y", "L": "L", "dz": "dz",
          # the layer: Z = W A_prev + b, A = softmax(Z), J = (1/m) Σ_s L_s
-         "A_prev": "A_{\\mathrm{prev}}", "n_prev": "n_{\\mathrm{prev}}"}
+         "A_prev": "A_{\\mathrm{prev}}", "n_prev": "n_{\\mathrm{prev}}",
+         "dA_prev": "dA_{\\mathrm{prev}}"}
 COURSE = {"z": "Z^{[L]}", "a": "A^{[L]}", "y": "Y", "L": "\\mathcal{L}", "dz": "dZ^{[L]}",
           "Z": "Z^{[L]}", "A": "A^{[L]}", "W": "W^{[L]}", "b": "b^{[L]}", "A_prev": "A^{[L-1]}",
           # sizes and the course's gradient names (not bold: dW^{[L]} as the course writes it)
@@ -35,50 +36,9 @@ class Notation:
         return self.names.get(name, name)
 
     def latex_bold(self, name: str) -> str:
+        if name in GRADIENT_NAMES and self.latex_name(name) != PLAIN.get(name, name):
+            return self.latex_name(name)  # not bold: dW^{[L]} as the course writes it
         return f"\\{self.bold}{{{self.latex_name(name)}}}"
-
-    def rename_markup(self, markup: str) -> str:
-        """Titles and notes are written in plain names ($\\mathbf{a} - \\mathbf{y}$, $a_j$):
-        rename the math in them too, so a course-notation document is consistent."""
-        renamed = {name for name, latex in self.names.items() if latex != PLAIN.get(name, name)}
-        if not renamed and self.bold == "mathbf":
-            return markup
-        parts = markup.split("$")
-        for k in range(1, len(parts), 2):
-            parts[k] = self._rename_math(parts[k], renamed)
-        return "$".join(parts)
-
-    def _rename_math(self, math: str, renamed: set) -> str:
-        """One pass over the math, so a replacement (A^{[L]}) is never renamed again."""
-        letters = sorted((re.escape(n) for n in renamed if len(n) == 1), reverse=True)
-        alternatives = [
-            # gradient names: \mathbf{dW}, \mathbf{dA}_{\mathrm{prev}}, dZ, dA_{\mathrm{prev}}
-            r"(?:\\mathbf\{d(?P<grad>[A-Za-z])\}|(?<![\\A-Za-z{])d(?P<bare>[ZWbA])(?![A-Za-z]))"
-            r"(?P<prev>_\{\\mathrm\{prev\}\})?",
-            r"(?<![\\A-Za-z])n_\{\\mathrm\{prev\}\}",  # the size n_prev
-            r"\\mathbf\{A\}_\{\\mathrm\{prev\}\}",  # A_prev, bold
-                        r"A\^\{\\mathrm\{prev\}\}",  # A_prev, an entry's name
-                        r"\\mathbf\{(?P<bold>\w+)\}"]
-        if letters:  # a lone variable letter (a_j, \partial L), not part of a command or a word
-            alternatives.append(r"(?<![\\A-Za-z{^])(?P<letter>" + "|".join(letters) + r")(?![A-Za-z}])")
-
-        def replace(m: re.Match) -> str:
-            letter = m.group("grad") or m.group("bare")
-            if letter:
-                name = "d" + letter + ("_prev" if m.group("prev") else "")
-                if name not in self.names or self.names[name] == PLAIN.get(name, name):
-                    return m.group(0)  # plain notation keeps the derivation's own writing
-                return "{" + self.latex_name(name) + "}"
-            if m.group(0).startswith("n_"):
-                return "{" + self.latex_name("n_prev") + "}" if "n_prev" in self.names else m.group(0)
-            if m.group("bold"):  # braced: \bm{A^{[L]}}^\top would be a double superscript
-                return "{" + self.latex_bold(m.group("bold")) + "}"
-            if m.lastgroup == "letter":
-                return "{" + self.latex_name(m.group("letter")) + "}"
-            if m.group(0).startswith("\\"):
-                return "{" + self.latex_bold("A_prev") + "}"
-            return "{" + self.latex_name("A_prev") + "}"
-        return re.sub("|".join(alternatives), replace, math)
 
 
 NOTATIONS = {"plain": PLAIN, "course": COURSE}

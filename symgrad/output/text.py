@@ -58,11 +58,22 @@ class _Math:
 
 
 def _markup(markup: str, notation) -> str:
+    return markup_text(markup, notation)
+
+
+def markup_text(markup: str, notation=None) -> str:
+    """A title or note for a terminal: names written by the terminal printer, as in its
+    equations (course names included), then the rest of the math as Unicode."""
+    from sympy import IndexedBase, Symbol
+
+    from symgrad.notation import replace_names
     from symgrad.output.latex import identifiers_as_math
 
-    markup = identifiers_as_math(markup)
-    if notation is not None:
-        markup = notation.rename_markup(markup)
+    printer = TerminalPrinter(notation)
+    markup = replace_names(identifiers_as_math(markup),
+                           entry=lambda name, indices: printer.doprint(IndexedBase(name)[indices]),
+                           name=lambda name: printer.doprint(Symbol(name)),
+                           bold=printer.name)
     return latex_to_unicode(markup)
 
 
