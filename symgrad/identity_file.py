@@ -365,8 +365,10 @@ def _matrix_identity(path: Path, text: str, number: int, table: dict, fail) -> I
         if not isinstance(entry, dict) or not entry:
             raise fail("sizes", "sizes must be a list of tables such as { n = 3, p = 2, m = 2 }")
         for key, value in entry.items():
+            if value == SYMBOLIC:  # a proof for every value of this size, through the derivation
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZE:
-                raise fail("sizes", f"size {key} must be an integer 1..{MAX_SIZE}, not {value!r}")
+                raise fail("sizes", f"size {key} must be an integer 1..{MAX_SIZE} or \"symbolic\", not {value!r}")
         missing = names - set(entry)
         if missing:
             raise fail("sizes", f"{entry} gives no value to {', '.join(sorted(missing))}")

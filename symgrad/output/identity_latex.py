@@ -216,8 +216,7 @@ def render_identities(items: list, title: str) -> str:
         tables = [size.values for size in identity.sizes if hasattr(size, "values")]
         if tables:  # several size names: list each assignment
             integers = []
-            scope = "For " + "; ".join("$" + ", ".join(f"{math_name(k)} = {v}" for k, v in t.items()) + "$"
-                                       for t in tables)
+            scope = "For " + "; ".join(_table_scope(t) for t in tables)
         else:
             scope = rf"For $n \in \{{{', '.join(integers)}\}}${every_n}" if integers else "For every $n$"
         claim = r"(checked by \texttt{symgrad verify})" if checked else rf"(\textbf{{NOT verified}}: {why})"
@@ -225,3 +224,12 @@ def render_identities(items: list, title: str) -> str:
         lines.append(rf"\[ {equation} \]")
     lines += [r"\end{document}", ""]
     return "\n".join(lines)
+
+
+def _table_scope(table: dict) -> str:
+    """"$n = 3, p = 2, m = 2$", or for symbolic sizes "every $n, p, m$" ("$n = 2$ and every $p$")."""
+    fixed = ", ".join(f"{math_name(k)} = {v}" for k, v in table.items() if v != SYMBOLIC)
+    every = ", ".join(math_name(k) for k, v in table.items() if v == SYMBOLIC)
+    if every and fixed:
+        return f"${fixed}$ and every ${every}$"
+    return f"every ${every}$" if every else f"${fixed}$"

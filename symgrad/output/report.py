@@ -134,7 +134,7 @@ def _size_words(size) -> str:
 
 def results_rows(results: list[IdentityResult]) -> list[tuple[str, ...]]:
     """The rows of the verify table as plain text (identity, sizes, method, result, time)."""
-    return [(shown(result.identity.name), ", ".join(str(r.size) for r in result.results),
+    return [(shown(result.identity.name), _sizes_text([r.size for r in result.results]),
              " / ".join(sorted({r.method for r in result.results})), WORDS[result.holds],
              f"{result.seconds:.2f} s") for result in results]
 

@@ -221,8 +221,10 @@ def _through_the_derivation(identity: Identity, table: SizeTable | int, started:
                 else f"at n = {table} the identity is too large to expand and is checked through its derivation")
         return verdict(None, "—", f"{what}: {error}")
     if derivation.proven:
-        return verdict(True, "derivation (exact + numeric)",
-                       f"every one of {len(derivation.steps)} derived steps proven, the last one lhs = rhs")
+        symbolic = [k for k, v in getattr(table, "values", {}).items() if v == SYMBOLIC]
+        every = f" for every {', '.join(symbolic)} (index notation)" if symbolic else ""
+        return verdict(True, "derivation (exact + numeric)" if not symbolic else "derivation, index notation",
+                       f"every one of {len(derivation.steps)} derived steps proven{every}, the last one lhs = rhs")
     last = derivation.steps[-1].check
     earlier = [k for k, step in enumerate(derivation.steps[:-1], start=1) if not step.check.proven]
     if not earlier and (last.exact is False or last.numeric is False):
