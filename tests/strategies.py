@@ -52,7 +52,8 @@ def _float_text(value: float) -> str:
 
 numbers = st.one_of(
     st.integers(0, 1000).map(str),
-    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False).map(abs).map(_float_text),
+    # valid literals: 0 or between 1e-308 and 1e6 (the language refuses subnormals like 2.2e-309)
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False).map(abs).map(_float_text),
     st.builds(lambda m, e: f"{m}e{e}", st.integers(1, 99), st.integers(-300, 300)),
     st.sampled_from(["0.5", "0.1", "1e-30", "1e60", "2.5", "1_000", "0x10", "n"]),
 )

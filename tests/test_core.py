@@ -2,14 +2,11 @@
 
 import os
 import random
-import shutil
-import subprocess
-import sys
 
 import mpmath
 import pytest
 from hypothesis import given, settings, strategies as st
-from sympy import Integer, Rational
+from sympy import Rational
 
 from symgrad import derive, render
 from symgrad.build import a, y, z

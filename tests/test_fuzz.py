@@ -21,8 +21,7 @@ from sympy import Eq, ImmutableMatrix, Integer
 from sympy.core.expr import Expr
 
 import symgrad
-import symgrad.language as language
-from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, Variable, evaluate, parse_tree
+from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, evaluate, parse_tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import strategies  # noqa: E402  (tests/ is not a package)

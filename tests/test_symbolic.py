@@ -15,7 +15,6 @@ from symgrad.steps import Rule, Step
 from symgrad.verify import check_derivation
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.index_form import IndexProver
-from support import run
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,7 @@ class IndexProver:
         def normal_sum(total: Sum) -> Basic:
             if len(total.limits) != 1:
                 return normal_multiple_sum(total)
-            term, (index, lower, upper) = total.function, total.limits[0]
+            term, (index, _, upper) = total.function, total.limits[0]
             out = []
             for t in Add.make_args(expand(term)):
                 outside, inside = t.as_independent(index, as_Add=False)
