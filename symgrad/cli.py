@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None) -> None:
                 _error_line("aborted")
                 code = EXIT_FAILED
         elif hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
-            _error_line(exc.format_message())
+            # typer's enum check words it "…: Value error, 'pdf' is not one of …": keep the sense
+            _error_line(exc.format_message().replace(": Value error, ", ": "))
             code = EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
         elif isinstance(exc, UsageError):
             _error_line(str(exc))

@@ -57,11 +57,12 @@ _PREFIX_COMMANDS = {r"\partial", r"\sum", r"\nabla"}  # ∂L reads better than �
 
 
 _SUPERSCRIPTS = str.maketrans("abcdefghijklmnoprstuvwxyz0123456789", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ⁰¹²³⁴⁵⁶⁷⁸⁹")
+_SUPERSCRIPTABLE = set("abcdefghijklmnoprstuvwxyz0123456789")
 
 
 def superscript(text: str) -> str:
     """Unicode superscript letters if every character has one (prev → ᵖʳᵉᵛ), else ``^(text)``."""
-    if text.isdigit() or text.isalpha() and text.islower() and "q" not in text:
+    if text and set(text) <= _SUPERSCRIPTABLE:  # every character has one (zₖ has not: e^(zₖ))
         return text.translate(_SUPERSCRIPTS)
     return f"^({text})"
 
