@@ -253,7 +253,7 @@ class _Engine:
             if rhs_tree.kind != MATRIX:
                 raise UsageError("the right-hand side of a jacobian identity must be a matrix")
             rhs = self.ctx.matrix_entry(rhs_tree, self.i, self.j)
-            self.steps.append(Step(r"which is entry $(i, j)$ of the identity's right-hand side", Rule.IDENTITY,
+            self.steps.append(Step(r"Entry $(i, j)$ is the identity's right-hand side", Rule.IDENTITY,
                                    local.lhs, rhs, (self.i, self.j)))
         return Derivation(name=self.problem.name, title=self._title(), model=self.model, steps=tuple(self.steps),
                           convention=CONVENTION, notes=tuple(self.notes))
@@ -329,7 +329,7 @@ class _Engine:
                 upstream = gradients[parent]
                 row = ImmutableMatrix(1, count, lambda _, k: upstream.xreplace({i: k + 1}))
                 matrix_steps = [s for s in self.steps if s.rule is Rule.MATRIX_FORM and s.lhs == PartialD(whole_p, whole_c)]
-                self.steps.append(Step("with the entries written out", Rule.SUBSTITUTE, PartialD(self.loss, whole_c),
+                self.steps.append(Step("The same product with the entries written out", Rule.SUBSTITUTE, PartialD(self.loss, whole_c),
                                        MatMul(row, matrix_steps[0].rhs), assumptions=self.used))
         terms, known = [], {}
         for parent in parents:
@@ -475,7 +475,7 @@ class _Engine:
                              f"shaped like {self.wrt}: {node.shape}")
         rhs_matrix = tree_matrix(rhs_tree, self.ctx.named, self.ctx.sizes) if matrix is not None else None
         if rhs_matrix is not None:
-            self.steps.append(Step("which is the identity's right-hand side", Rule.IDENTITY,
+            self.steps.append(Step("This is the identity's right-hand side", Rule.IDENTITY,
                                    GradientMatrix(self.loss, self._whole(node)), rhs_matrix, assumptions=self.used))
         else:
             head = child_head(self.ctx, node)
@@ -574,7 +574,7 @@ class _Engine:
         rhs = self.ctx.entry(rhs_tree, j)
         rhs_vector = to_vector(factor_terms(rhs), j, self.ctx.size) if vector is not None else None
         if rhs_vector is not None:
-            self.steps.append(Step("which is the identity's right-hand side", Rule.IDENTITY, gradient, rhs_vector,
+            self.steps.append(Step("This is the identity's right-hand side", Rule.IDENTITY, gradient, rhs_vector,
                                    assumptions=self.used))
         else:
             self.steps.append(Step("Component $j$ is the identity's right-hand side", Rule.IDENTITY,

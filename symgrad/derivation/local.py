@@ -125,7 +125,7 @@ def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
                  rf"\partial {entry(c, 'j')} = e^{{{entry(c, 'j')}}}$", (i, j),
                  cases=rules.split_kronecker_cases(value, i, j),
                  matrix=DiagMatrix(Vec(a, n)) - Vec(a, n) * Vec(a, n).T,
-                 matrix_title=rf"which is $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
+                 matrix_title=rf"As a matrix: $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
 
 
 def _softmax_columns(ctx: Context, parent: Named, child: Node) -> Local:
@@ -155,7 +155,7 @@ def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
                  rf"and the derivative of the log-sum is the softmax ${entry(a, 'j')}$", (i, j),
                  cases=rules.split_kronecker_cases(value, i, j),
                  matrix=Identity(n) - OneMatrix(n, 1) * Vec(a, n).T,
-                 matrix_title=rf"which is $I - \mathbf{{1}} {bold(a)}^\top$")
+                 matrix_title=rf"As a matrix: $I - \mathbf{{1}} {bold(a)}^\top$")
 
 
 @rule(*ELEMENTWISE)  # functions.py: f'(x) written through f's own value where that is the usual form
