@@ -5,14 +5,15 @@ Measured on 2 cores (shared): softmax-cross-entropy n = 128 in 11 s, n = 256 in 
 7 min and 6.9 GB, n = 4096 a MemoryError after 94 s; softmax-layer n = n_prev = m = 16 in 69 s
 (107 MB), n = 64 with n_prev = m = 2 in 28 s.
 
---expr over matrices, cross_entropy(softmax(W @ X + b), Y) / m by W with colsum(Y) == 1
-(derive, check, print): n = p = m = 4: 3.5 s, 6: 8.4 s, 8: 21.5 s, 10: 73 s, 12: 161 s (360 MB);
-but n, p, m = 16, 4, 8: 69 s and 2, 2, 128: 183 s (470 MB), though their product is the 512 of
-8, 8, 8. The product times the largest size (4096 for 8, 8, 8; 10⁴ for 10, 10, 10; 8192 and 65536
-for the other two) orders them better, though not exactly: n, p, m = 64, 1, 2 (8192) took
-227 s (on a loaded machine). MAX_MATRIX_WORK caps it at 8, 8, 8's 4096. softmax-layer is the
-same engine on the same question (by W, b and A_prev at once), so it has the same cap; a symbolic
-size counts as 3, the largest size its instances are checked at.
+Over matrices (cross_entropy(softmax(W @ X + b), Y) / m by W with colsum(Y) == 1; derive,
+check, render json and text; idle machine, 2026-11-30): n, p, m = 10, 10, 10: 7 s; 16, 16, 16:
+17 s; 16, 64, 16: 23 s; 2, 2, 128: 16 s; 32, 2, 2: 4 s; 64, 1, 2: 52 s; 64, 1, 4: 114 s;
+128, 1, 2: 204 s. The time follows t ≈ 0.0065 n²m + 0.0005 n m² seconds (n the classes, the
+softmax's length; m the other sizes; p costs little), so the work score is n²m + n m²/12 with m
+the largest other size, capped at MAX_MATRIX_WORK (about a minute). softmax-layer is the same
+engine on the same question (by W, b and A_prev at once: 16, 16, 16 in 25 s), so it has the
+same cap; a symbolic size counts as 3, the largest size its instances are checked at. (A first
+measurement on a loaded machine, 8, 8, 8 in 21.5 s, had set a cap 20 times too strict.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from symgrad.errors import UsageError
 
 EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
 MAX_N = 256  # fixed sizes beyond this cannot finish in reasonable time and memory
-MAX_MATRIX_WORK = 8**4  # --expr with a matrix: the product of its sizes times the largest one
+MAX_MATRIX_WORK = 9500  # over matrices: n²m + n m²/12 (64, 1, 2 is 8213: about 50 s)
 DEFAULT_TIME_LIMIT = 60.0  # seconds per identity and size (verify, export, the pytest plugin)
 DEFAULT_DERIVE_TIME_LIMIT = 300.0  # seconds for a whole derivation
 
@@ -176,18 +177,23 @@ def expression_sizes(variables: dict, sizes: dict | None, n: int | str | None, t
     return n, (sizes or None)
 
 
+def matrix_work(values: dict) -> float:
+    """The work score of a derivation over matrices: n²m + n m²/12, n the size named n (the
+    softmax's length; else the largest) and m the largest other size. A symbolic size counts as 3."""
+    counted = {k: 3 if v == "symbolic" else v for k, v in values.items()}
+    classes = counted.pop("n", None) if "n" in counted else counted.pop(max(counted, key=counted.get))
+    other = max(counted.values(), default=1)
+    return classes ** 2 * other + classes * other ** 2 / 12
+
+
 def refuse_too_much_matrix_work(values: dict, what: str = "--expr with") -> None:
-    """A UsageError if the product of the sizes of a derivation over matrices, times the largest
-    size, is beyond MAX_MATRIX_WORK. A symbolic size counts as 3: its instances are checked at
-    sizes 1 to 3, beside the fixed sizes as given."""
+    """A UsageError, before any work, if a derivation over matrices would take more than about a
+    minute (``matrix_work`` above MAX_MATRIX_WORK, measured in the module docstring)."""
     if not values or all(v == "symbolic" for v in values.values()):
         return
-    counted = [3 if v == "symbolic" else v for v in values.values()]
-    work = max(counted)
-    for value in counted:
-        work *= value
+    work = matrix_work(values)
     if work > MAX_MATRIX_WORK:
         shown = ", ".join(f"{k} = {v}" for k, v in values.items())
-        raise UsageError(f"{what} {shown} is too large to derive with written-out entries (the product "
-                         f"of the sizes times the largest is {work}, at most {MAX_MATRIX_WORK}, e.g. "
-                         "8, 8, 8): use smaller sizes, or 'symbolic' ones, which prove it once for every size")
+        raise UsageError(f"{what} {shown} is too large to derive with written-out entries (its work, "
+                         f"n²m + nm²/12, is {work:,.0f}, at most {MAX_MATRIX_WORK:,}, e.g. 16, 16, 16 or n = 64 "
+                         "with m = 2): use smaller sizes, or 'symbolic' ones, which prove it once for every size")
