@@ -22,7 +22,8 @@ from symgrad.steps import Check
 
 JS = Path(__file__).parent / "js"
 CE_SIZES = [*range(1, 13), 16, 32, 64, "symbolic"]
-LAYER_SIZES = [(1, 1, 1), (3, 2, 2), (5, 4, 3), (8, 6, 5), ("symbolic", "symbolic", "symbolic"), ("symbolic", 3, 2)]
+LAYER_SIZES = [(1, 1, 1), (3, 2, 2), (5, 4, 3), (8, 6, 5), (12, 10, 8), ("symbolic", "symbolic", "symbolic"),
+               ("symbolic", 3, 2)]
 VARIANTS = [(notation, bold, label) for notation in ("plain", "course") for bold in ("mathbf", "bm")
             for label in (None, "grad")]
 
