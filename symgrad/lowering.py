@@ -75,7 +75,8 @@ class Lowering:
         size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``)."""
         self.kinds = kinds
         self.size = size
-        self.wrt = wrt
+        # the variables the derivative is taken by (one name, or several: a layer's W, b, A_prev)
+        self.wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt or ())
         self.shapes = shapes or {name: ("n",) if kind == VECTOR else () for name, kind in kinds.items()}
         self.sizes = dict(sizes or {"n": size})
         self.i, self.j, self.k = (index_symbol(name) for name in INDEX_NAMES[:3])
@@ -87,12 +88,8 @@ class Lowering:
         self.used_indices: dict = {}  # index symbol → its size name, for the model's ranges
 
     def depends(self, node: Node) -> bool:
-        """Whether ``node`` depends on the variable (or any of the variables, for a tuple) the
-        derivative is taken by."""
-        if self.wrt is None:
-            return False
-        targets = (self.wrt,) if isinstance(self.wrt, str) else self.wrt
-        return any(depends_on(node, name) for name in targets)
+        """Whether ``node`` depends on a variable the derivative is taken by."""
+        return any(depends_on(node, name) for name in self.wrt)
 
     # -- naming ------------------------------------------------------------------------------
     def prepare(self, root: Node) -> None:
@@ -389,10 +386,6 @@ def _broadcast(child: Node, index: tuple) -> tuple:
 
 def _rational(value: Fraction) -> Rational:
     return Rational(value.numerator, value.denominator)
-
-
-def is_constant(node: Node, wrt: str) -> bool:
-    return not depends_on(node, wrt)
 
 
 def atoms_named(expr: Basic, heads) -> set:

@@ -53,14 +53,10 @@ LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Bi
 
 def matrix_convention(sizes, loss: str = "L") -> str:
     """The layout line of a matrix derivation, naming the indices of each size it uses."""
-    ranges = "; ".join(rf"${', '.join(index_names(name)[:2])} \le {_size_tex(name)}$" for name in sizes)
+    ranges = "; ".join(rf"${', '.join(index_names(name)[:2])} \le {name_markup(name)}$" for name in sizes)
     return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \bname{{X}}$ is "
             rf"${loss}$'s derivative by the same entry of $\bname{{X}}$; one example per column; indices "
             rf"{ranges} (each runs over the size it is named for)")
-
-
-def _size_tex(name: str) -> str:
-    return name_markup(name)
 
 
 @dataclass(frozen=True)
@@ -142,8 +138,7 @@ class _Engine:
                 raise UsageError(f"the expression does not depend on {target}: its gradient is 0")
         self.target_nodes = [Var(t, self.kinds[t], None, self.shapes[t]) for t in self.targets]
         self.wrt_node = self.target_nodes[0]
-        self.ctx = Lowering(self.kinds, size, self.targets if len(self.targets) > 1 else self.wrt,
-                            shapes=self.shapes, sizes=sizes)
+        self.ctx = Lowering(self.kinds, size, self.targets, shapes=self.shapes, sizes=sizes)
         self.ctx.prepare(self.function)
         if self.jacobian:
             if isinstance(self.function, Var):

@@ -83,19 +83,9 @@ def rule(*names: str):
     return register
 
 
-def tex(head) -> str:
-    """A name in a title, as a token each printer writes in its notation (``notation.py``)."""
-    return name_markup(head)
-
-
-def bold(head) -> str:
-    """A whole vector or matrix in a title (bold), as a token."""
-    return bold_markup(head)
-
-
-def entry(head, indices) -> str:
-    """An entry in a title (a_j, A_prev[p, t]), as a token; ``indices`` a tuple or "ij"."""
-    return entry_markup(head, indices)
+# Names in titles are tokens each printer writes in its notation (``notation.py``): a name, a
+# whole vector or matrix (bold), an entry (a_j, A_prev[p, t]; indices a tuple or "ij").
+tex, bold, entry = name_markup, bold_markup, entry_markup
 
 
 def child_head(ctx: Context, child: Node):
@@ -259,9 +249,9 @@ def _loss_gradient_entries(ctx: Context, root: Node, body: Expr, loss, child: No
     while isinstance(outer, (Negate, Arith)):
         if isinstance(outer, Negate):
             outer = outer.arg
-        elif outer.op in "*/" and not outer.right.shape and not _depends(ctx, outer.right):
+        elif outer.op in "*/" and not outer.right.shape and not ctx.depends(outer.right):
             outer, scaled = outer.left, True
-        elif outer.op == "*" and not outer.left.shape and not _depends(ctx, outer.left):
+        elif outer.op == "*" and not outer.left.shape and not ctx.depends(outer.left):
             outer, scaled = outer.right, True
         else:
             break
@@ -272,11 +262,6 @@ def _loss_gradient_entries(ctx: Context, root: Node, body: Expr, loss, child: No
     title = (rf"Loss by one entry: only the term $({where})$ of the sum holds ${entry(c, I)}$"
              + ("; the constant factor stays" if scaled else ""))
     return Local(Derivative(loss, c[I]), value, rule_used, title, I)
-
-
-def _depends(ctx: Context, node: Node) -> bool:
-    from symgrad.tree import depends_on
-    return ctx.wrt is not None and depends_on(node, ctx.wrt)
 
 
 def differentiate_by_entry(body: Expr, base, index, size) -> Expr:

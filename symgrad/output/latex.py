@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 
-from sympy import Add, Eq, Indexed, IndexedBase, MatrixBase, Mul, Piecewise, Sum, Symbol
+from sympy import Add, Eq, Indexed, IndexedBase, MatrixBase, Mul, Piecewise, Symbol
 from sympy.printing.latex import LatexPrinter
 
 from symgrad.notation import PartialD, Vec, name_markup, replace_names
 from symgrad.output.notation import SHORT_GREEK, Notation
-from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
+from symgrad.output.ordering import OrderingMixin, is_sum, ordered_factors, ordered_terms
 from symgrad.output.width import width
 from symgrad.output.status import index_ranges, status_words
 from symgrad.steps import Derivation
@@ -163,7 +163,7 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         parts = []
         for k, factor in enumerate(factors):
             text = self._print(factor)
-            if k in negative or factor.is_Add or (k < len(factors) - 1 and _is_sum(factor)):
+            if k in negative or factor.is_Add or (k < len(factors) - 1 and is_sum(factor)):
                 text = rf"\left({text}\right)"
             parts.append(text)
         return sign + " ".join(parts)
@@ -219,17 +219,13 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
     _print_ImmutableDenseMatrix = _print_MatrixBase
 
 
-def _is_sum(expr) -> bool:
-    return isinstance(expr, Sum) or expr.__class__.__name__ == "SumExcluding"
-
-
 def _close_trailing_sum(printer, term, body: str) -> str:
     """``a_j \\sum_i y_i`` followed by ``- y_j`` reads as one sum: bracket the sum."""
-    if _is_sum(term):
+    if is_sum(term):
         return rf"\left({body}\right)"
     if isinstance(term, Mul) and not body.startswith(r"\frac"):
         last = ordered_factors(list(term.args))[-1]
-        if _is_sum(last):
+        if is_sum(last):
             tail = printer._print(last)
             if body.endswith(tail):
                 return body[: len(body) - len(tail)] + rf"\left({tail}\right)"
@@ -319,10 +315,10 @@ def step_lines(derivation: Derivation, printer: PaperLatexPrinter, label: str | 
 def intertext(number: int, step, notation: Notation) -> str:
     """The step's number and title, and on a line of its own its rule and check status (so the
     status never collides with or wraps into the title)."""
-    title = markup_to_latex(identifiers_as_math(step.title), notation)
+    title = markup_to_latex(step.title, notation)
     return (rf"\textbf{{{number}.}} {title}\newline"
             rf"\hspace*{{1.5em}}\textit{{{step.rule.value}; "
-            rf"{markup_to_latex(identifiers_as_math(status_words(step.check)), notation)}}}")
+            rf"{markup_to_latex(status_words(step.check), notation)}}}")
 
 
 TEXT_WIDTH = 34.5  # em: \textwidth of a plain 10 pt article (345 pt); every fragment line fits it
@@ -414,7 +410,7 @@ def render_latex(derivation: Derivation, *, standalone: bool = False, notation: 
     if body:
         body[-1] = body[-1].removesuffix(r" \\")
     block = "\n".join([rf"\begin{{{env}}}", *body, rf"\end{{{env}}}"])
-    title = markup_to_latex(identifiers_as_math(derivation.title), printer.notation)
+    title = markup_to_latex(derivation.title, printer.notation)
     layout = markup_to_latex(derivation.convention, printer.notation)
     if not standalone:
         return f"% symgrad: {title}\n% layout: {layout}\n{block}\n"

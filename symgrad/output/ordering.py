@@ -32,6 +32,19 @@ def _factor_rank(factor) -> int:
     return 2
 
 
+def is_sum(expr) -> bool:
+    """Σ, or the Σ_{i≠j} of ``notation.SumExcluding``."""
+    return isinstance(expr, Sum) or expr.__class__.__name__ == "SumExcluding"
+
+
+def ends_in_sum(term) -> bool:
+    """A sum, or a product whose last printed factor is a sum (a_j Σ_i y_i): followed by other
+    terms, it must be bracketed or the next term reads as part of the sum."""
+    if isinstance(term, Mul):
+        return is_sum(ordered_factors(list(term.args))[-1])
+    return is_sum(term)
+
+
 def ordered_factors(factors: list) -> list:
     """By rank (stable); entries of one family with numeric indices in numeric order (a_2 a_20,
     not a_20 a_2 as a string sort gives)."""

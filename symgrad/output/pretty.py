@@ -9,8 +9,8 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import SHORT_GREEK, subscript, superscript
-from symgrad.output.ordering import OrderingMixin, ordered_factors, ordered_terms
+from symgrad.output.notation import PLAIN, SHORT_GREEK, subscript, superscript
+from symgrad.output.ordering import OrderingMixin, ends_in_sum, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
 
@@ -43,19 +43,17 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         self.notation = notation
         self.width = width
 
-    def name(self, name: str) -> str:
-        if self.notation is not None:
-            from symgrad.output.notation import PLAIN
+    def _renamed(self, name: str) -> str | None:
+        """The notation's own LaTeX for ``name`` where it differs from the plain one (course)."""
+        latex = self.notation.names.get(name) if self.notation is not None else None
+        return latex if latex is not None and latex != PLAIN.get(name, name) else None
 
-            latex = self.notation.names.get(name)
-            if latex is not None and latex != PLAIN.get(name, name):
-                return course_name(latex)
-        return display_name(name)
+    def name(self, name: str) -> str:
+        renamed = self._renamed(name)
+        return course_name(renamed) if renamed else display_name(name)
 
     def _print_Symbol(self, expr, bold_name=False):
-        from symgrad.output.notation import PLAIN
-
-        if self.notation is not None and self.notation.names.get(expr.name, PLAIN.get(expr.name)) != PLAIN.get(expr.name):
+        if self._renamed(expr.name):
             return prettyForm(self.name(expr.name))  # a course name (n^[L-1])
         if expr.name in SHORT_GREEK:
             return prettyForm(SHORT_GREEK[expr.name][1])
@@ -131,21 +129,9 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         """As in the LaTeX: positive terms lead (a − y), and a term ending in a sum (Σ yᵢ, or
         aⱼ⋅Σ yᵢ) that other terms follow is bracketed, so −yⱼ is never read inside the Σ."""
         terms = ordered_terms(list(self._as_ordered_terms(expr, order=order)))
-        if len(terms) < 2 or not any(_ends_in_sum(t) for t in terms[:-1]):
+        if len(terms) < 2 or not any(ends_in_sum(t) for t in terms[:-1]):
             return super()._print_Add(expr, order)
-        form = None
-        for k, term in enumerate(terms):
-            negative = term.could_extract_minus_sign()
-            body = -term if negative else term
-            piece = self._print(body)
-            if body.is_Add or (k < len(terms) - 1 and _ends_in_sum(body)):
-                piece = prettyForm(*piece.parens())
-            if form is None:
-                form = prettyForm(*stringPict.next(prettyForm("-"), piece)) if negative else piece
-            else:
-                form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
-        form.binding = prettyForm.ADD  # a product around this sum brackets it
-        return form
+        return self._join_terms(terms, bracket=lambda body, last: body.is_Add or (not last and ends_in_sum(body)))
 
     def _wrap(self, printed):
         return prettyForm(*printed.parens())
@@ -158,10 +144,18 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_MatAdd(self, expr):
         """a − y rather than SymPy's "a -y"."""
+        return self._join_terms(ordered_terms(list(expr.args)))
+
+    def _join_terms(self, terms: list, bracket=lambda body, last: False):
+        """Terms in the order given, each with its sign (a − y); ``bracket(term, is_last)`` says
+        which (sign-free) terms to put in parentheses."""
         form = None
-        for term in ordered_terms(list(expr.args)):
+        for k, term in enumerate(terms):
             negative = term.could_extract_minus_sign()
-            piece = self._print(-term if negative else term)
+            body = -term if negative else term
+            piece = self._print(body)
+            if bracket(body, k == len(terms) - 1):
+                piece = prettyForm(*piece.parens())
             if form is None:
                 form = prettyForm(*piece.left("-")) if negative else piece
             else:
@@ -213,14 +207,3 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
 def pretty(expr, notation=None) -> str:
     return TerminalPrinter(notation).doprint(expr)
-
-
-def _ends_in_sum(term) -> bool:
-    """A sum, or a product whose last printed factor is a sum (aⱼ⋅Σᵢ yᵢ)."""
-    from sympy import Mul, Sum
-
-    def is_sum(x):
-        return isinstance(x, Sum) or x.__class__.__name__ == "SumExcluding"
-    if isinstance(term, Mul):
-        return is_sum(ordered_factors(list(term.args))[-1])
-    return is_sum(term)
