@@ -240,3 +240,14 @@ def test_a_derivative_identity_too_large_to_expand_is_checked_through_its_deriva
                     'lhs = "softmax(softmax(softmax(z)))"\nrhs = "softmax(softmax(softmax(z)))"\n', encoding="utf-8")
     result = run("verify", str(path))
     assert result.returncode == 2 and "too" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(__import__("symgrad.functions", fromlist=["ELEMENTWISE"]).ELEMENTWISE))
+def test_every_elementwise_function_exports_as_a_vector(name):
+    """Exported identities treat every function of functions.py as elementwise: f(z) ⊙ y is a
+    Hadamard product of two vectors (softplus was printed as a scalar times y)."""
+    from symgrad.language import parse_tree
+    from symgrad.output.identity_latex import _SourcePrinter
+
+    printed = _SourcePrinter({"z": "n", "y": "n"}).print(parse_tree(f"{name}(z) * y"))
+    assert r"\odot" in printed, printed

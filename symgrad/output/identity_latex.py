@@ -13,7 +13,7 @@ from symgrad.language import FUNCTIONS, LanguageError, parse_tree
 from symgrad.output.latex import _UNICODE_IN_TEXT
 from symgrad.output.notation import SHORT_GREEK
 
-VECTOR_VALUED = {"exp", "log", "sigmoid", "tanh"}  # elementwise: a vector for a vector
+VECTOR_VALUED = set(ELEMENTWISE)  # elementwise (functions.py): a vector for a vector
 RETURNS_VECTOR = {"softmax", "log_softmax", "grad"}
 RETURNS_MATRIX = {"jacobian", "outer", "diag"}
 NAMED = {"softmax": r"\operatorname{softmax}", "log_softmax": r"\operatorname{log\,softmax}",
