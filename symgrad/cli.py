@@ -127,8 +127,9 @@ def derive(
     refuse_too_much_work(name or "softmax-cross-entropy", 3 if size is None else size,
                          {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
     named_sizes = None if sizes_text is None else parse_sizes(sizes_text)
-    if expr is not None and variables is not None:
-        expression_sizes(parse_variables(variables), named_sizes, size, " ".join((expr, *(assume or []))))
+    if expr is not None and variables is not None:  # parsed once here, so bad sizes are refused at once
+        variables = parse_variables(variables)
+        expression_sizes(variables, named_sizes, size, " ".join((expr, *(assume or []))))
     from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
