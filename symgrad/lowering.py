@@ -39,19 +39,46 @@ MATRIX_FALLBACK = ["Z", "U", "V", "B", "C", "D", "F", "G", "H", "K", "M", "N", "
 INDEX_NAMES = ("i", "j", "k", "l")
 RESERVED = {"i", "j", "k", "l", "n", "L"}
 # Index names per size name: free indices take them in this order, bound ones (sums inside a
-# template) start with the third (Σ_k beside a free i). Other size names get d_1, d_2, ….
+# template) start with the third (Σ_k beside a free i). Other size names (h, d, n1) take letters
+# of INDEX_POOL: never a user's name, a size's name, or an intermediate's usual name (a, s, h …).
 INDEX_NAMES_BY_SIZE = {"n": ("i", "j", "k", "l"), "m": ("s", "t", "u", "v"), "p": ("q", "r", "q'", "r'"),
                        "n_prev": ("p", "r", "p'", "r'")}  # a layer's n_prev units (not beside a size p)
+INDEX_POOL = ("c", "d", "f", "w", "x", "y", "z", "q", "r", "p", "k", "l", "s", "t", "u", "v",
+              "i", "j", "a", "b", "g", "o")
 
 
 def index_names(size_name: str) -> tuple[str, ...]:
-    """The index names that run over 1..size_name, free ones first."""
-    return INDEX_NAMES_BY_SIZE.get(size_name, tuple(f"{size_name}_{k}" for k in range(1, 5)))
+    """The index names that run over 1..size_name when nothing else claims them, free ones first."""
+    return index_scheme((size_name,), ())[size_name]
 
 
-def reserved_names(size_names) -> set[str]:
-    """Names a variable or an intermediate cannot take: sizes, their indices, the loss L."""
-    return RESERVED | set(size_names) | {x for size in size_names for x in index_names(size)}
+def index_scheme(size_names, avoid=()) -> dict[str, tuple[str, ...]]:
+    """Index names for every size: each size's usual names (i, j over n; s, t over m) unless a
+    user's variable, a size or another size's index has it, then letters of INDEX_POOL; so a
+    size may take any name (h, d, q) and a variable any name the sizes leave free: the engine
+    chooses its indices around the user's names, never the other way round."""
+    taken = set(avoid) | set(size_names)
+    scheme: dict[str, tuple[str, ...]] = {}
+    ordered = sorted(size_names, key=lambda name: (name not in INDEX_NAMES_BY_SIZE, list(size_names).index(name)))
+    for size in ordered:
+        names = [x for x in INDEX_NAMES_BY_SIZE.get(size, ()) if x.rstrip("'") not in taken]
+        names = [x for x in names if x not in taken]
+        for letter in INDEX_POOL:
+            if len(names) >= 4:
+                break
+            if letter not in taken and letter not in names:
+                names.append(letter)
+        scheme[size] = tuple(names[:4])
+        taken |= {x.rstrip("'") for x in names[:4]}
+    return scheme
+
+
+def reserved_names(size_names, scheme: dict | None = None) -> set[str]:
+    """Names an intermediate cannot take: sizes, their indices, the loss L."""
+    scheme = scheme if scheme is not None else index_scheme(tuple(size_names))
+    return RESERVED | set(size_names) | {x for names in scheme.values() for x in names}
+
+
 DESCRIPTIONS = {"softmax": "softmax", "log_softmax": "log-softmax",
                 **{f.name: f.description for f in ELEMENTWISE_FUNCTIONS.values()}}
 
@@ -84,7 +111,8 @@ class Lowering:
         self.scalars = {name: Symbol(name, real=True) for name, shape in self.shapes.items() if not shape}
         self.named: dict[Node, Named] = {}
         self.order: list[Named] = []  # definition order: every name after the names it uses
-        self.taken = set(kinds) | reserved_names(self.sizes)
+        self.index_scheme = index_scheme(tuple(self.sizes), set(kinds) | {"L", "J"})
+        self.taken = set(kinds) | reserved_names(self.sizes, self.index_scheme)
         self.used_indices: dict = {}  # index symbol → its size name, for the model's ranges
 
     def depends(self, node: Node) -> bool:
@@ -154,10 +182,14 @@ class Lowering:
     def size_of(self, size_name) -> Expr:
         return self.sizes[size_name]
 
+    def index_names(self, size_name: str) -> tuple[str, ...]:
+        """The index names over ``size_name`` in this derivation (see ``index_scheme``)."""
+        return self.index_scheme.get(size_name) or index_names(size_name)
+
     def pick(self, size_name: str, avoid, bound: bool = False) -> Symbol:
         """An index over ``size_name`` not in ``avoid``: a free one (i, then j …) or a bound one
         (a sum's: k first, then l, then i, j)."""
-        names = index_names(size_name)
+        names = self.index_names(size_name)
         order = (names[0], *names[2:], names[1]) if bound else names
         avoid = {getattr(x, "name", x) for x in avoid}
         for name in [*order, *(x + "'" for x in order), *(x + "''" for x in order)]:
@@ -324,7 +356,7 @@ class Lowering:
             abbreviation_shapes={n.head: dims(n.node.shape) for n in self.order},
             assumptions=assumptions,
             index_ranges={index: self.size_of(size) for size in self.sizes for index in
-                          map(index_symbol, index_names(size))} | {
+                          map(index_symbol, self.index_names(size))} | {
                 index: self.size_of(size) for index, size in self.used_indices.items()} if several else {},
         )
 

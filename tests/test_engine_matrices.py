@@ -199,7 +199,7 @@ def test_other_matrix_compositions_are_derived_and_proven(expression, variables,
     ("grad(sum(colsum(b)), b)", {"b": "n"}, "colsum takes one matrix"),
     ("grad(sum(W @ X), W)", {"W": "n by p", "X": "p x m"}, "cannot read the shape"),
     ("grad(cross_entropy(softmax(W @ X), Y), W)", {"W": "n x p", "X": "p x m", "Y": "m x n"}, "one shape"),
-    ("grad(sum(W @ X), s)", {"W": "n x p", "X": "p x m", "s": "m"}, "cannot be a variable name"),
+    ("grad(sum(W @ X), m)", {"W": "n x p", "X": "p x m", "m": "scalar"}, "cannot be a variable name"),
     ("grad(W @ X, W)", {"W": "n x p", "X": "p x m"}, "scalar"),
 ])
 def test_shape_errors_are_clean(expression, variables, message):

@@ -26,7 +26,7 @@ import ast
 from dataclasses import dataclass, field
 
 from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, Integer, KroneckerDelta, Mul, Sum, Symbol,
-                   Transpose, cancel, factor_terms)
+                   Transpose, cancel, count_ops, factor_terms)
 from sympy.matrices.expressions import MatAdd, MatMul
 
 from symgrad.build import N
@@ -35,7 +35,7 @@ from symgrad.derivation.local import (Local, bold, child_head, entry, jacobian_o
 from symgrad.derivation.matrix_form import read_matrix, tree_matrix
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
-from symgrad.lowering import Lowering, Named, index_names, reserved_names
+from symgrad.lowering import Lowering, Named, index_names
 from symgrad.model import Assumption, Definition
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols, math_markup, name_markup
 from symgrad.steps import Derivation, Rule, Step
@@ -51,9 +51,10 @@ LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Bi
               "sum": "A sum"}
 
 
-def matrix_convention(sizes, loss: str = "L") -> str:
-    """The layout line of a matrix derivation, naming the indices of each size it uses."""
-    ranges = "; ".join(rf"${', '.join(index_names(name)[:2])} \le {name_markup(name)}$" for name in sizes)
+def matrix_convention(sizes, loss: str = "L", names=index_names) -> str:
+    """The layout line of a matrix derivation, naming the indices of each size it uses
+    (``names``: size → its index names, the derivation's ``Lowering.index_names``)."""
+    ranges = "; ".join(rf"${', '.join(names(name)[:2])} \le {name_markup(name)}$" for name in sizes)
     return (rf"gradients are shaped like the variable: each entry of $\partial {loss}/\partial \bname{{X}}$ is "
             rf"${loss}$'s derivative by the same entry of $\bname{{X}}$; one example per column; indices "
             rf"{ranges} (each runs over the size it is named for)")
@@ -223,7 +224,7 @@ class _Engine:
                 outer = self.ctx.outer(node)
                 gradients[node] = rules.rebind(value, set(outer)).xreplace(dict(zip(index, outer)))
             return Derivation(name=self.problem.name, title=self._title(), model=model, steps=tuple(self.steps),
-                              convention=matrix_convention(self.ctx.sizes, tex(self.loss)), notes=tuple(self.notes))
+                              convention=matrix_convention(self.ctx.sizes, tex(self.loss), self.ctx.index_names), notes=tuple(self.notes))
         for node in self.path:
             gradients[node] = self._level(node, parents[node], locals_, direct, gradients)
         self._finish(rules.rebind(gradients[self.path[-1]], {self.j}).xreplace({self.i: self.j}))
@@ -458,6 +459,8 @@ class _Engine:
     def _finish_entries(self, component: Expr, J: tuple, node: Node) -> None:  # noqa: N803
         """The gradient shaped like the variable, the note on what stopped it, the identity's rhs
         (which speaks of ``wrt``, the first variable)."""
+        head = child_head(self.ctx, node)
+        component = self._in_known_names(Derivative(self.loss, head[J]), component, J)
         matrix = self._matrix_form(node, component, J)
         if node != self.wrt_node:
             return
@@ -556,9 +559,12 @@ class _Engine:
         """The gradient as a vector, the note on what stopped it, the identity's rhs."""
         x, j = self.x, self.j
         gradient = Transpose(PartialD(self.loss, Vec(x, self.ctx.size)))
-        vector = to_vector(component, j, self.ctx.size)
+        component = self._in_known_names(Derivative(self.loss, x[j]), component, (j,))
+        reasons: list[str] = []
+        vector = read_matrix(factor_terms(component), (j,), {j: self.ctx.size}, reasons) if component.has(j) else None
         if vector is not None:
-            self.steps.append(Step(rf"As a vector: the gradient ${bold('d' + str(x.label))}$", Rule.VECTOR_FORM,
+            why = "".join("; " + r for r in dict.fromkeys(reasons))
+            self.steps.append(Step(rf"As a vector: the gradient ${bold('d' + str(x.label))}${why}", Rule.VECTOR_FORM,
                                    gradient, vector, assumptions=self.used))
         if self.problem.rhs is None:
             self._note_unused_sums(component)
@@ -567,13 +573,34 @@ class _Engine:
         if rhs_tree.kind != VECTOR:
             raise UsageError("the identity's right-hand side must be a vector, like the gradient")
         rhs = self.ctx.entry(rhs_tree, j)
-        rhs_vector = to_vector(factor_terms(rhs), j, self.ctx.size) if vector is not None else None
+        rhs_vector = read_matrix(factor_terms(rhs), (j,), {j: self.ctx.size}) if vector is not None and rhs.has(j) else None
         if rhs_vector is not None:
             self.steps.append(Step("This is the identity's right-hand side", Rule.IDENTITY, gradient, rhs_vector,
                                    assumptions=self.used))
         else:
             self.steps.append(Step("Component $j$ is the identity's right-hand side", Rule.IDENTITY,
                                    Derivative(self.loss, x[j]), rhs, (j,), assumptions=self.used))
+
+    def _in_known_names(self, lhs, component: Expr, free: tuple) -> Expr:
+        """The result written in the inputs and the activations a reader knows (a, s, h, A),
+        never in a shorthand the derivation introduced for an inner expression (u = 1 + v,
+        v = e^z): each shorthand is replaced by its definition, as a checked step."""
+        shorthands = {n.head: n for n in self.ctx.order if _is_shorthand(n.node)}
+        value = component
+        for _ in range(len(shorthands)):
+            unfolded = value.replace(lambda e: isinstance(e, Indexed) and e.base in shorthands,
+                                     lambda e: shorthands[e.base].definition.instantiate(e.indices))
+            if unfolded == value:
+                break
+            value = unfolded
+        if value == component:
+            return component
+        tidy = _tidy(value)
+        names = ", ".join(f"${bold(h)}$" for h in shorthands if component.has(h))
+        self.steps.append(Step(f"Write the result in the variables and the named activations: {names} "
+                               f"{'were shorthands' if ',' in names else 'was a shorthand'}",
+                               Rule.UNFOLD, lhs, tidy, free, assumptions=self.used))
+        return tidy
 
     def _note_unused_sums(self, component: Expr) -> None:
         for total in component.atoms(Sum):
@@ -585,39 +612,30 @@ class _Engine:
                                   r"would reduce it further.")
 
 
-def to_vector(component: Expr, j, size) -> Expr | None:
-    """A component formula in the free index j as a vector expression (a_j − y_j → a − y), or
-    None when a term is not a multiple of one entry indexed by j."""
-    def convert(expr):
-        if isinstance(expr, Add):
-            parts = [convert(t) for t in expr.args]
-            return None if any(p is None for p in parts) else MatAdd(*parts)
-        if isinstance(expr, Mul):
-            outside, inside = expr.as_independent(j, as_Add=False)
-            if outside == 1:
-                return None
-            inner = convert(inside)
-            if inner is None:
-                return None
-            return -inner if outside == -1 else MatMul(outside, inner)
-        if getattr(expr, "indices", None) == (j,):
-            return Vec(expr.base, size)
-        return None
-    if not component.has(j):
-        return None
-    return convert(factor_terms(component))
-
-
 def _entry(index: tuple) -> str:
     """(j, t) for a matrix entry, j for a vector's."""
     return str(index[0]) if len(index) == 1 else f"({', '.join(map(str, index))})"
 
 
+def _is_shorthand(node: Node) -> bool:
+    """An intermediate a reader does not know by name: arithmetic on vectors (u = 1 + v) or an
+    exponential (v = e^z); a layer's linear part (Z = W X + b) and activations are kept."""
+    def has_product(n: Node) -> bool:
+        return isinstance(n, MatProduct) or any(has_product(c) for c in n.children)
+    if has_product(node):
+        return False
+    return not isinstance(node, Apply) or node.function == "exp"
+
+
 def _tidy(expr: Expr) -> Expr:
-    """A readable simplest form: cancel rational expressions, then pull common factors out."""
-    if expr.has(Sum):
-        return factor_terms(expr)
-    return factor_terms(cancel(expr))
+    """A readable simplest form: common factors pulled out, rational expressions cancelled —
+    but never longer than what it simplifies, and never a product a lecturer keeps
+    (s(1 − s)(2s/3 − 2y/3) reads 2s(1 − s)(s − y)/3, not 2s(ys + s − s² − y)/3)."""
+    candidates = [factor_terms(expr)]
+    if not expr.has(Sum):
+        candidates.append(factor_terms(cancel(expr)))
+    best = min(candidates, key=lambda e: (count_ops(e), len(str(e))))
+    return best if count_ops(best) <= count_ops(expr) else expr
 
 
 def _shapes(variables: dict) -> dict[str, tuple]:
@@ -637,10 +655,10 @@ def _shapes(variables: dict) -> dict[str, tuple]:
         else:
             raise UsageError(f"cannot read the shape of {name!r}: {declared!r} (use scalar, n, or n x p)")
     size_names = {d for shape in out.values() for d in shape}
-    clash = sorted(set(out) & reserved_names(size_names))
+    clash = sorted(set(out) & (size_names | {"n"}))
     if clash:
-        raise UsageError(f"{clash[0]!r} cannot be a variable name: it is a size or an index "
-                         f"({', '.join(sorted(size_names))} and their indices)")
+        raise UsageError(f"{clash[0]!r} cannot be a variable name: it is a size "
+                         f"({', '.join(sorted(size_names | {'n'}))})")
     return out
 
 
@@ -655,15 +673,9 @@ def _sizes(shapes: dict[str, tuple], problem: Problem) -> tuple[dict, dict]:
         if value != "symbolic" and (not str(value).isdigit() or int(value) < 1):
             raise UsageError(f"size {name} must be a positive integer or \"symbolic\", not {value!r}")
         values[name] = value if value == "symbolic" else int(value)
-    for name in values:
-        if set(index_names(name)) & set(shapes):
-            raise UsageError(f"a variable is named like an index of size {name}: "
-                             f"{sorted(set(index_names(name)) & set(shapes))[0]!r}")
-    for name in values:  # n_prev's indices p, r beside a size p (indices q, r) would be ambiguous
-        for other in values:
-            if other != name and set(index_names(name)) & ({other} | set(index_names(other))):
-                raise UsageError(f"sizes {name} and {other} cannot be used together: their indices "
-                                 "would share names; rename one of them")
+    clash = sorted(set(values) & set(shapes))
+    if clash:
+        raise UsageError(f"{clash[0]!r} is both a size and a variable: rename one of them")
     return values, {name: Symbol(name, integer=True, positive=True) if v == "symbolic" else Integer(v)
                     for name, v in values.items()}
 

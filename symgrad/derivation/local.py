@@ -166,7 +166,9 @@ def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
 def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
     """An arithmetic intermediate (u = z / T, Z = W @ X + b): differentiate its template by the
     child's entry."""
-    if parent.node.kind == MATRIX or child.kind == MATRIX:
+    if parent.node.kind == MATRIX or child.kind == MATRIX or ctx.several_sizes:
+        # several sizes: a child's index may share its name with a sum's bound index in the
+        # template (v_i = Σ_c W_ic s_c by s_c), so differentiate by fresh indices
         return _differentiate_matrix_template(ctx, parent, child)
     (i,), (j,) = indices(ctx, parent.node, child)
     u, c = parent.head, child_head(ctx, child)

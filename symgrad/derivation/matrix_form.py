@@ -11,8 +11,9 @@ the step that states the matrix form is checked entry by entry like every other.
 
 from __future__ import annotations
 
-from sympy import Add, Basic, Expr, Indexed, Mul, Rational, Sum, Transpose
-from sympy.matrices.expressions import MatAdd, MatMul, MatrixExpr, OneMatrix
+from sympy import Add, Basic, Expr, Function, Indexed, Lambda, Mul, Pow, Rational, Sum, Symbol, Transpose
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.derivation.local import bold, tex
 from symgrad.notation import MatVar, Vec, math_markup
@@ -36,20 +37,63 @@ class _Unreadable(ValueError):
 
 
 def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
+    wanted = [x for x in (row, col) if x is not None]
+    if not expr.has(*wanted):  # a constant term (the 1 in 1 − s): that number in every entry
+        ones = _ones(row, col, ranges)
+        return ones if expr == 1 else MatMul(expr, ones)
     if isinstance(expr, Add):
         return MatAdd(*[_read(t, row, col, ranges, reasons) for t in expr.args])
     if isinstance(expr, Mul):
-        wanted = [x for x in (row, col) if x is not None]
         outside, inside = expr.as_independent(*wanted, as_Add=False)
-        if outside == 1:
-            raise _Unreadable("an elementwise product of entries")
-        inner = _read(inside, row, col, ranges, reasons)
-        return -inner if outside == -1 else MatMul(outside, inner)
+        inner = _product(inside, row, col, ranges, reasons)
+        return inner if outside == 1 else -inner if outside == -1 else MatMul(outside, inner)
+    if isinstance(expr, Pow) and expr.exp.is_Integer and expr.exp not in (0, 1):  # s ⊙ s, 1 ⊘ u
+        return HadamardPower(_read(expr.base, row, col, ranges, reasons), expr.exp)
+    if isinstance(expr, Function) and len(expr.args) == 1:  # e^z, tanh(Z): a function entry by entry
+        x = Symbol("x", real=True)
+        return ElementwiseApplyFunction(Lambda(x, expr.func(x)), _read(expr.args[0], row, col, ranges, reasons))
     if isinstance(expr, Indexed):
         return _entry(expr, row, col, ranges)
     if isinstance(expr, Sum) and len(expr.limits) == 1:
         return _sum(expr, row, col, ranges, reasons)
     raise _Unreadable(f"{type(expr).__name__}")
+
+
+def _ones(row, col, ranges: dict) -> MatrixExpr:
+    return OneMatrix(ranges[row], 1 if col is None else ranges[col])
+
+
+def _product(inside: Expr, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
+    """A product of entry formulas: one factor is read alone; factors over the same entry are
+    an elementwise (Hadamard) product, s ⊙ (1 − s); factors over the row alone times factors
+    over the column alone are an outer product, (W₂ᵀ(v − y) ⊙ s) xᵀ."""
+    factors = list(Mul.make_args(inside))
+    if len(factors) == 1:
+        return _read(factors[0], row, col, ranges, reasons)
+    if col is None:
+        return _hadamard([_read(f, row, None, ranges, reasons) for f in factors], reasons)
+    both = [f for f in factors if f.has(row) and f.has(col)]
+    rows = [f for f in factors if f.has(row) and not f.has(col)]
+    cols = [f for f in factors if f.has(col) and not f.has(row)]
+    if both and (rows or cols):
+        raise _Unreadable("a factor over the row alone beside one over the whole entry")
+    if both:
+        return _hadamard([_read(f, row, col, ranges, reasons) for f in both], reasons)
+    left = _hadamard([_read(f, row, None, ranges, reasons) for f in rows], reasons)
+    right = _hadamard([_read(f, col, None, ranges, reasons) for f in cols], reasons)
+    reasons.append(r"a product of a factor over the row and one over the column is an outer product")
+    return MatMul(left, Transpose(right))
+
+
+def _hadamard(parts: list, reasons: list[str]) -> MatrixExpr:
+    if len(parts) == 1:
+        return parts[0]
+    # the gradient arriving from above first (Wᵀ g ⊙ s ⊙ (1 − s)), as a course writes dA ⊙ g′(Z)
+    parts = sorted(parts, key=lambda part: (0 if isinstance(part, MatMul) else 1 if isinstance(part, (Vec, MatVar))
+                                             else 2 if isinstance(part, HadamardPower) and part.exp > 0 else
+                                             4 if isinstance(part, HadamardPower) else 3))
+    reasons.append(r"a product of entries at the same place is the elementwise product $\odot$")
+    return HadamardProduct(*parts)
 
 
 def _entry(entry: Indexed, row, col, ranges: dict) -> MatrixExpr:
@@ -68,17 +112,20 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
     if lower != 1:
         raise _Unreadable("a sum not from 1")
     ranges = {**ranges, index: upper}
-    term = total.function
-    outside, term = term.as_independent(index, row, *([col] if col is not None else []), as_Add=False)
-    if col is None:  # Σ_s M_js: the row sums, M times a column of ones
-        inner = _read(term, row, index, ranges, reasons)
+    wanted = [x for x in (row, col) if x is not None]
+    # factors that do not depend on the summation index come out of the sum: a number, or an
+    # elementwise factor of the result (Σ_i W_ic g_i, times s_c)
+    outside, term = total.function.as_independent(index, as_Add=False)
+    scalar, elementwise = outside.as_independent(*wanted, as_Add=False)
+    left = Mul(*[f for f in Mul.make_args(term) if f.has(row)])
+    right = Mul(*[f for f in Mul.make_args(term) if not f.has(row)])
+    if col is None and right == 1:  # Σ_s M_js: the row sums, M times a column of ones
+        inner = _read(left, row, index, ranges, reasons)
         reasons.append(rf"the sum over ${index}$ adds up each row: a product with ${bold('1')}_{{{math_markup(upper)}}}$, "
                        rf"the column of ${math_markup(upper)}$ ones")
         result = MatMul(inner, OneMatrix(upper, 1))
-    else:  # Σ_s F_js G_sq: a matrix product over the inner index s
-        left = Mul(*[f for f in Mul.make_args(term) if f.has(row)])
-        right = Mul(*[f for f in Mul.make_args(term) if not f.has(row)])
-        if right.has(row) or not right.has(col) or left.has(col):
+    else:  # Σ_s F_js G_sq (or G_s for a vector): a matrix product over the inner index s
+        if right.has(row) or (col is not None and (not right.has(col) or left.has(col))) or left == 1:
             raise _Unreadable("not a product of a row factor and a column factor")
         first, second = _read(left, row, index, ranges, reasons), _read(right, index, col, ranges, reasons)
         transposed = [m.arg.base for m in (first, second) if isinstance(m, Transpose) and isinstance(m.arg, MatVar)]
@@ -86,7 +133,9 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
             rf", with ${{{bold(b)}}}^\top$ since ${tex(b)}$ is summed over its {'row' if m is first else 'column'} index"
             for b, m in zip(transposed, [x for x in (first, second) if isinstance(x, Transpose)])))
         result = MatMul(first, second)
-    return result if outside == 1 else MatMul(outside, result)
+    if elementwise != 1:
+        result = _hadamard([_read(elementwise, row, col, ranges, reasons), result], reasons)
+    return result if scalar == 1 else MatMul(scalar, result)
 
 
 def tree_matrix(node: Node, named: dict, sizes: dict) -> Basic | None:

@@ -65,7 +65,58 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         return rf"\frac{{\partial {self._print(expr.f)}}}{{\partial {self._print(expr.x)}}}"
 
     def _print_OneMatrix(self, expr):
+        if self._elementwise_term:  # the 1 of 1 − s: every entry is 1, as lecturers write it
+            return "1"
         return rf"{self.notation.latex_bold('1')}_{{{self._print(expr.shape[0])}}}"
+
+    _elementwise_term = 0
+
+    def _print_HadamardProduct(self, expr):
+        """s ⊙ (1 − s), and e^z ⊘ (1 + e^z) for a factor to the power −1; a sum or a matrix
+        product among the factors is bracketed."""
+        from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, MatMul
+
+        def factor_text(factor):
+            text = self._elementwise(factor)
+            return rf"\left({text}\right)" if isinstance(factor, (MatAdd, MatMul, HadamardProduct)) else text
+
+        over = [f for f in expr.args if not (isinstance(f, HadamardPower) and f.exp == -1)]
+        under = [f.base for f in expr.args if isinstance(f, HadamardPower) and f.exp == -1]
+        text = r" \odot ".join(factor_text(f) for f in over) if over else "1"
+        if under:
+            divisor = under[0] if len(under) == 1 else HadamardProduct(*under)
+            text = (rf"\left({text}\right)" if len(over) > 1 else text) + r" \oslash " + factor_text(divisor)
+        return text
+
+    def _print_HadamardPower(self, expr):
+        from sympy.matrices.expressions import HadamardProduct
+
+        from symgrad.notation import Vec
+
+        if expr.exp == -1:
+            return self._print_HadamardProduct(_Quotient(expr))
+        base = self._elementwise(expr.base)
+        if not isinstance(expr.base, Vec) and expr.base.__class__.__name__ != "MatVar":
+            base = rf"\left({base}\right)"
+        return rf"{{{base}}}^{{\odot {self._print(expr.exp)}}}"
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        """A function entry by entry: e^{z}, \tanh(Z)."""
+        body, argument = expr.function.expr, self._print(expr.expr)
+        if body.func.__name__ == "exp":
+            return rf"e^{{{argument}}}"
+        name = {"log": r"\log", "tanh": r"\tanh"}.get(body.func.__name__,
+                                                      rf"\operatorname{{{body.func.__name__}}}")
+        return rf"{name}\left({argument}\right)"
+
+    def _elementwise(self, expr) -> str:
+        from sympy.matrices.expressions import MatAdd
+
+        self._elementwise_term += isinstance(expr, MatAdd)
+        try:
+            return self._print(expr)
+        finally:
+            self._elementwise_term -= isinstance(expr, MatAdd)
 
     # calculus ----------------------------------------------------------------------------
     def _print_Derivative(self, expr):
@@ -429,3 +480,10 @@ def render_latex(derivation: Derivation, *, standalone: bool = False, notation: 
         r"\end{document}",
         "",
     ])
+
+
+class _Quotient:
+    """1 ⊘ u: a lone factor to the power −1, printed as the quotient it is."""
+
+    def __init__(self, power):
+        self.args = (power,)

@@ -50,6 +50,7 @@ _COMMANDS = {
     r"\partial": "∂", r"\sum": "Σ", r"\delta": "δ", r"\neq": "≠", r"\ne": "≠", r"\times": "×",
     r"\cdot": "·", r"\dots": "…", r"\ldots": "…", r"\to": "→", r"\in": "∈", r"\varepsilon": "ε",
     r"\sigma": "σ", r"\nabla": "∇", r"\leq": "≤", r"\le": "≤", r"\ge": "≥", r"\,": " ", r"\quad": "  ", r"\log": "log",
+    r"\odot": "⊙", r"\oslash": "⊘",
 }
 
 

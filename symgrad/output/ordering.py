@@ -85,7 +85,7 @@ class OrderingMixin:
         """Factors side by side. SymPy's own printer first asks whether the product can shed a
         minus sign, which multiplies the matrices out: 4 s for a 64 × 64 product."""
         from sympy import Add
-        from sympy.matrices.expressions import MatAdd
+        from sympy.matrices.expressions import HadamardProduct, MatAdd
 
         factors = list(expr.args)
         sign = ""
@@ -94,7 +94,7 @@ class OrderingMixin:
         parts = []
         for factor in factors:
             printed = self._print(factor)
-            if isinstance(factor, (Add, MatAdd)):
+            if isinstance(factor, (Add, MatAdd, HadamardProduct)):  # (g ⊙ s) xᵀ, one reading
                 printed = self._wrap(printed)
             parts.append(printed)
         return self._join_factors(sign, parts)

@@ -74,7 +74,56 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
 
     def _print_OneMatrix(self, expr):
+        if self._elementwise_term:  # the 1 of 1 − s, as lecturers write it
+            return prettyForm("1")
         return prettyForm("1" + subscript(str(expr.shape[0])))
+
+    _elementwise_term = 0
+
+    def _print_HadamardProduct(self, expr):
+        """s ⊙ (1 − s), and e^z ⊘ (1 + e^z) for a factor to the power −1; a sum or a matrix
+        product among the factors is bracketed."""
+        from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, MatMul
+
+        def piece_of(factor):
+            piece = self._elementwise(factor)
+            return prettyForm(*piece.parens()) if isinstance(factor, (MatAdd, MatMul, HadamardProduct)) else piece
+
+        over = [f for f in expr.args if not (isinstance(f, HadamardPower) and f.exp == -1)]
+        under = [f.base for f in expr.args if isinstance(f, HadamardPower) and f.exp == -1]
+        form = None
+        for factor in over:
+            piece = piece_of(factor)
+            form = piece if form is None else prettyForm(*stringPict.next(form, " ⊙ ", piece))
+        form = form if form is not None else prettyForm("1")
+        if under:
+            if len(over) > 1:
+                form = prettyForm(*form.parens())
+            divisor = under[0] if len(under) == 1 else HadamardProduct(*under)
+            form = prettyForm(*stringPict.next(form, " ⊘ ", piece_of(divisor)))
+        form.binding = prettyForm.MUL
+        return form
+
+    def _print_HadamardPower(self, expr):
+        if expr.exp == -1:
+            return self._print_HadamardProduct(type("_Quotient", (), {"args": (expr,)})())
+        base = self._elementwise(expr.base)
+        if expr.base.__class__.__name__ not in ("Vec", "MatVar"):
+            base = prettyForm(*base.parens())
+        return prettyForm(*base.right("^⊙" + str(expr.exp)))
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        """A function entry by entry: exp(z), tanh(Z)."""
+        return prettyForm(*prettyForm(*self._print(expr.expr).parens()).left(expr.function.expr.func.__name__))
+
+    def _elementwise(self, expr):
+        from sympy.matrices.expressions import MatAdd
+
+        self._elementwise_term += isinstance(expr, MatAdd)
+        try:
+            return self._print(expr)
+        finally:
+            self._elementwise_term -= isinstance(expr, MatAdd)
 
     def _name(self, expr) -> str:
         """A one-line name for the numerator/denominator of a ∂ fraction."""

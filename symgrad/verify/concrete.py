@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
-from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Sum,
+from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Mul, Sum,
                    Symbol, Transpose, expand)
-from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions import HadamardPower, HadamardProduct, DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
 from symgrad.model import Model
 from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbols
@@ -83,6 +84,13 @@ class ConcreteModel:
             vector = list(self._explicit_matrix(expr.args[0]))
             size = len(vector)
             return ImmutableMatrix(size, size, lambda r, c: vector[r] if r == c else 0)
+        if isinstance(expr, HadamardProduct):  # s ⊙ (1 − s): entry by entry
+            parts = [self._explicit_matrix(arg) for arg in expr.args]
+            return ImmutableMatrix(*parts[0].shape, lambda r, c: Mul(*[p[r, c] for p in parts]))
+        if isinstance(expr, HadamardPower):
+            return self._explicit_matrix(expr.base).applyfunc(lambda e: e ** expr.exp)
+        if isinstance(expr, ElementwiseApplyFunction):  # e^z, tanh(Z) entry by entry
+            return self._explicit_matrix(expr.expr).applyfunc(expr.function)
         if isinstance(expr, (OneMatrix, Identity, ZeroMatrix)):
             return ImmutableMatrix(expr.as_explicit())
         raise ValueError(f"no explicit form for {type(expr).__name__}")

@@ -27,7 +27,8 @@ from sympy import default_sort_key
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
-from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr, OneMatrix
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions import DiagMatrix, HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.model import Model
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbol, index_symbols, plain_sympy
@@ -72,6 +73,12 @@ def generic_entry(side: Basic, row: Basic, col: Basic) -> Basic:
         return Add(*[generic_entry(term, row, col) for term in side.args])
     if isinstance(side, DiagMatrix):
         return KroneckerDelta(row, col) * generic_entry(side.args[0], row, 1)
+    if isinstance(side, HadamardProduct):  # s ⊙ (1 − s): entry by entry
+        return Mul(*[generic_entry(factor, row, col) for factor in side.args])
+    if isinstance(side, HadamardPower):
+        return generic_entry(side.base, row, col) ** side.exp
+    if isinstance(side, ElementwiseApplyFunction):  # e^z, tanh(Z) entry by entry
+        return side.function(generic_entry(side.expr, row, col))
     if isinstance(side, MatMul):
         scalars = [f for f in side.args if not isinstance(f, MatrixExpr)]
         matrices = [f for f in side.args if isinstance(f, MatrixExpr)]
