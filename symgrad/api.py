@@ -82,12 +82,13 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
         return check_derivation(derivation, progress) if check else derivation
 
 
-def derive_expression(expression: str, *, variables: dict | str, wrt: str | None = None, assume=(),
+def derive_expression(expression: str, *, variables: dict | str, wrt: str | list[str] | None = None, assume=(),
                       n: int | str | None = None, sizes: dict | str | None = None, check: bool = True,
                       progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """Derive the gradient of any loss written in the expression language, step by step.
     ``variables``: each name's shape ("z=n,T=scalar", or "W=n x p,X=p x m,b=n" for matrices);
-    ``sizes``: the value of each size name ("n=3,p=2,m=2", or a dict); ``n`` (default 3) is n's
+    ``wrt``: the variable to differentiate by, or several ("W1,b1,W2,b2", or a list), derived
+    together; ``sizes``: the value of each size name ("n=3,p=2,m=2", or a dict); ``n`` (default 3) is n's
     value when ``sizes`` leaves it out. Raises UsageError for a size missing, unused or too large.
 
     >>> d = derive_expression("binary_cross_entropy(sigmoid(z), y)", wrt="z", variables="z=n,y=n")
@@ -103,8 +104,12 @@ def derive_expression(expression: str, *, variables: dict | str, wrt: str | None
                                    " ".join((expression, *assume)))
     from symgrad.derivation.engine import Problem, derive_problem
 
-    problem = Problem(expression, variables, wrt=wrt, assume=assume, size=size, name="expression", title=None,
-                      sizes=sizes)
+    targets = [w.strip() for w in wrt.split(",")] if isinstance(wrt, str) else list(wrt or [])
+    if len(targets) != len(set(targets)) or any(not t for t in targets):
+        raise UsageError(f"--wrt {wrt!r}: name each variable once, separated by commas (W1,b1,W2,b2)")
+    # several variables: one derivation, the levels they share (dZ[2]) derived once
+    problem = Problem(expression, variables, wrt=targets[0] if targets else None, assume=assume, size=size,
+                      name="expression", title=None, sizes=sizes, also=tuple(targets[1:]))
     derivation = derive_problem(problem)
     return check_derivation(derivation, progress) if check else derivation
 

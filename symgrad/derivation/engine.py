@@ -102,7 +102,7 @@ class _Engine:
         self.more_sizes = tuple(problem.sizes or ())  # size names usable as numbers (/ m)
         # several size names (matrices, a vector over m, or a size used only as a number: / m)
         self.several = any(len(shape) == 2 or shape and shape != ("n",) for shape in self.shapes.values()) \
-            or bool(set(problem.sizes or {}) - {"n"})
+            or bool(set(problem.sizes or {}) - {"n"}) or bool(problem.also)
         sizes = None
         if self.several:
             self.size_value, sizes = _sizes(self.shapes, problem)
@@ -122,15 +122,15 @@ class _Engine:
                 raise UsageError("say which variable to differentiate by (--wrt)")
             self.function, self.wrt = tree, problem.wrt
         self.targets = tuple(dict.fromkeys((self.wrt, *problem.also)))
-        if len(self.targets) > 1 and (not self.several or self.jacobian):
-            raise UsageError("several variables to differentiate by are derived together only for matrices")
+        if len(self.targets) > 1 and self.jacobian:
+            raise UsageError("a jacobian is taken by one variable")
         for target in self.targets:
             if target not in self.kinds:
                 raise UsageError(f"--wrt {target}: {target!r} is not declared (--vars declares "
                                  f"{', '.join(self.kinds) or 'nothing'})")
             if self.kinds.get(target) != VECTOR and not (self.several and self.kinds.get(target) == MATRIX):
-                raise UsageError(f"--wrt must name a vector{' or matrix' if self.several else ''} variable, "
-                                 f"not {target!r}")
+                raise UsageError(f"--wrt must name vector{' or matrix' if self.several else ''} variables, "
+                                 f"not {target!r} (a scalar)")
         if self.function.kind != (VECTOR if self.jacobian else SCALAR):
             raise UsageError("derive takes a scalar function (a loss) and derives its gradient, or "
                              "jacobian(f, x) of a vector function f")

@@ -104,6 +104,8 @@ def _entry(entry: Indexed, row, col, ranges: dict) -> MatrixExpr:
         return MatVar(base, ranges[row], ranges[col])
     if col is not None and indices == (col, row):
         return Transpose(MatVar(base, ranges[col], ranges[row]))
+    if col is not None and indices == (row,):  # a vector added to every column: b 1ᵀ
+        return MatMul(Vec(base, ranges[row]), OneMatrix(1, ranges[col]))
     raise _Unreadable(f"{entry} is not an entry at ({row}, {col})")
 
 

@@ -67,6 +67,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
     def _print_OneMatrix(self, expr):
         if self._elementwise_term:  # the 1 of 1 − s: every entry is 1, as lecturers write it
             return "1"
+        if expr.shape[0] == 1 and expr.shape[1] != 1:  # a row of ones: b 1ᵀ adds b to every column
+            return rf"{self.notation.latex_bold('1')}_{{{self._print(expr.shape[1])}}}^{{\top}}"
         return rf"{self.notation.latex_bold('1')}_{{{self._print(expr.shape[0])}}}"
 
     _elementwise_term = 0

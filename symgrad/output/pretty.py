@@ -76,6 +76,8 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     def _print_OneMatrix(self, expr):
         if self._elementwise_term:  # the 1 of 1 − s, as lecturers write it
             return prettyForm("1")
+        if expr.shape[0] == 1 and expr.shape[1] != 1:  # a row of ones: b 1ᵀ adds b to every column
+            return prettyForm("1" + subscript(str(expr.shape[1])) + "ᵀ")
         return prettyForm("1" + subscript(str(expr.shape[0])))
 
     _elementwise_term = 0
