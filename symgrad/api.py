@@ -42,6 +42,8 @@ BUILTINS = (
             "(the default)", ("--n", "--no-normalized-labels")),
     Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
             "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
+    Builtin("network", "hidden layers A[l] = g(W[l] A[l-1] + b[l]) and an output layer over a batch: "
+            "dZ[l], dW[l], db[l] for every layer", ("--hidden", "--output-layer", "--sizes")),
 )
 
 
@@ -111,6 +113,27 @@ def derive_expression(expression: str, *, variables: dict | str, wrt: str | list
     problem = Problem(expression, variables, wrt=targets[0] if targets else None, assume=assume, size=size,
                       name="expression", title=None, sizes=sizes, also=tuple(targets[1:]))
     derivation = derive_problem(problem)
+    return check_derivation(derivation, progress) if check else derivation
+
+
+def derive_network(hidden: list[str] | str = ("tanh",), output: str = "softmax", *, sizes: dict | str | None = None,
+                   check: bool = True, progress: Callable[[int, int, str], None] | None = None) -> Derivation:
+    """The gradients of a network's cost by every W[l] and b[l], layer by layer from the output:
+    ``hidden`` the hidden layers' activations ("tanh,sigmoid" or a list; any elementwise function),
+    ``output`` softmax (cross-entropy), sigmoid (binary cross-entropy) or identity (squared error),
+    ``sizes`` n0 … nL and m ("n0=2,n1=3,n2=2,m=2", ints or "symbolic"; missing ones small).
+
+    >>> d = derive_network("tanh", "softmax", sizes="n0=2,n1=2,n2=2,m=1")  # doctest: +SKIP
+    """
+    from symgrad.derivation.network import derive_network as build, network_question
+
+    if isinstance(hidden, str):
+        hidden = [h.strip() for h in hidden.split(",") if h.strip()]
+    if isinstance(sizes, str):
+        sizes = parse_sizes(sizes)
+    question = network_question(list(hidden), output, sizes)
+    expression_sizes(question.variables, question.sizes, None, " ".join((question.cost, *question.assume)))
+    derivation = build(list(hidden), output, question.sizes)
     return check_derivation(derivation, progress) if check else derivation
 
 

@@ -104,6 +104,8 @@ def derive(
     sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers, or 'symbolic' for a proof for every value); n may come from --n instead.")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
+    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid (any elementwise function; default tanh). Sizes n0 (input), n1 … nL (layers) and m (batch) come from --sizes.")] = None,
+    output_layer: Annotated[Optional[str], typer.Option("--output-layer", metavar="KIND", help="network: the output layer: softmax (with cross-entropy, the default), sigmoid (binary cross-entropy) or identity (squared error).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
                                         help="Output: text (terminal), latex, markdown, json (certificate).")] = Format.text,
     standalone: Annotated[bool, typer.Option(help="LaTeX: a complete document that pdflatex compiles.")] = False,
@@ -130,13 +132,26 @@ def derive(
     if expr is not None and variables is not None:  # parsed once here, so bad sizes are refused at once
         variables = parse_variables(variables)
         expression_sizes(variables, named_sizes, size, " ".join((expr, *(assume or []))))
+    from symgrad import api
     from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
     check_render_options(fmt.value, standalone=standalone, notation=notation.value, bold=bold.value, label=label)
     with deadline(limit):  # the derivation, its checks and its rendering: one budget
-        derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
-                                 named_sizes, normalized_labels)
+        if name == "network":
+            from symgrad.errors import UsageError
+
+            if expr is not None or size is not None or sizes:
+                raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), not --expr/--n/--n-prev/--m")
+            derivation = api.derive_network(hidden or "tanh", output_layer or "softmax", sizes=named_sizes,
+                                            progress=_progress_reporter())
+        else:
+            if hidden is not None or output_layer is not None:
+                from symgrad.errors import UsageError
+
+                raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
+            derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
+                                     named_sizes, normalized_labels)
         text = None
         if not (fmt is Format.text and target is None):
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,

@@ -43,8 +43,8 @@ RESERVED = {"i", "j", "k", "l", "n", "L"}
 # of INDEX_POOL: never a user's name, a size's name, or an intermediate's usual name (a, s, h …).
 INDEX_NAMES_BY_SIZE = {"n": ("i", "j", "k", "l"), "m": ("s", "t", "u", "v"), "p": ("q", "r", "q'", "r'"),
                        "n_prev": ("p", "r", "p'", "r'")}  # a layer's n_prev units (not beside a size p)
-INDEX_POOL = ("c", "d", "f", "w", "x", "y", "z", "q", "r", "p", "k", "l", "s", "t", "u", "v",
-              "i", "j", "a", "b", "g", "o")
+INDEX_POOL = ("i", "j", "k", "l", "p", "q", "r", "c", "d", "f", "w", "x", "y", "z", "s", "t", "u", "v",
+              "a", "b", "g", "o")
 
 
 def index_names(size_name: str) -> tuple[str, ...]:
@@ -59,7 +59,11 @@ def index_scheme(size_names, avoid=()) -> dict[str, tuple[str, ...]]:
     chooses its indices around the user's names, never the other way round."""
     taken = set(avoid) | set(size_names)
     scheme: dict[str, tuple[str, ...]] = {}
-    ordered = sorted(size_names, key=lambda name: (name not in INDEX_NAMES_BY_SIZE, list(size_names).index(name)))
+    def layer(name: str) -> int:  # n2 before n1 before n0: the output layer takes i, j
+        digits = name.lstrip("abcdefghijklmnopqrstuvwxyz_")
+        return -int(digits) if digits.isdigit() else 0
+    ordered = sorted(size_names, key=lambda name: (name not in INDEX_NAMES_BY_SIZE, layer(name),
+                                                   list(size_names).index(name)))
     for size in ordered:
         names = [x for x in INDEX_NAMES_BY_SIZE.get(size, ()) if x.rstrip("'") not in taken]
         names = [x for x in names if x not in taken]
@@ -97,9 +101,12 @@ class Lowering:
     """Names intermediates and writes index templates for one size (an Integer or the symbol n)."""
 
     def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | tuple[str, ...] | None,
-                 shapes: dict[str, tuple] | None = None, sizes: dict[str, Expr] | None = None):
+                 shapes: dict[str, tuple] | None = None, sizes: dict[str, Expr] | None = None,
+                 names: dict[Node, str] | None = None):
         """``kinds``: name → "vector" / "scalar" (length n), or ``shapes``: name → tuple of
-        size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``)."""
+        size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``);
+        ``names``: the names a recipe gives some intermediates (a network's Z1, A1)."""
+        self.given_names = dict(names or {})
         self.kinds = kinds
         self.size = size
         # the variables the derivative is taken by (one name, or several: a layer's W, b, A_prev)
@@ -152,6 +159,10 @@ class Lowering:
         return named
 
     def _fresh_name(self, node: Node) -> str:
+        given = self.given_names.get(node)
+        if given is not None and given not in self.taken:
+            self.taken.add(given)
+            return given
         matrix = node.kind == MATRIX
         table, fallback = (MATRIX_PREFERRED, MATRIX_FALLBACK) if matrix else (PREFERRED, FALLBACK)
         preferred = table.get(node.function) if isinstance(node, Apply) else None

@@ -83,6 +83,7 @@ class Problem:
     sizes: dict | None = None  # several size names (matrices): {"n": 3, "p": 2, "m": 2}
     also: tuple[str, ...] = ()  # further variables (matrices) whose gradients share the levels above
     loss_name: str | None = None  # the loss's symbol (default L, or J when L is a variable)
+    names: dict = field(default_factory=dict)  # sub-expression text → its intermediate's name (Z1, A1)
 
 
 def derive_problem(problem: Problem) -> Derivation:
@@ -139,7 +140,9 @@ class _Engine:
                 raise UsageError(f"the expression does not depend on {target}: its gradient is 0")
         self.target_nodes = [Var(t, self.kinds[t], None, self.shapes[t]) for t in self.targets]
         self.wrt_node = self.target_nodes[0]
-        self.ctx = Lowering(self.kinds, size, self.targets, shapes=self.shapes, sizes=sizes)
+        names = {to_tree(parse_tree(text, matrices=True), self.shapes, more_sizes=self.more_sizes): name
+                 for text, name in problem.names.items()}
+        self.ctx = Lowering(self.kinds, size, self.targets, shapes=self.shapes, sizes=sizes, names=names)
         self.ctx.prepare(self.function)
         if self.jacobian:
             if isinstance(self.function, Var):
@@ -724,13 +727,15 @@ def _written(ctx: Lowering, node: Node, top: bool = False) -> str:
     return str(getattr(node, "name", getattr(node, "value", "")))
 
 
-def _broadcasts(node: Node) -> list[Node]:
-    """Vectors added to a matrix in ``node`` (each is added to every column)."""
+def _broadcasts(node: Node, named=()) -> list[Node]:
+    """Vectors added to a matrix in ``node`` (each is added to every column), not looking inside
+    a named intermediate (Z2 = W2 A1 + b2 says nothing of A1's b1)."""
     found = []
     if isinstance(node, Arith) and node.kind == MATRIX:
         found += [side for side in (node.left, node.right) if side.kind == VECTOR]
     for child in node.children:
-        found += _broadcasts(child)
+        if child not in named:
+            found += _broadcasts(child, named)
     return found
 
 
@@ -739,7 +744,7 @@ def _definition_title(ctx: Lowering, named: Named) -> str:
     if node.kind == MATRIX and isinstance(node, Apply) and node.function == "softmax":
         return rf"Softmax of each column of ${_written(ctx, node.args[0])}$ (one example per column)"
     if node.kind == MATRIX and not isinstance(node, Apply):
-        added = "".join(rf", ${_written(ctx, v)}$ added to every column" for v in _broadcasts(node))
+        added = "".join(rf", ${_written(ctx, v)}$ added to every column" for v in _broadcasts(node, ctx.named))
         return rf"${bold(named.head)} = {_written(ctx, node, top=True)}${added}"
     if isinstance(node, Apply):
         arg = node.args[0]
