@@ -136,6 +136,9 @@ class Lowering:
             self._walk(child, False, isinstance(node, Apply))
         if is_root or node.kind == SCALAR:
             return
+        if node in self.given_names:  # a recipe's name (the output Z2 of a network): always named
+            self.name(node)
+            return
         inline = isinstance(node, MatProduct) or isinstance(node, Apply) and node.function in MATRIX_FUNCTIONS
         if isinstance(node, Apply) and not inline or \
                 (argument_of_call and (inline or isinstance(node, (Arith, Negate, Power)))):

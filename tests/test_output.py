@@ -41,6 +41,12 @@ needs_js = pytest.mark.skipif(
 def _derivation(key):
     """Derived without the (slow) check, every step then given the longest status wording, so
     the layout is tested with the widest titles it can have."""
+    if isinstance(key, tuple) and key[0] == "network":  # ("network", hidden, output)
+        from symgrad.api import derive_network
+
+        derivation = derive_network(key[1], key[2], check=False)
+        status = Check(exact=True, numeric=True, scope="all n0, n1, n2, m, instances n = 1, 2, 3")
+        return derivation.with_steps(s.with_check(status) for s in derivation.steps)
     if isinstance(key, tuple):
         n, n_prev, m = key
         derivation = derive("softmax-layer", n, n_prev=n_prev, m=m, check=False)
@@ -82,8 +88,11 @@ def _assert_ranges_shown(derivation, latex: str, notation: Notation):
         assert expected in chunk, (step.title, expected)
 
 
+NETWORKS = [("network", "tanh", "softmax"), ("network", "sigmoid", "identity"), ("network", "tanh,softplus", "sigmoid")]
+
+
 @needs_pdflatex
-@pytest.mark.parametrize("size", CE_SIZES + LAYER_SIZES, ids=str)
+@pytest.mark.parametrize("size", CE_SIZES + LAYER_SIZES + NETWORKS, ids=str)
 def test_latex_never_runs_off_the_page(tmp_path, size):
     """The fragment in a plain article and the standalone document, in both notations, with
     \\mathbf and \\bm, with and without labels: no Overfull \\hbox, every index range shown."""
@@ -231,7 +240,7 @@ def test_markdown_and_notebook_render_in_katex_and_mathjax():
     """Every math block of the Markdown (both notations, both bold commands) and of both notebook
     representations, at several sizes, rendered by KaTeX and MathJax 3 in one node run."""
     blocks = []
-    for size in [1, 3, 7, 12, 64, "symbolic", (3, 2, 2), (8, 6, 5), ("symbolic", "symbolic", "symbolic")]:
+    for size in [1, 3, 7, 12, 64, "symbolic", (3, 2, 2), (8, 6, 5), ("symbolic", "symbolic", "symbolic"), *NETWORKS]:
         derivation = _derivation(size)
         for notation in ("plain", "course"):
             for bold in ("mathbf", "bm"):

@@ -606,13 +606,28 @@ class _Engine:
         return tidy
 
     def _note_unused_sums(self, component: Expr) -> None:
+        """A leftover Σ_i y_i: name the assumption that would remove it — only for labels (the
+        targets of a loss: cross_entropy(·, y), mse(·, y)), never for weights or inputs."""
+        labels = _labels(self.function)
         for total in component.atoms(Sum):
             term = total.function
-            if getattr(term, "base", None) in self.ctx.bases.values():
+            base = getattr(term, "base", None)
+            if base in self.ctx.bases.values() and str(base.label) in labels:
                 what = "colsum" if len(term.indices) == 2 else "sum"
                 self.notes.append(rf"Stopped with ${math_markup(total)}$ left in: an assumption such as "
                                   rf"\texttt{{{what}({term.base}) == 1}} (one-hot or probability labels) "
                                   r"would reduce it further.")
+
+
+def _labels(node: Node) -> set[str]:
+    """The variables a loss compares with (its targets), anywhere in ``node``."""
+    found = set()
+    if isinstance(node, Apply) and node.function in ("cross_entropy", "binary_cross_entropy", "mse") \
+            and isinstance(node.args[1], Var):
+        found.add(node.args[1].name)
+    for child in node.children:
+        found |= _labels(child)
+    return found
 
 
 def _entry(index: tuple) -> str:
