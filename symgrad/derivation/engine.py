@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, Integer, KroneckerDelta, Mul, Sum, Symbol,
+from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, IndexedBase, Integer, KroneckerDelta, Mul, Sum, Symbol,
                    Transpose, cancel, count_ops, factor_terms)
 from sympy.matrices.expressions import MatAdd, MatMul
 
@@ -397,6 +397,7 @@ class _Engine:
         else:
             title = rf"Chain rule: ${entry(c, J)}$ reaches the loss along {len(terms)} paths"
         self.steps.append(Step(title, Rule.CHAIN_RULE, lhs, chain, J))
+        self._chain_rule_in_matrices(node, parents, locals_, J)
         substituted = Add(*[rules.substitute_factors(t, known) if isinstance(t, Sum) else t for t in terms],
                           evaluate=False) if len(terms) > 1 else (
             rules.substitute_factors(chain, known) if isinstance(chain, Sum) else chain)
@@ -409,6 +410,38 @@ class _Engine:
         if node not in self.target_nodes:
             self._matrix_form(node, value, J, intermediate=True)
         return value, J
+
+    def _chain_rule_in_matrices(self, node: Node, parents: list[Node], locals_, J: tuple) -> None:  # noqa: N803
+        """The level as a course writes it, in the gradients one level up: dA1 = W2ᵀ dZ2,
+        dZ1 = dA1 ⊙ (1 − A1^⊙2), dW1 = dZ1 Xᵀ. Only where every parent's local derivative is
+        linear or elementwise (a softmax or the loss itself is written out entry by entry), and
+        only when the sum reads back as a matrix; a checked step like the others."""
+        ctx = self.ctx
+        if any(p is self.function or locals_[(p, node)].cases is not None for p in parents):
+            return
+        stand_ins, back = {}, {}
+        terms = []
+        for parent in parents:
+            I = ctx.outer(parent)  # noqa: E741, N806
+            p = ctx.named[parent].head
+            local = locals_[(parent, node)]
+            stand_in = IndexedBase(f"∂{self.loss}/∂{p.label}", real=True)
+            stand_ins[Derivative(self.loss, p[I])] = stand_in[I]
+            back[stand_in] = GradientMatrix(self.loss, self._whole(parent))
+            value = local.value.xreplace(dict(zip(local.free[len(I):], J)))
+            terms.append(Sum(stand_in[I] * value, *self._limits(I)))
+        collapsed = rules.collapse_kronecker(Add(*terms))
+        if collapsed.has(KroneckerDelta):
+            return
+        ranges = {x: self.model.range_of(x) for x in J}
+        matrix = read_matrix(_tidy(rules.evaluated(collapsed)), J, ranges)
+        if matrix is None:
+            return
+        matrix = matrix.replace(lambda e: isinstance(e, (MatVar, Vec)) and e.base in back, lambda e: back[e.base])
+        upstream = ", ".join(rf"$\partial {tex(self.loss)}/\partial {bold(ctx.named[p].head)}$" for p in parents)
+        self.steps.append(Step(rf"The same in matrices, through {upstream} (the gradient one level up)",
+                               Rule.CHAIN_RULE, GradientMatrix(self.loss, self._whole(node)), matrix,
+                               assumptions=self.used))
 
     def _simplify_entries(self, lhs, substituted: Expr, local: Local | None, J: tuple) -> Expr:  # noqa: N803
         """The Kronecker deltas collapse (the δ over the example index first); a softmax Jacobian
