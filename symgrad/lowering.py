@@ -302,6 +302,9 @@ class Lowering:
             return self._sum(lambda where: at(args[0], where), args[0].shape, index)
         if name == "cross_entropy":  # the columns' losses, added
             return -self._sum(lambda where: at(args[1], where) * log(at(args[0], where)), args[0].shape, index)
+        if name == "binary_cross_entropy":  # every entry's loss, added (one example per column)
+            return -self._sum(lambda where: at(args[1], where) * log(at(args[0], where))
+                              + (1 - at(args[1], where)) * log(1 - at(args[0], where)), args[0].shape, index)
         raise ValueError(f"{name} of a matrix has no template")
 
     def _apply(self, node: Apply, index) -> Expr:

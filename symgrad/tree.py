@@ -36,7 +36,7 @@ MATRIX_FUNCTIONS = {
     "rowsum": lambda shape: (shape[0],),  # one sum per row: a vector over the rows
 }
 # Functions that also take matrices, column by column (softmax) or entry by entry.
-ON_MATRICES = {"softmax", "sum", "cross_entropy", *MATRIX_FUNCTIONS}
+ON_MATRICES = {"softmax", "sum", "cross_entropy", "binary_cross_entropy", *MATRIX_FUNCTIONS}
 
 # What each function takes and gives: argument kinds and result kind (None: same as argument).
 ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # functions.py: one entry each

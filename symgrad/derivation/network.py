@@ -33,7 +33,7 @@ class Output:
 OUTPUTS = {
     "softmax": Output("softmax({z})", "cross_entropy({a}, Y) / m", "colsum(Y) == 1",
                       "softmax with cross-entropy"),
-    "sigmoid": Output("sigmoid({z})", "-sum(Y * log({a}) + (1 - Y) * log(1 - {a})) / m", None,
+    "sigmoid": Output("sigmoid({z})", "binary_cross_entropy({a}, Y) / m", None,
                       "sigmoid with binary cross-entropy"),
     "identity": Output("{z}", "sum(({a} - Y) ** 2) / m / 2", None, "the identity with squared error (1/2m)"),
 }
