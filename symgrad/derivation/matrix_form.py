@@ -40,6 +40,12 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
     wanted = [x for x in (row, col) if x is not None]
     if not expr.has(*wanted):  # a constant term (the 1 in 1 − s): that number in every entry
         ones = _ones(row, col, ranges)
+        if expr.has(Sum):  # a number that is itself a product of vectors: (aᵀ V w) in every entry
+            if expr.could_extract_minus_sign():
+                return -_read(-expr, row, col, ranges, reasons)
+            number = _scalar(expr, ranges, reasons)
+            if number is not None:
+                return MatMul(ones, number)
         return ones if expr == 1 else MatMul(expr, ones)
     if isinstance(expr, Add):
         return MatAdd(*[_read(t, row, col, ranges, reasons) for t in expr.args])
@@ -57,6 +63,25 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
     if isinstance(expr, Sum) and len(expr.limits) == 1:
         return _sum(expr, row, col, ranges, reasons)
     raise _Unreadable(f"{type(expr).__name__}")
+
+
+def _scalar(expr: Expr, ranges: dict, reasons: list[str]) -> MatrixExpr | None:
+    """Σ_k u_k g_k as the 1 × 1 product uᵀ g (g itself maybe Σ_q V_kq w_q: uᵀ V w), or None."""
+    outside, total = expr.as_independent(Sum, as_Add=False)
+    if not isinstance(total, Sum) or len(total.limits) != 1 or total.limits[0][1] != 1:
+        return None
+    index, _, upper = total.limits[0]
+    factors = [f for f in Mul.make_args(total.function)]
+    if len(factors) < 2 or not all(f.has(index) for f in factors):
+        return None
+    inner = {**ranges, index: upper}
+    try:
+        first = _read(factors[0], index, None, inner, reasons)
+        rest = _read(Mul(*factors[1:]), index, None, inner, reasons)
+    except _Unreadable:
+        return None
+    product = MatMul(Transpose(first), rest)
+    return product if outside == 1 else MatMul(outside, product)
 
 
 def _ones(row, col, ranges: dict) -> MatrixExpr:

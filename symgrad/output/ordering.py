@@ -92,8 +92,16 @@ class OrderingMixin:
         if factors[0] == -1:
             sign, factors = "-", factors[1:]
         parts = []
-        for factor in factors:
-            printed = self._print(factor)
+        from sympy.matrices.expressions import MatrixExpr
+
+        saved = getattr(self, "_elementwise_term", 0)
+        if sum(isinstance(f, MatrixExpr) for f in factors) > 1:
+            self._elementwise_term = 0  # a column of ones in a product stays 1ₙ (1ₙ aᵀ V w); 2 − s keeps 2
+        try:
+            printed_factors = [self._print(factor) for factor in factors]
+        finally:
+            self._elementwise_term = saved
+        for factor, printed in zip(factors, printed_factors):
             if isinstance(factor, (Add, MatAdd, HadamardProduct)):  # (g ⊙ s) xᵀ, one reading
                 printed = self._wrap(printed)
             parts.append(printed)
