@@ -242,3 +242,68 @@ def test_a_corrupted_hadamard_readback_is_refuted():
     assert corrupted is not None and corrupted != last.rhs
     bad = replace(derivation, steps=derivation.steps[:-1] + (replace(last, rhs=corrupted),))
     assert not check_derivation(bad).proven
+
+
+# --- property: random compositions with random size names ----------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZE_NAMES = ["h", "d", "q", "k2", "n1", "width", "r", "s"]
+NUMPY_ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid, "softplus": lambda z: np.log1p(np.exp(z)),
+                     "identity": lambda z: z}
+
+
+@st.composite
+def compositions(draw):
+    """A random one- or two-layer composition over a vector or a batch, with random size names
+    (each layer a different size or the same), its expression, shapes and NumPy cost."""
+    names = draw(st.lists(st.sampled_from(SIZE_NAMES), min_size=3, max_size=3, unique=True))
+    inner, hidden, batch = names
+    two_layers = draw(st.booleans())
+    over_batch = draw(st.booleans())
+    g1, g2 = draw(st.sampled_from(list(NUMPY_ACTIVATIONS))), draw(st.sampled_from(list(NUMPY_ACTIVATIONS)))
+    bias = draw(st.booleans())
+    values = {inner: draw(st.integers(1, 3)), hidden: draw(st.integers(1, 3)), batch: draw(st.integers(1, 2))}
+    x = "X" if over_batch else "x"
+    variables = {x: f"{inner} x {batch}" if over_batch else inner, "W1": f"{hidden} x {inner}"}
+    text = f"W1 @ {x}" + (" + b1" if bias else "")
+    if bias:
+        variables["b1"] = hidden
+    text = text if g1 == "identity" else f"{g1}({text})"
+    out = hidden
+    if two_layers:
+        variables["W2"] = f"{inner} x {hidden}"
+        text = f"W2 @ {text}"
+        out = inner
+        text = text if g2 == "identity" else f"{g2}({text})"
+    loss = draw(st.sampled_from(["sum", "dot"]))
+    if loss == "dot":
+        variables["w"] = f"{out} x {batch}" if over_batch else out
+        text = f"sum(w * {text})" if over_batch else f"dot(w, {text})"
+    else:
+        text = f"sum({text})"
+
+    def cost(v):
+        a = v[x]
+        z = v["W1"] @ a + ((v["b1"][:, None] if over_batch else v["b1"]) if bias else 0)
+        a = NUMPY_ACTIVATIONS[g1](z)
+        if two_layers:
+            a = NUMPY_ACTIVATIONS[g2](v["W2"] @ a)
+        return float((v["w"] * a).sum()) if loss == "dot" else float(a.sum())
+
+    wrt = draw(st.sampled_from([n for n in variables if n[0] in "Wb"]))
+    return text, variables, values, cost, wrt
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compositions())
+def test_random_compositions_match_finite_differences(composition):
+    text, variables, values, cost, wrt = composition
+    sizes = ",".join(f"{k}={v}" for k, v in values.items())
+    declared = ",".join(f"{k}={v}" for k, v in variables.items())
+    derivation = derive_expression(text, wrt=wrt, variables=declared, sizes=sizes)
+    assert derivation.proven, text
+    shapes = {name: tuple(values[d.strip()] for d in str(shape).split(" x ")) for name, shape in variables.items()}
+    point = {name: RNG.normal(size=shape) for name, shape in shapes.items()}
+    check_against_finite_differences(derivation, cost, point, [wrt])

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, IndexedBase, Integer, KroneckerDelta, Mul, Sum, Symbol,
                    Transpose, cancel, count_ops, factor_terms)
-from sympy.matrices.expressions import MatAdd, MatMul
+from sympy.matrices.expressions import MatMul
 
 from symgrad.build import N
 from symgrad.derivation import rules

@@ -91,8 +91,6 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         return text
 
     def _print_HadamardPower(self, expr):
-        from sympy.matrices.expressions import HadamardProduct
-
         from symgrad.notation import Vec
 
         if expr.exp == -1:
