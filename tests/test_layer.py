@@ -47,9 +47,11 @@ def _finite_differences(f, x, h=1e-6):
 
 
 def _matrix_form(derivation, variable: str):
-    """The *first* step that states ∂J/∂variable as a whole matrix (the 1/m inside convention)."""
+    """The *first* step that states ∂J/∂variable as a whole matrix in the variables (the 1/m
+    inside convention); not the one through the gradient one level up (∂J/∂W = ∂J/∂Z A_prevᵀ)."""
     for step in derivation.steps:
-        if isinstance(step.lhs, GradientMatrix) and str(step.lhs.x.base) == variable:
+        if isinstance(step.lhs, GradientMatrix) and str(step.lhs.x.base) == variable \
+                and not step.rhs.has(GradientMatrix):
             return step
     raise AssertionError(f"no matrix-form step for {variable}")
 
