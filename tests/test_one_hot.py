@@ -15,7 +15,7 @@ from symgrad.notation import index_symbol
 from symgrad.steps import Rule
 from symgrad.verify import check_derivation
 from support import needs_latex, run
-from test_output import _compile, _overfull
+from test_output import _compile, _math_blocks, _overfull, _render_errors, _terminal, needs_js
 
 j, K = index_symbol("j"), index_symbol("K")
 
@@ -213,3 +213,42 @@ def test_latex_compiles_without_overfull_lines(tmp_path, size, k):
         pages.append(body.rsplit(r"\end{document}", 1)[0].replace(r"\label{oh:", rf"\label{{{notation}:"))
     log = _compile(tmp_path, "one_hot", preamble, pages)
     assert not _overfull(log), _overfull(log)
+
+
+def test_certificate_rechecks_with_sympy_alone(monkeypatch):
+    """The JSON certificate of a one-hot derivation re-checked from the JSON alone by the same
+    independent SymPy route as the built-in derivations' (tests/test_core.py)."""
+    import test_core
+
+    monkeypatch.setattr(test_core, "derive", lambda name, n: derive_one_hot(2, n=n))
+    test_core.test_certificate_rechecks_with_sympy_alone("softmax-cross-entropy", {"n": 3})
+
+
+def test_certificate_states_the_class_as_a_parameter():
+    import json
+
+    certificate = json.loads(render(derive_one_hot("K", n="symbolic"), "json"))
+    assert certificate["parameters"] == {"K": [1, "n"]}
+    assert certificate["assumption_index_ranges"]["one-hot label"] == {"i": [1, "n"]}  # for every i, one K
+
+
+@pytest.mark.parametrize("size, k", [(3, 2), (6, 1), ("symbolic", "K")])
+def test_terminal_never_crops_silently(size, k):
+    d = derive_one_hot(k, n=size, check=False)
+    for width in (60, 80, 120):
+        text = _terminal(d, width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert all(line.rstrip().endswith("│") for line in text.splitlines() if line.startswith("│"))
+
+
+@needs_js
+def test_markdown_and_notebook_render_in_katex_and_mathjax():
+    blocks = []
+    for size, k in [(1, 1), (3, 2), (7, 7), ("symbolic", "K")]:
+        d = derive_one_hot(k, n=size, check=False)
+        for notation in ("plain", "course"):
+            for bold in ("mathbf", "bm"):
+                blocks += _math_blocks(render(d, "markdown", notation=notation, bold=bold))
+        blocks += _math_blocks(d._repr_markdown_()) + _math_blocks(d._repr_latex_())
+    errors = _render_errors(list(dict.fromkeys(blocks)))
+    assert not errors, errors[:5]
