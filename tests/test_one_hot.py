@@ -252,3 +252,30 @@ def test_markdown_and_notebook_render_in_katex_and_mathjax():
         blocks += _math_blocks(d._repr_markdown_()) + _math_blocks(d._repr_latex_())
     errors = _render_errors(list(dict.fromkeys(blocks)))
     assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize("wrong", ["sign", "other class", "loss", "no assumption", "cases swapped"])
+def test_index_prover_alone_never_proves_a_wrong_step_about_k(wrong):
+    """The proof for every n and K (the parameter's range, its case split j = K / j ≠ K and the
+    substitution y_i = δ_iK) on its own, without the instances: wrong steps stay unproven."""
+    from symgrad.verify.index_form import IndexProver
+
+    d = build("symbolic", "K")
+    a, z, y = _names(d)
+    prover = IndexProver(d.model)
+    position = _gradient_position(d)
+    step = d.steps[position]
+    equations = [d.model.assumptions[ONE_HOT].equation]
+    assert prover.prove(step, equations).proven
+    bad, used = step, equations
+    if wrong == "sign":
+        bad = replace(step, rhs=a[j] + KroneckerDelta(j, K))
+    elif wrong == "other class":
+        bad = replace(step, rhs=a[K] - KroneckerDelta(j, K))
+    elif wrong == "loss":
+        bad = replace(d.steps[position - 2], rhs=-log(a[1]))
+    elif wrong == "no assumption":
+        used = []
+    else:
+        bad = replace(d.steps[position + 1], rhs=Piecewise((a[j], Eq(j, K)), (a[K] - 1, True)))
+    assert not prover.prove(bad, used).proven
