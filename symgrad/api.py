@@ -39,7 +39,8 @@ class Builtin:
 
 BUILTINS = (
     Builtin("softmax-cross-entropy", "dL/dz of L = cross_entropy(softmax(z), y), down to dz = a - y "
-            "(the default)", ("--n", "--no-normalized-labels")),
+            "(the default); --one-hot K: y = e_K, down to a_j - delta_jK", ("--n", "--no-normalized-labels",
+                                                                         "--one-hot")),
     Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
             "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
     Builtin("network", "hidden layers A[l] = g(W[l] A[l-1] + b[l]) and an output layer over a batch: "
@@ -81,6 +82,28 @@ def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_
 
     with deadline(parse_time_limit(time_limit)):
         derivation = builder(size, normalized_labels=normalized_labels, **extra)
+        return check_derivation(derivation, progress) if check else derivation
+
+
+def derive_one_hot(k: int | str, n: int | str = 3, *, check: bool = True,
+                   progress: Callable[[int, int, str], None] | None = None,
+                   time_limit: float | None = None) -> Derivation:
+    """Softmax + cross-entropy with a one-hot label y = e_K: L = −log a_K and ∂L/∂z_j = a_j − δ_jK,
+    every step checked. ``k``: the class, a number in 1..n at a fixed ``n``, or "K" (a symbolic
+    class 1 ≤ K ≤ n) with ``n="symbolic"``. Raises UsageError for a class outside 1..n.
+
+    >>> d = derive_one_hot(2, n=3)
+    >>> d.proven, str(d.result)
+    (True, '-KroneckerDelta(2, j) + a[j]')
+    """
+    size = parse_size(n)
+    from symgrad.budget import deadline
+    from symgrad.derivation.one_hot import derive_one_hot as build
+    from symgrad.one_hot_label import parse_class
+
+    k = parse_class(k, size)
+    with deadline(parse_time_limit(time_limit)):
+        derivation = build(size, k)
         return check_derivation(derivation, progress) if check else derivation
 
 

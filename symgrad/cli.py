@@ -111,6 +111,7 @@ def derive(
     standalone: Annotated[bool, typer.Option(help="LaTeX: a complete document that pdflatex compiles.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")] = None,
     normalized_labels: Annotated[bool, typer.Option(help="Assume Σ_i y_i = 1 (one-hot or probability labels) and finish at dz = a − y.")] = True,
+    one_hot: Annotated[Optional[str], typer.Option("--one-hot", metavar="K", help="softmax-cross-entropy with a one-hot label y = e_K: L = −log a_K and ∂L/∂z_j = a_j − δ_jK, every logit's gradient (K a class 1 … n; with --n symbolic, the letter K: proven for every K).", show_default=False)] = None,
     notation: Annotated[NotationChoice, typer.Option(case_sensitive=False, help="Names in print: plain (z, a, y, L) or course (Z^[L], A^[L], …).")] = NotationChoice.plain,
     bold: Annotated[Bold, typer.Option(case_sensitive=False, help=r"Bold vectors with \mathbf (plain LaTeX) or \bm (package bm).")] = Bold.mathbf,
     label: Annotated[Optional[str], typer.Option(help=r"LaTeX: number the lines and put \label{PREFIX:step-k} on each.")] = None,
@@ -129,6 +130,8 @@ def derive(
     refuse_too_much_work(name or "softmax-cross-entropy", 3 if size is None else size,
                          {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
     named_sizes = None if sizes_text is None else parse_sizes(sizes_text)
+    one_hot_class = None if one_hot is None else _one_hot_class(one_hot, 3 if size is None else size, name, expr,
+                                                                identity, sizes, named_sizes, normalized_labels)
     if expr is not None and variables is not None:  # parsed once here, so bad sizes are refused at once
         variables = parse_variables(variables)
         expression_sizes(variables, named_sizes, size, " ".join((expr, *(assume or []))))
@@ -141,15 +144,18 @@ def derive(
         if name == "network":
             from symgrad.errors import UsageError
 
-            if expr is not None or size is not None or sizes:
-                raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), not --expr/--n/--n-prev/--m")
+            if expr is not None or size is not None or sizes or one_hot_class is not None:
+                raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), "
+                                 "not --expr/--n/--n-prev/--m/--one-hot")
             derivation = api.derive_network(hidden or "tanh", output_layer or "softmax", sizes=named_sizes,
                                             progress=_progress_reporter())
-        else:
-            if hidden is not None or output_layer is not None:
-                from symgrad.errors import UsageError
+        elif hidden is not None or output_layer is not None:
+            from symgrad.errors import UsageError
 
-                raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
+            raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
+        elif one_hot_class is not None:
+            derivation = api.derive_one_hot(one_hot_class, 3 if size is None else size, progress=_progress_reporter())
+        else:
             derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
                                      named_sizes, normalized_labels)
         text = None
@@ -200,6 +206,22 @@ def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, named
         _reject(named_sizes, "--sizes", f"{name} (it takes {' '.join(api.builtin(name).options)})")
     return api.derive(name, 3 if size is None else size, normalized_labels=normalized_labels,
                       progress=progress, **sizes)
+
+
+def _one_hot_class(one_hot, size, name, expr, identity, sizes, named_sizes, normalized_labels):
+    """--one-hot K's class (a number in 1..n, or "K" at a symbolic n), refused at once (no SymPy)
+    with a derivation other than softmax-cross-entropy or an option that contradicts it."""
+    from symgrad.errors import UsageError
+    from symgrad.one_hot_label import parse_class
+
+    if expr is not None or identity is not None or name not in (None, "softmax-cross-entropy"):
+        what = "--expr" if expr is not None else repr(name) if name is not None else "--identity"
+        raise UsageError(f"--one-hot applies to softmax-cross-entropy (the default derivation), not to {what}")
+    if sizes or named_sizes:
+        raise UsageError("--one-hot takes only --n (the number of classes)")
+    if not normalized_labels:
+        raise UsageError("--one-hot and --no-normalized-labels contradict each other: a one-hot label sums to 1")
+    return parse_class(one_hot, size)
 
 
 def _reject(sizes: dict | None, option: str, what: str) -> None:

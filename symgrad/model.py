@@ -53,6 +53,9 @@ class Model:
     abbreviation_shapes: dict[IndexedBase, tuple] = field(default_factory=dict)
     assumptions: dict[str, Assumption] = field(default_factory=dict)
     index_ranges: dict[Symbol, Basic] = field(default_factory=dict)  # index → its upper bound
+    # a fixed but unknown integer in 1..bound that the steps and assumptions speak of (the class
+    # K of a one-hot label y = e_K): proven for every value, instantiated like a size
+    parameters: dict[Symbol, Basic] = field(default_factory=dict)
     _head_cache: frozenset | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -75,6 +78,7 @@ class Model:
     def at_size(self, **values: int) -> "Model":
         """The same model with symbolic sizes (by name, e.g. n=3) replaced by numbers."""
         mapping = {x: Integer(values[name]) for name, x in self.size_symbols().items() if name in values}
+        mapping.update({x: Integer(values[x.name]) for x in self.parameters if x.name in values})
 
         def put(e):
             return e.xreplace(mapping)
@@ -91,6 +95,7 @@ class Model:
             assumptions={k: Assumption(v.name, put(v.equation), v.description)
                          for k, v in self.assumptions.items()},
             index_ranges={index: put(bound) for index, bound in self.index_ranges.items()},
+            parameters={x: put(bound) for x, bound in self.parameters.items() if x.name not in values},
         )
 
     def size_symbols(self) -> dict:

@@ -88,8 +88,12 @@ def certificate(derivation: Derivation) -> dict:
         "direct_definitions": direct,
         "assumptions": assumptions,
         "assumption_index_ranges": {
-            name: {str(x): [1, _size_text(model.range_of(x))] for x in index_symbols(a.equation)}
+            name: {str(x): [1, _size_text(model.range_of(x))] for x in index_symbols(a.equation)
+                   if x not in model.parameters}
             for name, a in model.assumptions.items()},
+        # one fixed, unknown value each (K of y = e_K), the same in every step: proven for every value
+        **({"parameters": {str(x): [1, _size_text(bound)] for x, bound in model.parameters.items()}}
+           if model.parameters else {}),
         "derivatives": DERIVATIVES,
         "steps": steps,
         "proven": derivation.proven,

@@ -195,6 +195,8 @@ class IndexProver:
         # (Σ_k over n here, Σ_k over p there): such an index has no single known range and is
         # left out, so no Piecewise on it is resolved by a range it may not have.
         ranges: dict[Symbol, set] = {index: {self.model.range_of(index)} for index in free}
+        for parameter, bound in self.model.parameters.items():  # K of y = e_K runs over 1..n
+            ranges.setdefault(parameter, set()).add(bound)
         for total in expr.atoms(Sum):
             for index, lower, upper in total.limits:
                 ranges.setdefault(index, set()).add(upper if lower == 1 else None)
@@ -306,16 +308,23 @@ class IndexProver:
     def _prove_at(self, difference: Basic, keep: frozenset, free, equations: list[Eq]) -> IndexResult:
         used: list[str] = []
         difference = self.realise(difference, keep)
-        cases = _case_splits(difference, free)
+        parameters = tuple(self.model.parameters)
+        cases = _case_splits(difference, free, parameters)
         for case_name, case in cases:
             value = self.normal_form(case, free, used)
             for equation in equations:
-                value = _settle(self._apply_equation(value, equation, free))
+                value = self._apply_equation(value, equation, free)
+                if equation.rhs.has(KroneckerDelta) and value.has(Sum):
+                    # y_i = δ_iK put a Kronecker delta into a sum: sum it (Σ_i δ_iK = 1)
+                    value = self.normal_form(value, free, used)
+                value = _settle(_case_of(value, case_name, free, parameters))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0:
                 return IndexResult(False, used, f"{case_name}reduces to {value}, not 0")
-        if len(cases) > 1:
+        if len(cases) > 1 and any(cases[0][0].startswith(f"case {x} ") for x in parameters):
+            used.append(f"checked in the two cases {cases[0][0][5:-2]} and {cases[1][0][5:-2]}")
+        elif len(cases) > 1:
             used.append("checked in the two cases i = j and i ≠ j")
         return IndexResult(True, used)
 
@@ -328,13 +337,15 @@ class IndexProver:
         1..m", so it is left alone (the step then stays unproven) rather than rewritten."""
         lhs, rhs = (self.normal_form(side, (), []) for side in (equation.lhs, equation.rhs))
         sizes = set(self.model.size_symbols().values())  # n in Σ_{i=1}^{n} is a size, not an index
-        every = [x for x in index_symbols(equation) if x not in sizes]
+        # a parameter (K in y_i = δ_iK) is one fixed value, the same as in the step: not "for every"
+        every = [x for x in index_symbols(equation) if x not in sizes and x not in self.model.parameters]
         if not every:
             return value.xreplace({lhs: rhs})
         wilds = {x: Wild(f"{x.name}_any") for x in every}
         pattern, replacement = lhs.xreplace(wilds), rhs.xreplace(wilds)
         needed = {wilds[x]: self.model.range_of(x) for x in every}
         declared = {x: self.model.range_of(x) for x in free}
+        declared.update({x: bound for x, bound in self.model.parameters.items() if x not in declared})
 
         def covered(match: dict, scope: dict) -> bool:
             for wild, bound in needed.items():
@@ -480,9 +491,11 @@ def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:
     return index_symbol(f"ι_{number}")
 
 
-def _case_splits(expr: Basic, free: tuple[Symbol, ...]) -> list[tuple[str, Basic]]:
-    """[("", expr)] or, when expr depends on whether two free indices are equal, both cases."""
-    for p in free:
+def _case_splits(expr: Basic, free: tuple[Symbol, ...], parameters: tuple = ()) -> list[tuple[str, Basic]]:
+    """[("", expr)] or, when expr depends on whether two free indices are equal (or a free index
+    and a parameter: j and K), both cases. In the equal case the free index is replaced by the
+    other (j by K: the assumptions speak of K, so K must stay)."""
+    for p in (*parameters, *free):
         for q in free:
             if p == q:
                 continue
@@ -492,3 +505,14 @@ def _case_splits(expr: Basic, free: tuple[Symbol, ...]) -> list[tuple[str, Basic
                                        Eq(p, q): S.false, Eq(q, p): S.false})
                 return [(f"case {p} = {q}: ", equal), (f"case {p} ≠ {q}: ", apart)]
     return [("", expr)]
+
+
+def _case_of(value: Basic, case_name: str, free: tuple, parameters: tuple) -> Basic:
+    """In the case p ≠ q of ``_case_splits``, δ_pq = 0 again wherever applying an assumption
+    brought it back (y_j = δ_jK in the case j ≠ K); otherwise ``value`` unchanged."""
+    for p in (*parameters, *free):
+        for q in free:
+            if p != q and case_name == f"case {p} ≠ {q}: ":
+                return value.xreplace({KroneckerDelta(p, q): 0, KroneckerDelta(q, p): 0,
+                                       Eq(p, q): S.false, Eq(q, p): S.false})
+    return value

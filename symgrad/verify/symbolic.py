@@ -35,6 +35,19 @@ def instances(names: list[str]) -> list[dict[str, int]]:
     return out
 
 
+def with_parameters(model, sizes: list[dict[str, int]]) -> list[dict[str, int]]:
+    """Each size instance with every model parameter (K in 1..n) at its first, middle and last
+    value there: n = 3 gives K = 1, 2, 3."""
+    out = []
+    for values in sizes:
+        combos = [dict(values)]
+        for x, bound in model.parameters.items():
+            top = int(bound.xreplace({s: values[name] for name, s in model.size_symbols().items()}))
+            combos = [{**c, x.name: k} for c in combos for k in sorted({1, (top + 1) // 2, top})]
+        out += combos
+    return out
+
+
 def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivation:
     from symgrad.verify import StepChecker
 
@@ -44,7 +57,8 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
     prover = IndexProver(model)
     # entry by entry at each instance: an independent route, not the index prover again
     checkers = [(values, StepChecker(model.at_size(**values), index_proofs=False))
-                for values in instances(names)]
+                for values in with_parameters(model, instances(names))]
+    symbols.update({x.name: x for x in model.parameters})
     checked = []
     for number, step in enumerate(derivation.steps, start=1):
         if progress:
@@ -52,7 +66,17 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
         equations = [model.assumptions[name].equation for name in step.assumptions]
         general = prover.prove(step, equations)
         at = []
+        # a step that does not mention a parameter (K) is the same at every value of it: once per size
+        mentioned = {x.name for x in model.parameters
+                     if any(side.has(x) for side in (step.lhs, step.rhs, *equations))}
+        seen = set()
         for values, checker in checkers:
+            key = tuple((name, value) for name, value in values.items()
+                        if name in names or name in mentioned)
+            if key in seen:
+                continue
+            seen.add(key)
+            values = dict(key)
             seed = f"{derivation.name}:{_label(values)}:{number}"
             mapping = {symbols[name]: value for name, value in values.items()}
             at.append((values, checker.check(_at_size(step, mapping), seed)))
@@ -60,7 +84,8 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
                 # one counterexample settles the step; the later instances could only cost time
                 # (a wrong step can be slow to decide at a size where it indexes past a shape)
                 break
-        checked.append(step.with_check(_combine(general, at, names)))
+        every = names + [x.name for x in model.parameters if x.name in mentioned]
+        checked.append(step.with_check(_combine(general, at, every)))
     return derivation.with_steps(checked)
 
 
@@ -86,7 +111,7 @@ def _at_size(step: Step, mapping: dict) -> Step:
 
 def _combine(general, at: list[tuple[dict, Check]], names: list[str]) -> Check:
     every = ", ".join(names)
-    if len(names) == 1:
+    if len(names) == 1 and all(set(values) == set(names) for values, _ in at):
         sizes = ", ".join(str(values[names[0]]) for values, _ in at)
         where = f"{every} = {sizes}"
         not_every = f"not proven at every {every} in {sizes}"
