@@ -122,3 +122,203 @@ def test_a_user_sees_the_short_message_from_the_real_program(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) <= 4 and "ZeroDivisionError: division by zero" in lines[0], result.stderr
     assert "Traceback (most recent call last)" in open(_report_path(result.stderr), encoding="utf-8").read()
+
+
+# -- the summary prints the results --------------------------------------------------------------
+def _terminal(derivation, width=80, notation=None) -> str:
+    import io
+
+    from rich.console import Console
+
+    from symgrad.output.text import rich_renderable
+
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(rich_renderable(derivation, notation=notation))
+    return console.export_text()
+
+
+def _summary(text: str) -> list[str]:
+    """The lines after the last panel (the notes, the summary line and the results)."""
+    lines = text.rstrip("\n").splitlines()
+    last_panel = max(k for k, line in enumerate(lines) if line.startswith("╰"))
+    return [line.rstrip() for line in lines[last_panel + 1:] if not line.startswith("Note:")]
+
+
+def _layer():
+    return api.derive("softmax-layer", 3, n_prev=2, m=2)
+
+
+@pytest.fixture(scope="module")
+def layer():
+    return _layer()
+
+
+def test_the_summary_prints_each_result_of_a_layer(layer):
+    """dW, db and dA_prev (not ∂J/∂Z, an intermediate, nor the course convention's m ∂J/∂Z),
+    each as the lhs = rhs of its matrix-form step, in that order."""
+    from symgrad.notation import GradientMatrix, MatVar, Vec
+    from symgrad.steps import Rule
+
+    assert layer.proven
+    summary = _summary(_terminal(layer))
+    assert summary[0] == f"✓ all {len(layer.steps)} steps checked (exact and numeric)"
+    results = [line for line in summary if line.startswith("result")]
+    assert [re.match(r"result: ∂J/∂(\S+) = ", line).group(1) for line in results] == ["W", "b", "Aᵖʳᵉᵛ"]
+    expected = [s for s in layer.steps if s.rule in (Rule.MATRIX_FORM, Rule.VECTOR_FORM)
+                and isinstance(s.lhs, GradientMatrix) and str(s.lhs.x.base) in ("W", "b", "A_prev")]
+    for line, step in zip(results, expected):  # every matrix of the result, by name
+        names = {str(m.base) for m in step.rhs.atoms(MatVar, Vec)}
+        shown = {"Aᵖʳᵉᵛ" if name == "A_prev" else name for name in names}
+        assert shown and all(name in line.split(" = ")[1] for name in shown), (line, names)
+
+
+def _with_checks(derivation, checks):
+    return derivation.with_steps(s.with_check(c) for s, c in zip(derivation.steps, checks))
+
+
+def test_a_result_is_never_called_checked_when_a_step_failed_or_was_not_checked(layer):
+    from symgrad.steps import Check
+
+    good = Check(exact=True, numeric=True)
+    for bad, words in ((Check(exact=False, numeric=True), "NOT proven"), (Check(exact=None, numeric=True), "NOT proven"),
+                       (None, "not checked")):
+        checks = [good] * len(layer.steps)
+        if bad is None:
+            checks = [None] * len(layer.steps)
+        else:
+            checks[5] = bad
+        summary = _summary(_terminal(_with_checks(layer, checks)))
+        assert "✓" not in "\n".join(summary) and "steps checked" not in summary[0], summary
+        results = [line for line in summary if line.startswith("result")]
+        assert len(results) == 3 and all(f"result ({words}): " in line for line in results), summary
+
+
+@pytest.mark.parametrize("expression, variables, assume, last", [
+    ("binary_cross_entropy(sigmoid(z), y)", "z=n,y=n", [], "s - y"),
+    ("cross_entropy(softmax(z), y)", "z=n,y=n", ["sum(y) == 1"], "a - y")])
+def test_a_vector_result_reads_back_as_the_derivation_result(expression, variables, assume, last):
+    """The summary's rhs, parsed back with SymPy, is the derivation's result (names as symbols)."""
+    from sympy import MatrixSymbol, sympify
+
+    from symgrad.notation import Vec
+
+    derivation = api.derive_expression(expression, variables=variables, wrt="z", n=3, assume=assume)
+    summary = _summary(_terminal(derivation))
+    (result,) = [line for line in summary if line.startswith("result")]
+    lhs, rhs = result.removeprefix("result: ").split(" = ")
+    assert lhs == "(∂L/∂z)ᵀ"
+    as_symbols = derivation.result.replace(lambda e: isinstance(e, Vec), lambda e: MatrixSymbol(str(e.base), *e.shape))
+    assert sympify(rhs) - sympify(str(as_symbols)) == 0
+    if last is not None:
+        assert rhs == last
+
+
+
+# -- long equations wrap, never cut ----------------------------------------------------------------
+LONG = ("cross_entropy(softmax(W @ x + b), y) + lam / 2 * sum(W * W)", "W=n x p,x=p,b=n,y=n,lam=scalar", "W",
+        {"n": 3, "p": 2})
+
+
+def _panels(text: str) -> list[str]:
+    """The text of each step's panel, in order."""
+    return re.findall(r"^╭.*?^╰[^\n]*", text, flags=re.S | re.M)
+
+
+def _printed_atoms(expr) -> set[str]:
+    """How the terminal prints each entry and each scalar name of ``expr`` (bound indices left out)."""
+    from sympy import Indexed, Symbol
+
+    from symgrad.output.pretty import TerminalPrinter
+
+    printer = TerminalPrinter()
+    atoms = {a for a in expr.atoms(Indexed)} | {s for s in expr.free_symbols
+                                                 if isinstance(s, Symbol) and not s.is_integer}
+    return {printer.doprint(a) for a in atoms}
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_every_entry_of_every_step_is_shown_in_a_narrow_terminal(width):
+    """The λ‖W‖² loss by W has steps wider than 60 columns (the one with the lhs written out
+    is 77 wide): each panel still fits the terminal, closes on its border, and shows every entry
+    and scalar of its equation (nothing cut with …)."""
+    derivation = api.derive_expression(LONG[0], variables=LONG[1], wrt=LONG[2], sizes=LONG[3], check=False)
+    text = _terminal(derivation, width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    panels = _panels(text)
+    assert len(panels) == len(derivation.steps)
+    for step, panel in zip(derivation.steps, panels):
+        assert "↪" not in panel  # sums break between their terms: SymPy's cutting is not needed here
+        assert all(line.rstrip().endswith("│") for line in panel.splitlines()[1:-1]), panel
+        missing = {a for a in _printed_atoms(step.rhs) if a not in panel}
+        assert not missing, (step.title, missing, panel)
+    # the widest steps needed continuation lines at 60 columns, each starting with its sign
+    assert width > 60 or any(re.search(r"^│ +\+ ", line) for line in text.splitlines())
+
+
+def _step(rhs, indices=()):
+    from sympy import Derivative, IndexedBase, Symbol
+
+    from symgrad.steps import Rule, Step
+
+    z = IndexedBase("z")
+    return Step("t", Rule.SIMPLIFY, Derivative(Symbol("L"), z[indices[0]] if indices else z[1]), rhs, tuple(indices))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return api.derive("softmax-cross-entropy", 3, check=False).model
+
+
+def test_a_long_sum_continues_on_lines_that_each_start_with_a_sign(model):
+    from sympy import IndexedBase, exp, symbols
+
+    from symgrad.output.text import _equation
+
+    j = symbols("j", integer=True, positive=True)
+    s = IndexedBase("s")
+    letters = "abcdefghkmpqrtuvw"
+    rhs = sum((-1) ** k * IndexedBase(letter)[j] ** (k + 2) / (k + 1 + exp(s[j])) for k, letter in enumerate(letters))
+    step = _step(rhs, (j,))
+    whole = _equation(step, True, model, width=None)
+    for width in (40, 60, 80):
+        text = _equation(step, True, model, width=width)
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= width < max(len(line) for line in whole.splitlines())
+        assert "↪" not in text and lines[-1] == "(for j = 1 … 3)"
+        assert all(atom in text for atom in _printed_atoms(rhs))  # every term, by its entry
+        # each further line holding a term starts with its sign, under the first term
+        starts = [line.lstrip()[:2] for line in lines[1:-1] if re.match(r"^ +[+-] ", line)]
+        assert starts and set(starts) <= {"+ ", "- "}
+
+
+def _unwrapped(text: str) -> str:
+    """SymPy's wrapped picture (chunks ending in " ↪", continued after "↪ ", separated by a
+    blank line) put back side by side."""
+    chunks = [chunk.split("\n") for chunk in text.split("\n\n")]
+    rows = [""] * len(chunks[0])
+    for k, chunk in enumerate(chunks):
+        assert len(chunk) == len(rows)
+        for r, line in enumerate(chunk):
+            line = line.removeprefix("↪ ") if k else line
+            rows[r] += line.removesuffix(" ↪") if k < len(chunks) - 1 else line
+    return "\n".join(rows)
+
+
+def test_an_equation_too_wide_to_break_between_terms_is_wrapped_with_marks_and_nothing_lost(model):
+    """One wide fraction: SymPy's wrapping cuts it into screens marked ↪, which put back side by
+    side are exactly the unwrapped picture."""
+    from sympy import IndexedBase, exp, symbols
+
+    from symgrad.output.text import _equation
+
+    j = symbols("j", integer=True, positive=True)
+    s, y = IndexedBase("s"), IndexedBase("y")
+    numerator = sum(k * s[j] ** k * y[j] * exp(k * s[j]) for k in range(1, 10))
+    step = _step(numerator / (3 * (1 + exp(s[j]))), (j,))
+    whole = _equation(step, True, model, width=None).rsplit("\n", 1)[0]
+    for width in (50, 80):
+        text = _equation(step, True, model, width=width)
+        body, ranges = text.rsplit("\n", 1)
+        assert ranges == "(for j = 1 … 3)" and "↪" in body
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert _unwrapped(body) == whole

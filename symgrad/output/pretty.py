@@ -38,10 +38,11 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     """``width``: the columns an equation may take; matrices show as many columns as fit
     (first ones, ⋯, the last). ``notation``: names as in the LaTeX (course: Z^[L], A^[L-1])."""
 
-    def __init__(self, notation=None, width: int | None = None):
+    def __init__(self, notation=None, width: int | None = None, inline: bool = False):
         super().__init__({"use_unicode": True, "wrap_line": False})
         self.notation = notation
         self.width = width
+        self.inline = inline  # ∂L/∂z on one line (a summary line), not a stacked fraction
 
     def _renamed(self, name: str) -> str | None:
         """The notation's own LaTeX for ``name`` where it differs from the plain one (course)."""
@@ -70,8 +71,16 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     _print_MatVar = _print_Vec
 
+    def _fraction(self, numerator, denominator):
+        """∂numerator/∂denominator: stacked, or on one line for ``inline`` (bracketed like a
+        product's factor, so that its ᵀ or a factor 2 applies to the whole)."""
+        top, bottom = "∂" + self._name(numerator), "∂" + self._name(denominator)
+        if self.inline:
+            return prettyForm(f"{top}/{bottom}", binding=prettyForm.DIV)
+        return prettyForm(top) / prettyForm(bottom)
+
     def _print_GradientMatrix(self, expr):
-        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+        return self._fraction(expr.f, expr.x)
 
     def _print_OneMatrix(self, expr):
         return prettyForm("1" + subscript(str(expr.shape[0])))
@@ -88,10 +97,10 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_Derivative(self, expr):
         (variable,) = expr.variables
-        return prettyForm("∂" + self._name(expr.expr)) / prettyForm("∂" + self._name(variable))
+        return self._fraction(expr.expr, variable)
 
     def _print_PartialD(self, expr):
-        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+        return self._fraction(expr.f, expr.x)
 
     def _print_SumExcluding(self, expr):
         from sympy import Sum
@@ -150,18 +159,40 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         """Terms in the order given, each with its sign (a − y); ``bracket(term, is_last)`` says
         which (sign-free) terms to put in parentheses."""
         form = None
-        for k, term in enumerate(terms):
-            negative = term.could_extract_minus_sign()
-            body = -term if negative else term
-            piece = self._print(body)
-            if bracket(body, k == len(terms) - 1):
-                piece = prettyForm(*piece.parens())
+        for negative, piece in self._signed_pieces(terms, bracket):
             if form is None:
                 form = prettyForm(*piece.left("-")) if negative else piece
             else:
                 form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
         form.binding = prettyForm.ADD  # a product around this sum brackets it
         return form
+
+    def _signed_pieces(self, terms: list, bracket) -> list[tuple[bool, prettyForm]]:
+        pieces = []
+        for k, term in enumerate(terms):
+            negative = term.could_extract_minus_sign()
+            body = -term if negative else term
+            piece = self._print(body)
+            if bracket(body, k == len(terms) - 1):
+                piece = prettyForm(*piece.parens())
+            pieces.append((negative, piece))
+        return pieces
+
+    def top_level_terms(self, expr) -> list[tuple[bool, prettyForm]] | None:
+        """The terms of a sum as (is it subtracted, its picture without the sign), in the order
+        and with the brackets the whole sum prints them: the places a long equation may break
+        onto a continuation line. None for anything that is not a sum of two or more terms."""
+        from sympy import Add
+        from sympy.matrices.expressions import MatAdd
+
+        if isinstance(expr, MatAdd):
+            return self._signed_pieces(ordered_terms(list(expr.args)), lambda body, last: False)
+        if not isinstance(expr, Add):
+            return None
+        terms = ordered_terms(list(self._as_ordered_terms(expr, order=None)))
+        closes = any(ends_in_sum(t) for t in terms[:-1])
+        return self._signed_pieces(
+            terms, lambda body, last: body.is_Add or (closes and not last and ends_in_sum(body)))
 
     def _print_DiagMatrix(self, expr):
         inner = prettyForm(*self._print(expr.args[0]).parens())
@@ -170,7 +201,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     def _print_Transpose(self, expr):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ not in ("Vec", "MatVar"):
-            inner = prettyForm(*inner.parens())
+            inner = prettyForm(*inner.parens())  # (∂L/∂z)ᵀ inline too
         return prettyForm(*inner.right("ᵀ"))
 
     def _print_MatrixBase(self, expr: MatrixBase):
