@@ -322,3 +322,72 @@ def test_an_equation_too_wide_to_break_between_terms_is_wrapped_with_marks_and_n
         assert ranges == "(for j = 1 … 3)" and "↪" in body
         assert max(len(line) for line in text.splitlines()) <= width
         assert _unwrapped(body) == whole
+
+
+# -- titles hold no raw LaTeX in the terminal -----------------------------------------------------
+RAW_LATEX = re.compile(r"[\\{}]|\^\{|_\{")
+
+
+def _expression_derivations():
+    """Losses over every entry of the function table, over a vector and through a matrix layer
+    (log through exp: its argument must be positive)."""
+    from symgrad.functions import ELEMENTWISE
+
+    found = []
+    for name in ELEMENTWISE:
+        inner = "exp(z)" if name == "log" else "z"
+        layer = "exp(W @ x + b)" if name == "log" else "W @ x + b"
+        for expression, variables, wrt, sizes in (
+                (f"mse({name}({inner}), y)", "z=n,y=n", "z", None),
+                (f"dot(y, {name}({inner}))", "z=n,y=n", "z", None),
+                (f"mse({name}({layer}), y)", "W=n x p,x=p,b=n,y=n", "W", {"n": 3, "p": 2})):
+            found.append(api.derive_expression(expression, variables=variables, wrt=wrt, sizes=sizes,
+                                               n=None if sizes else 3, check=False))
+    return found
+
+
+def test_no_terminal_title_shows_raw_latex():
+    from symgrad.output.notation import NOTATIONS, Notation
+    from symgrad.output.status import status_words
+    from symgrad.output.text import markup_text
+    from symgrad.steps import Check
+
+    derivations = [api.derive("softmax-cross-entropy", 3, check=False),
+                   api.derive("softmax-cross-entropy", "symbolic", check=False),
+                   api.derive("softmax-cross-entropy", 3, normalized_labels=False, check=False),
+                   api.derive("softmax-layer", 3, n_prev=2, m=2, check=False), *_expression_derivations()]
+    statuses = [status_words(c) for c in (Check(True, True, scope="all n"), Check(None, True), None)]
+    seen = 0
+    for derivation in derivations:
+        texts = [derivation.title, derivation.convention, *derivation.notes, *statuses,
+                 *(step.title for step in derivation.steps)]
+        for notation in (None, Notation(dict(NOTATIONS["course"]))):
+            for text in texts:
+                shown = markup_text(text, notation)
+                assert not RAW_LATEX.search(shown), (text, shown)
+                seen += "$" in text
+    assert seen > 100  # titles with math were there to convert
+
+
+def test_every_function_fact_reads_as_unicode():
+    """The sentence each function's derivative is stated with (σ' = σ(1 − σ), tanh' = 1 − tanh²)
+    in a terminal: no backslash or brace, and the function's own name is there."""
+    from symgrad.functions import ELEMENTWISE
+    from symgrad.output.text import markup_text
+
+    for function in ELEMENTWISE.values():
+        shown = markup_text(function.fact)
+        assert not RAW_LATEX.search(shown), (function.fact, shown)
+        name = {"sigmoid": "σ", "exp": "e"}.get(function.name, function.name)
+        assert name in shown, (function.fact, shown)
+    assert markup_text(ELEMENTWISE["tanh"].fact) == "tanh' = 1 − tanh²"
+
+
+def test_latex_commands_in_titles_become_unicode():
+    from symgrad.output.notation import latex_to_unicode
+
+    cases = {r"$\lambda \mathbf{W}^\top$": "λ Wᵀ", r"$\frac{a_{i} + 1}{2}$": "(aᵢ + 1)/2",
+             r"$\sum_{i=1}^{n} y_i$": "Σᵢ₌₁ⁿ yᵢ", r"$e^{z_{k}}$": "e^(zₖ)", r"$\operatorname{softplus}'(x)$": "softplus'(x)",
+             r"$\Sigma \alpha_{\mathrm{max}}$": "Σ αₘₐₓ", r"$W_{i,q}$": "W_i,q"}
+    for latex, unicode in cases.items():
+        assert latex_to_unicode(latex) == unicode, latex

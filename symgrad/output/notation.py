@@ -72,22 +72,61 @@ def subscript(text: str) -> str:
     return text.translate(SUBSCRIPTS) if set(text) <= _SUBSCRIPTABLE else f"_{text}"
 
 
+def _greek(name: str) -> str | None:
+    """\\lambda → λ, \\Sigma → Σ (Unicode's own names for the letters), else None."""
+    import unicodedata
+
+    case = "CAPITAL" if name[:1].isupper() else "SMALL"
+    try:
+        return unicodedata.lookup(f"GREEK {case} LETTER {name.upper().replace('LAMBDA', 'LAMDA')}")
+    except KeyError:
+        return None
+
+
+_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": "", "\\": " ", "{": "(", "}": ")", "|": "‖",
+            "_": "_", "%": "%", "&": "&", "#": "#"}
+
+
+def _innermost(pattern: str, replace, s: str) -> str:
+    """Apply ``re.sub(pattern, replace)`` until nothing changes: groups written ``[^{}]*`` match
+    the innermost braces first, so nested ones (a_{i_{k}}, \\frac{a_{i}}{2}) come out too."""
+    while True:
+        changed = re.sub(pattern, replace, s)
+        if changed == s:
+            return s
+        s = changed
+
+
+def _fraction(match: re.Match) -> str:
+    top, bottom = match.group(1).strip(), match.group(2).strip()
+    wrap = lambda part: f"({part})" if re.search(r"[\s+−-]", part) else part  # noqa: E731
+    return f"{wrap(top)}/{wrap(bottom)}"
+
+
 def latex_to_unicode(markup: str) -> str:
-    """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal."""
+    """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal.
+    Every command becomes Unicode or its plain name (\\tanh → tanh, \\lambda → λ), scripts
+    become Unicode sub- and superscripts (or _x, ^(x)), fractions a/b: no backslash or brace
+    is left, whatever LaTeX a title holds."""
     def math(match: re.Match) -> str:
         s = match.group(1)
         s = re.sub(r"\^\{(\[[^\]{}]*\])\}", r"^\1", s)  # course names: Z^{[L]} → Z^[L]
         s = s.replace(r"\mathcal{L}", "ℒ")
-        s = re.sub(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal)\{([^{}]*)\}", r"\1", s)
-        s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", s)
+        s = _innermost(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}", r"\1", s)
         s = s.replace(r"\left", "").replace(r"\right", "")
         s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")
         for command in sorted(_COMMANDS, key=len, reverse=True):
             space = " ?" if command in _PREFIX_COMMANDS else ""
             s = re.sub(re.escape(command) + r"(?![A-Za-z])" + space, lambda _m: _COMMANDS[command], s)
-        s = re.sub(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+        s = re.sub(r"\\([A-Za-z]+)", lambda m: _greek(m.group(1)) or m.group(0), s)
+        # one-character scripts first: a braced one may come out as _i,q, not to be read again
         s = re.sub(r"_(\w)", lambda m: subscript(m.group(1)), s)
-        s = re.sub(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
+        s = re.sub(r"\^(\w)", lambda m: superscript(m.group(1)), s)
+        s = _innermost(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+        s = _innermost(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
+        s = _innermost(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", _fraction, s)
+        s = re.sub(r"\\([A-Za-z]+)", r"\1", s)  # a function's name: \tanh → tanh
+        s = re.sub(r"\\(.)", lambda m: _SPACING.get(m.group(1), m.group(1)), s)
         s = s.replace("-", "−").replace("{", "").replace("}", "")
         return s
     markup = re.sub(r"\\texttt\{([^{}$]*)\}", r"\1", markup)  # code in a note: plain in a terminal
