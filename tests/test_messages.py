@@ -391,3 +391,74 @@ def test_latex_commands_in_titles_become_unicode():
              r"$\Sigma \alpha_{\mathrm{max}}$": "Σ αₘₐₓ", r"$W_{i,q}$": "W_i,q"}
     for latex, unicode in cases.items():
         assert latex_to_unicode(latex) == unicode, latex
+
+
+# -- names with a layer number -------------------------------------------------------------------
+TWO_LAYER_NAMES = dict(expression="cross_entropy(softmax(W2 @ X + b2), Y) / m", wrt="W2",
+                       variables="W2=n x p,X=p x m,b2=n,Y=n x m", sizes={"n": 2, "p": 2, "m": 2},
+                       assume=["colsum(Y) == 1"])
+
+
+@pytest.fixture(scope="module")
+def layer2():
+    return api.derive_expression(**TWO_LAYER_NAMES)
+
+
+def test_a_layer_number_prints_as_a_subscript_or_the_course_bracket():
+    from sympy import IndexedBase, Integer, Symbol, symbols
+
+    from symgrad.notation import MatVar, Vec
+    from symgrad.output.latex import PaperLatexPrinter
+    from symgrad.output.notation import NOTATIONS, Notation
+    from symgrad.output.pretty import TerminalPrinter
+
+    i, j = symbols("i j", integer=True, positive=True)
+    W2, b1, A0 = IndexedBase("W2"), IndexedBase("b1"), IndexedBase("A0")  # noqa: N806
+    course = Notation(dict(NOTATIONS["course"]))
+    cases = [  # (expression, plain LaTeX, course LaTeX, plain terminal, course terminal)
+        (Symbol("W2"), "W_{2}", "W^{[2]}", "W₂", "W^[2]"),
+        (MatVar(W2, 3, 2), r"\mathbf{W_{2}}", r"\mathbf{W^{[2]}}", "W₂", "W^[2]"),
+        (Vec(b1, 3), r"\mathbf{b_{1}}", r"\mathbf{b^{[1]}}", "b₁", "b^[1]"),
+        (W2[i, j], "W_{2, ij}", "W^{[2]}_{ij}", "W₂,ᵢⱼ", "W^[2]ᵢⱼ"),
+        (W2[Integer(1), Integer(2)], "W_{2, 1,2}", "W^{[2]}_{1,2}", "W₂_1,2", "W^[2]_1,2"),
+        (A0[i, j], "A_{0, ij}", "A^{[0]}_{ij}", "A₀,ᵢⱼ", "A^[0]ᵢⱼ"),
+        (Symbol("lam2"), r"\lambda_{2}", r"\lambda^{[2]}", "λ₂", "λ^[2]"),
+        (Symbol("alpha1"), r"\alpha_{1}", r"\alpha^{[1]}", "α₁", "α^[1]"),
+    ]
+    for expr, plain, in_course, terminal, terminal_course in cases:
+        assert PaperLatexPrinter().doprint(expr) == plain
+        assert PaperLatexPrinter(course).doprint(expr) == in_course
+        assert TerminalPrinter().doprint(expr) == terminal
+        assert TerminalPrinter(course).doprint(expr) == terminal_course
+    # an index or a size (an integer symbol) is not a layer: i1 stays SymPy's i₁
+    assert TerminalPrinter(course).doprint(Symbol("i1", integer=True)) == "i₁"
+
+
+def test_no_equation_or_title_writes_a_layer_number_as_part_of_the_name(layer2):
+    """W2 and b2 never appear as such in the LaTeX equations, the step titles or the terminal
+    panels (only in the derivation's title, which quotes the expression the user typed)."""
+    assert layer2.proven
+    for notation, written in (("plain", "W_{2"), ("course", "W^{[2]}")):
+        latex = api.render(layer2, "latex", notation=notation)
+        body = latex.split(r"\begin{align*}", 1)[1]
+        assert not re.search(r"(?<![A-Za-z])[Wb]2", body), re.findall(r".{20}[Wb]2.{20}", body)
+        assert written in body and ("b_{2" if notation == "plain" else "b^{[2]}") in body
+    from symgrad.output.notation import NOTATIONS, Notation
+
+    for notation in (None, Notation(dict(NOTATIONS["course"]))):
+        panels = "\n".join(_panels(_terminal(layer2, 100, notation)))
+        assert not re.search(r"(?<![A-Za-z])[Wb]2", panels)
+        assert ("W₂" if notation is None else "W^[2]") in panels
+
+
+def test_layer_numbers_compile_in_pdflatex(layer2, tmp_path):
+    import shutil
+
+    from support import compile_latex
+
+    if shutil.which("pdflatex") is None and not os.environ.get("SYMGRAD_REQUIRE_LATEX"):
+        pytest.skip("pdflatex not found: install texlive-latex-base (or set SYMGRAD_REQUIRE_LATEX=1)")
+    for notation in ("plain", "course"):
+        tex = tmp_path / f"layer2-{notation}.tex"
+        tex.write_text(api.render(layer2, "latex", standalone=True, notation=notation, bold="bm"), encoding="utf-8")
+        compile_latex(tex)

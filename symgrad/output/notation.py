@@ -25,15 +25,51 @@ SHORT_GREEK = {"eps": (r"\varepsilon", "ε"), "lam": (r"\lambda", "λ")}
 GRADIENT_NAMES = {"dz", "dZ", "dW", "db", "dA_prev"}
 
 
+_LAYER_NAME = re.compile(r"([A-Za-z]+)(\d+)")
+
+
+def layer_name(name: str) -> tuple[str, str] | None:
+    """A name with a layer number, letters then digits (W2, b1, A0, n1), as (letters, number);
+    else None."""
+    found = _LAYER_NAME.fullmatch(name)
+    return (found.group(1), found.group(2)) if found else None
+
+
 @dataclass(frozen=True)
 class Notation:
-    """LaTeX names for the base names used by derivations, and the bold command."""
+    """LaTeX names for the base names used by derivations, and the bold command. A name with a
+    layer number prints as the course writes it: W2 is W_{2}, or W^{[2]} in course notation."""
 
     names: dict = field(default_factory=lambda: dict(PLAIN))
     bold: str = "mathbf"
 
+    @property
+    def course(self) -> bool:
+        """Layers written W^{[l]} (the course's own names are in use) rather than W_{l}."""
+        return self.names.get("W") == COURSE["W"]
+
     def latex_name(self, name: str) -> str:
-        return self.names.get(name, name)
+        if name in self.names:
+            return self.names[name]
+        layer = layer_name(name)
+        if layer is None:
+            return name
+        from sympy.printing.latex import translate  # alpha2 → \alpha_{2}, as SymPy writes Greek
+
+        head, number = layer
+        head = SHORT_GREEK[head][0] if head in SHORT_GREEK else translate(head)
+        return f"{head}^{{[{number}]}}" if self.course else f"{head}_{{{number}}}"
+
+    def terminal_name(self, name: str) -> str | None:
+        """W₂ (W^[2] in course notation) for a name with a layer number, else None."""
+        layer = layer_name(name)
+        if layer is None or name in self.names:
+            return None
+        from sympy.printing.pretty.pretty_symbology import pretty_symbol  # alpha → α
+
+        head, number = layer
+        head = SHORT_GREEK[head][1] if head in SHORT_GREEK else pretty_symbol(head)
+        return f"{head}^[{number}]" if self.course else head + subscript(number)
 
     def latex_bold(self, name: str) -> str:
         if name in GRADIENT_NAMES and self.latex_name(name) != PLAIN.get(name, name):

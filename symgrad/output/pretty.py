@@ -9,10 +9,11 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import PLAIN, SHORT_GREEK, subscript, superscript
+from symgrad.output.notation import PLAIN, SHORT_GREEK, Notation, layer_name, subscript, superscript
 from symgrad.output.ordering import OrderingMixin, ends_in_sum, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
+SUBSCRIPT_DIGITS = set(subscript("0123456789"))
 
 
 def display_name(name: str) -> str:
@@ -51,11 +52,22 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def name(self, name: str) -> str:
         renamed = self._renamed(name)
-        return course_name(renamed) if renamed else display_name(name)
+        if renamed:
+            return course_name(renamed)
+        return (self.notation or Notation()).terminal_name(name) or display_name(name)
+
+    def _entry(self, expr: Indexed) -> str:
+        """An entry's name and indices: Wᵢⱼ, Aᵖʳᵉᵛₚₜ; W₂,ᵢⱼ (a comma after a layer number, so
+        W₂ row 1 is never read as W₂₁), W^[2]ᵢⱼ."""
+        name = self.name(expr.base.label.name)
+        indices = _indices(expr)
+        if name[-1:] in SUBSCRIPT_DIGITS and not indices.startswith("_"):
+            return f"{name},{indices}"
+        return name + indices
 
     def _print_Symbol(self, expr, bold_name=False):
-        if self._renamed(expr.name):
-            return prettyForm(self.name(expr.name))  # a course name (n^[L-1])
+        if self._renamed(expr.name) or (not expr.is_integer and layer_name(expr.name)):
+            return prettyForm(self.name(expr.name))  # a course name (n^[L-1]), a layer's W₂
         if expr.name in SHORT_GREEK:
             return prettyForm(SHORT_GREEK[expr.name][1])
         head, _, tail = expr.name.partition("_")
@@ -64,7 +76,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):
-        return prettyForm(self.name(expr.base.label.name) + _indices(expr))
+        return prettyForm(self._entry(expr))
 
     def _print_Vec(self, expr):
         return prettyForm(self.name(expr.base.label.name))
@@ -90,7 +102,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         if isinstance(expr, Symbol):
             return self.name(expr.name)
         if isinstance(expr, Indexed):
-            return self.name(expr.base.label.name) + _indices(expr)
+            return self._entry(expr)
         if expr.__class__.__name__ in ("Vec", "MatVar"):
             return self.name(expr.base.label.name)
         return str(expr)
