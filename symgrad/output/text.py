@@ -1,5 +1,6 @@
 """Stage 4 — the terminal: one rich panel per step (title, rule, the math in unicode, status)
-and a summary line. Used by ``Derivation.__rich__`` and by the CLI."""
+and a summary (how many steps were proven, then each result written out). An equation wider than
+the terminal is wrapped, never cropped. Used by ``Derivation.__rich__`` and by the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 from symgrad.output.notation import latex_to_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.pretty import TerminalPrinter, pretty
+from symgrad.output.pretty import TerminalPrinter
 from symgrad.output.status import index_ranges, result_steps, status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
@@ -77,14 +78,15 @@ class _Math:
     """A step's equation, laid out for the width the console gives it (``_equation``): wrapped,
     never cropped."""
 
-    def __init__(self, step, show_lhs, model, notation, lead: str = "", inline: bool = False):
+    def __init__(self, step, show_lhs, model, notation, lead: str = "", inline: bool = False, style: str = ""):
         self.args = (step, show_lhs, model, notation)
         self.options = {"lead": lead, "inline": inline}
+        self.style = style
 
     def _text(self, width: int) -> Text:
         step, show_lhs, model, notation = self.args
-        return Text(_equation(step, show_lhs, model, notation, width, **self.options), no_wrap=True,
-                    overflow="ellipsis")
+        return Text(_equation(step, show_lhs, model, notation, width, **self.options), style=self.style,
+                    no_wrap=True, overflow="ellipsis")
 
     def __rich_console__(self, console, options):
         yield self._text(options.max_width)
@@ -153,18 +155,6 @@ def summary_text(derivation: Derivation, notation=None) -> Group:
         head = Text(f"✗ {proven} of {total} steps proven, {failed} failed, "
                     f"{total - proven - failed} undecided — this derivation is NOT a proof", style="bold red")
         lead, style = "result (NOT proven): ", "bold red"
-    results = [_Styled(_Math(step, True, derivation.model, notation, lead=lead, inline=True), style)
+    results = [_Math(step, True, derivation.model, notation, lead=lead, inline=True, style=style)
                for step in result_steps(derivation)]
     return Group(head, *results)
-
-
-class _Styled:
-    """A renderable drawn in one style (the summary's colour) at the width it is given."""
-
-    def __init__(self, math: _Math, style: str):
-        self.math, self.style = math, style
-
-    def __rich_console__(self, console, options):
-        text = self.math._text(options.max_width)
-        text.stylize(self.style)
-        yield text
