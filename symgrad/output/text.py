@@ -69,9 +69,18 @@ def _broken(printer: TerminalPrinter, rhs, left: prettyForm, right: prettyForm, 
 
 
 def _wrapped(form: prettyForm, width: int) -> str:
+    """``form`` cut by SymPy into screens of ``width`` columns, every cut marked ↪; a further
+    screen loses its rows above and below what it holds (SymPy keeps the first screen's height:
+    a last "- sⱼ)" would otherwise stand in a dozen empty rows)."""
     if form.width() <= width:
         return form.render(wrap_line=False)
-    return form.render(wrap_line=True, num_columns=max(width, 12), use_unicode=True)
+    screens = form.render(wrap_line=True, num_columns=max(width, 12), use_unicode=True).split("\n\n")
+    trimmed = [screens[0]]
+    for screen in screens[1:]:
+        rows = screen.split("\n")
+        filled = [k for k, row in enumerate(rows) if row.replace("↪", "").strip()]
+        trimmed.append("\n".join(rows[filled[0]:filled[-1] + 1] if filled else rows))
+    return "\n\n".join(trimmed)
 
 
 class _Math:
