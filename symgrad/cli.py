@@ -64,12 +64,18 @@ def _show_version(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
+_DEBUG = {"traceback": False}  # set by --debug: an internal error prints its traceback
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=_show_version,
                                           help="Print the installed version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="On an internal error, print the traceback "
+                                        "instead of writing a crash report (also SYMGRAD_DEBUG=1).")] = False,
 ):
     """symgrad: derive gradients step by step, check every step, export LaTeX."""
+    _DEBUG["traceback"] = debug
 
 
 def plain_output() -> bool:
@@ -562,16 +568,40 @@ def main(argv: list[str] | None = None) -> None:
             _error_line(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
             code = EXIT_USAGE
         else:
-            import traceback
-
-            traceback.print_exc()
-            _error_line(f"internal error ({type(exc).__name__}: {exc}); please report this as a bug")
-            code = EXIT_INTERNAL
+            code = _internal_error(exc, sys.argv[1:] if argv is None else list(argv))
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _internal_error(exc: Exception, argv: list[str]) -> int:
+    """A bug: a few lines (what failed, where, the version, the crash report holding the
+    traceback) rather than a traceback of hundreds of lines; --debug or SYMGRAD_DEBUG=1 prints
+    the traceback instead. Exit 3."""
+    import traceback
+
+    from symgrad import __version__
+    from symgrad.errors import crash_report, short_message, where_it_failed, write_crash_report
+
+    where = where_it_failed(exc)
+    debug = _DEBUG["traceback"] or os.environ.get("SYMGRAD_DEBUG", "") not in ("", "0")
+    if debug:
+        traceback.print_exception(exc)
+    _error_line(f"internal error: {short_message(exc)}" + (f" (at {where})" if where else ""))
+    if not debug:
+        try:
+            report = write_crash_report(crash_report(exc, argv, __version__))
+        except OSError as failed:
+            _error_line(f"could not write a crash report ({failed.strerror or failed}); the traceback:")
+            traceback.print_exception(exc)
+        else:
+            sys.stderr.write(f"symgrad: the traceback is in {report}\n"
+                             "symgrad: (symgrad --debug … prints it here instead)\n")
+    sys.stderr.write(f"symgrad: this is a bug in symgrad {__version__}: please report it"
+                     + ("" if debug else ", with the crash report") + "\n")
+    return EXIT_INTERNAL
 
 
 def _interrupted() -> int:

@@ -11,7 +11,7 @@ from sympy import Add, Eq, Indexed, IndexedBase, MatrixBase, Mul, Piecewise, Sym
 from sympy.printing.latex import LatexPrinter
 
 from symgrad.notation import PartialD, Vec, name_markup, replace_names
-from symgrad.output.notation import SHORT_GREEK, Notation
+from symgrad.output.notation import SHORT_GREEK, Notation, layer_name
 from symgrad.output.ordering import OrderingMixin, is_sum, ordered_factors, ordered_terms
 from symgrad.output.width import width
 from symgrad.output.status import index_ranges, status_words
@@ -37,8 +37,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
 
     # names -----------------------------------------------------------------------------
     def _print_Symbol(self, expr: Symbol, style="plain"):
-        if expr.name in self.notation.names:
-            return self.notation.latex_name(expr.name)
+        if expr.name in self.notation.names or (not expr.is_integer and layer_name(expr.name)):
+            return self.notation.latex_name(expr.name)  # a course name, a layer's W_{2} or W^{[2]}
         if expr.name in SHORT_GREEK:
             return SHORT_GREEK[expr.name][0]
         return super()._print_Symbol(expr, style)

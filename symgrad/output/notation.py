@@ -25,15 +25,51 @@ SHORT_GREEK = {"eps": (r"\varepsilon", "ε"), "lam": (r"\lambda", "λ")}
 GRADIENT_NAMES = {"dz", "dZ", "dW", "db", "dA_prev"}
 
 
+_LAYER_NAME = re.compile(r"([A-Za-z]+)(\d+)")
+
+
+def layer_name(name: str) -> tuple[str, str] | None:
+    """A name with a layer number, letters then digits (W2, b1, A0, n1), as (letters, number);
+    else None."""
+    found = _LAYER_NAME.fullmatch(name)
+    return (found.group(1), found.group(2)) if found else None
+
+
 @dataclass(frozen=True)
 class Notation:
-    """LaTeX names for the base names used by derivations, and the bold command."""
+    """LaTeX names for the base names used by derivations, and the bold command. A name with a
+    layer number prints as the course writes it: W2 is W_{2}, or W^{[2]} in course notation."""
 
     names: dict = field(default_factory=lambda: dict(PLAIN))
     bold: str = "mathbf"
 
+    @property
+    def course(self) -> bool:
+        """Layers written W^{[l]} (the course's own names are in use) rather than W_{l}."""
+        return self.names.get("W") == COURSE["W"]
+
     def latex_name(self, name: str) -> str:
-        return self.names.get(name, name)
+        if name in self.names:
+            return self.names[name]
+        layer = layer_name(name)
+        if layer is None:
+            return name
+        from sympy.printing.latex import translate  # alpha2 → \alpha_{2}, as SymPy writes Greek
+
+        head, number = layer
+        head = SHORT_GREEK[head][0] if head in SHORT_GREEK else translate(head)
+        return f"{head}^{{[{number}]}}" if self.course else f"{head}_{{{number}}}"
+
+    def terminal_name(self, name: str) -> str | None:
+        """W₂ (W^[2] in course notation) for a name with a layer number, else None."""
+        layer = layer_name(name)
+        if layer is None or name in self.names:
+            return None
+        from sympy.printing.pretty.pretty_symbology import pretty_symbol  # alpha → α
+
+        head, number = layer
+        head = SHORT_GREEK[head][1] if head in SHORT_GREEK else pretty_symbol(head)
+        return f"{head}^[{number}]" if self.course else head + subscript(number)
 
     def latex_bold(self, name: str) -> str:
         if name in GRADIENT_NAMES and self.latex_name(name) != PLAIN.get(name, name):
@@ -73,22 +109,61 @@ def subscript(text: str) -> str:
     return text.translate(SUBSCRIPTS) if set(text) <= _SUBSCRIPTABLE else f"_{text}"
 
 
+def _greek(name: str) -> str | None:
+    """\\lambda → λ, \\Sigma → Σ (Unicode's own names for the letters), else None."""
+    import unicodedata
+
+    case = "CAPITAL" if name[:1].isupper() else "SMALL"
+    try:
+        return unicodedata.lookup(f"GREEK {case} LETTER {name.upper().replace('LAMBDA', 'LAMDA')}")
+    except KeyError:
+        return None
+
+
+_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": "", "\\": " ", "{": "(", "}": ")", "|": "‖",
+            "_": "_", "%": "%", "&": "&", "#": "#"}
+
+
+def _innermost(pattern: str, replace, s: str) -> str:
+    """Apply ``re.sub(pattern, replace)`` until nothing changes: groups written ``[^{}]*`` match
+    the innermost braces first, so nested ones (a_{i_{k}}, \\frac{a_{i}}{2}) come out too."""
+    while True:
+        changed = re.sub(pattern, replace, s)
+        if changed == s:
+            return s
+        s = changed
+
+
+def _fraction(match: re.Match) -> str:
+    top, bottom = match.group(1).strip(), match.group(2).strip()
+    wrap = lambda part: f"({part})" if re.search(r"[\s+−-]", part) else part  # noqa: E731
+    return f"{wrap(top)}/{wrap(bottom)}"
+
+
 def latex_to_unicode(markup: str) -> str:
-    """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal."""
+    """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal.
+    Every command becomes Unicode or its plain name (\\tanh → tanh, \\lambda → λ), scripts
+    become Unicode sub- and superscripts (or _x, ^(x)), fractions a/b: no backslash or brace
+    is left, whatever LaTeX a title holds."""
     def math(match: re.Match) -> str:
         s = match.group(1)
         s = re.sub(r"\^\{(\[[^\]{}]*\])\}", r"^\1", s)  # course names: Z^{[L]} → Z^[L]
         s = s.replace(r"\mathcal{L}", "ℒ")
-        s = re.sub(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal)\{([^{}]*)\}", r"\1", s)
-        s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", s)
+        s = _innermost(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}", r"\1", s)
         s = s.replace(r"\left", "").replace(r"\right", "")
         s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")
         for command in sorted(_COMMANDS, key=len, reverse=True):
             space = " ?" if command in _PREFIX_COMMANDS else ""
             s = re.sub(re.escape(command) + r"(?![A-Za-z])" + space, lambda _m: _COMMANDS[command], s)
-        s = re.sub(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+        s = re.sub(r"\\([A-Za-z]+)", lambda m: _greek(m.group(1)) or m.group(0), s)
+        # one-character scripts first: a braced one may come out as _i,q, not to be read again
         s = re.sub(r"_(\w)", lambda m: subscript(m.group(1)), s)
-        s = re.sub(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
+        s = re.sub(r"\^(\w)", lambda m: superscript(m.group(1)), s)
+        s = _innermost(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+        s = _innermost(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
+        s = _innermost(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", _fraction, s)
+        s = re.sub(r"\\([A-Za-z]+)", r"\1", s)  # a function's name: \tanh → tanh
+        s = re.sub(r"\\(.)", lambda m: _SPACING.get(m.group(1), m.group(1)), s)
         s = s.replace("-", "−").replace("{", "").replace("}", "")
         return s
     markup = re.sub(r"\\texttt\{([^{}$]*)\}", r"\1", markup)  # code in a note: plain in a terminal

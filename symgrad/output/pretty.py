@@ -9,10 +9,11 @@ from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import PLAIN, SHORT_GREEK, subscript, superscript
+from symgrad.output.notation import PLAIN, SHORT_GREEK, Notation, layer_name, subscript, superscript
 from symgrad.output.ordering import OrderingMixin, ends_in_sum, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
+SUBSCRIPT_DIGITS = set(subscript("0123456789"))
 
 
 def display_name(name: str) -> str:
@@ -38,10 +39,11 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     """``width``: the columns an equation may take; matrices show as many columns as fit
     (first ones, ⋯, the last). ``notation``: names as in the LaTeX (course: Z^[L], A^[L-1])."""
 
-    def __init__(self, notation=None, width: int | None = None):
+    def __init__(self, notation=None, width: int | None = None, inline: bool = False):
         super().__init__({"use_unicode": True, "wrap_line": False})
         self.notation = notation
         self.width = width
+        self.inline = inline  # ∂L/∂z on one line (a summary line), not a stacked fraction
 
     def _renamed(self, name: str) -> str | None:
         """The notation's own LaTeX for ``name`` where it differs from the plain one (course)."""
@@ -50,11 +52,22 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def name(self, name: str) -> str:
         renamed = self._renamed(name)
-        return course_name(renamed) if renamed else display_name(name)
+        if renamed:
+            return course_name(renamed)
+        return (self.notation or Notation()).terminal_name(name) or display_name(name)
+
+    def _entry(self, expr: Indexed) -> str:
+        """An entry's name and indices: Wᵢⱼ, Aᵖʳᵉᵛₚₜ; W₂,ᵢⱼ (a comma after a layer number, so
+        W₂ row 1 is never read as W₂₁), W^[2]ᵢⱼ."""
+        name = self.name(expr.base.label.name)
+        indices = _indices(expr)
+        if name[-1:] in SUBSCRIPT_DIGITS and not indices.startswith("_"):
+            return f"{name},{indices}"
+        return name + indices
 
     def _print_Symbol(self, expr, bold_name=False):
-        if self._renamed(expr.name):
-            return prettyForm(self.name(expr.name))  # a course name (n^[L-1])
+        if self._renamed(expr.name) or (not expr.is_integer and layer_name(expr.name)):
+            return prettyForm(self.name(expr.name))  # a course name (n^[L-1]), a layer's W₂
         if expr.name in SHORT_GREEK:
             return prettyForm(SHORT_GREEK[expr.name][1])
         head, _, tail = expr.name.partition("_")
@@ -63,15 +76,23 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):
-        return prettyForm(self.name(expr.base.label.name) + _indices(expr))
+        return prettyForm(self._entry(expr))
 
     def _print_Vec(self, expr):
         return prettyForm(self.name(expr.base.label.name))
 
     _print_MatVar = _print_Vec
 
+    def _fraction(self, numerator, denominator):
+        """∂numerator/∂denominator: stacked, or on one line for ``inline`` (bracketed like a
+        product's factor, so that its ᵀ or a factor 2 applies to the whole)."""
+        top, bottom = "∂" + self._name(numerator), "∂" + self._name(denominator)
+        if self.inline:
+            return prettyForm(f"{top}/{bottom}", binding=prettyForm.DIV)
+        return prettyForm(top) / prettyForm(bottom)
+
     def _print_GradientMatrix(self, expr):
-        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+        return self._fraction(expr.f, expr.x)
 
     def _print_OneMatrix(self, expr):
         if self._elementwise_term:  # the 1 of 1 − s, as lecturers write it
@@ -132,17 +153,17 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         if isinstance(expr, Symbol):
             return self.name(expr.name)
         if isinstance(expr, Indexed):
-            return self.name(expr.base.label.name) + _indices(expr)
+            return self._entry(expr)
         if expr.__class__.__name__ in ("Vec", "MatVar"):
             return self.name(expr.base.label.name)
         return str(expr)
 
     def _print_Derivative(self, expr):
         (variable,) = expr.variables
-        return prettyForm("∂" + self._name(expr.expr)) / prettyForm("∂" + self._name(variable))
+        return self._fraction(expr.expr, variable)
 
     def _print_PartialD(self, expr):
-        return prettyForm("∂" + self._name(expr.f)) / prettyForm("∂" + self._name(expr.x))
+        return self._fraction(expr.f, expr.x)
 
     def _print_SumExcluding(self, expr):
         from sympy import Sum
@@ -201,18 +222,40 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         """Terms in the order given, each with its sign (a − y); ``bracket(term, is_last)`` says
         which (sign-free) terms to put in parentheses."""
         form = None
-        for k, term in enumerate(terms):
-            negative = term.could_extract_minus_sign()
-            body = -term if negative else term
-            piece = self._print(body)
-            if bracket(body, k == len(terms) - 1):
-                piece = prettyForm(*piece.parens())
+        for negative, piece in self._signed_pieces(terms, bracket):
             if form is None:
                 form = prettyForm(*piece.left("-")) if negative else piece
             else:
                 form = prettyForm(*stringPict.next(form, " - " if negative else " + ", piece))
         form.binding = prettyForm.ADD  # a product around this sum brackets it
         return form
+
+    def _signed_pieces(self, terms: list, bracket) -> list[tuple[bool, prettyForm]]:
+        pieces = []
+        for k, term in enumerate(terms):
+            negative = term.could_extract_minus_sign()
+            body = -term if negative else term
+            piece = self._print(body)
+            if bracket(body, k == len(terms) - 1):
+                piece = prettyForm(*piece.parens())
+            pieces.append((negative, piece))
+        return pieces
+
+    def top_level_terms(self, expr) -> list[tuple[bool, prettyForm]] | None:
+        """The terms of a sum as (is it subtracted, its picture without the sign), in the order
+        and with the brackets the whole sum prints them: the places a long equation may break
+        onto a continuation line. None for anything that is not a sum of two or more terms."""
+        from sympy import Add
+        from sympy.matrices.expressions import MatAdd
+
+        if isinstance(expr, MatAdd):
+            return self._signed_pieces(ordered_terms(list(expr.args)), lambda body, last: False)
+        if not isinstance(expr, Add):
+            return None
+        terms = ordered_terms(list(self._as_ordered_terms(expr, order=None)))
+        closes = any(ends_in_sum(t) for t in terms[:-1])
+        return self._signed_pieces(
+            terms, lambda body, last: body.is_Add or (closes and not last and ends_in_sum(body)))
 
     def _print_DiagMatrix(self, expr):
         inner = prettyForm(*self._print(expr.args[0]).parens())
@@ -221,7 +264,7 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
     def _print_Transpose(self, expr):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ not in ("Vec", "MatVar"):
-            inner = prettyForm(*inner.parens())
+            inner = prettyForm(*inner.parens())  # (∂L/∂z)ᵀ inline too
         return prettyForm(*inner.right("ᵀ"))
 
     def _print_MatrixBase(self, expr: MatrixBase):

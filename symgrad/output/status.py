@@ -42,3 +42,34 @@ def index_ranges(step, model) -> list[tuple[list, object]]:
         else:
             groups.append(([index], bound))
     return groups
+
+
+def result_steps(derivation) -> list:
+    """The steps that state the derivation's results, in order: for each variable it is
+    differentiated by (a layer's W, b and A_prev), the last step about the derivative by it, in
+    whichever form the derivation reached (the matrix ∂J/∂W, the vector (∂L/∂z)ᵀ, or the entry
+    formula ∂L/∂zⱼ); the last step when no step is about a variable (a derivation by hand).
+    Derivatives of intermediates (∂J/∂Z) and restatements (m ∂J/∂Z, the course convention) are
+    not results."""
+    variables = set(derivation.model.shapes) | set(derivation.model.scalars)
+    last: dict = {}
+    for number, step in enumerate(derivation.steps):
+        variable = _denominator(step.lhs)
+        if variable is not None and variable in variables:
+            last[variable] = number
+    numbers = sorted(last.values()) or [len(derivation.steps) - 1]
+    return [derivation.steps[k] for k in numbers if k >= 0]
+
+
+def _denominator(lhs):
+    """x in ∂f/∂x, (∂f/∂x)ᵀ, ∂f/∂xⱼ (the IndexedBase of a vector or matrix), else None."""
+    from sympy import Derivative, Indexed, Transpose
+
+    if isinstance(lhs, Transpose):
+        lhs = lhs.arg
+    if isinstance(lhs, Derivative) and len(lhs.variables) == 1:
+        variable = lhs.variables[0]
+        return variable.base if isinstance(variable, Indexed) else variable
+    if lhs.__class__.__name__ in ("PartialD", "GradientMatrix"):
+        return getattr(lhs.args[1], "base", lhs.args[1])
+    return None

@@ -1,5 +1,6 @@
 """Stage 4 — the terminal: one rich panel per step (title, rule, the math in unicode, status)
-and a summary line. Used by ``Derivation.__rich__`` and by the CLI."""
+and a summary (how many steps were proven, then each result written out). An equation wider than
+the terminal is wrapped, never cropped. Used by ``Derivation.__rich__`` and by the CLI."""
 
 from __future__ import annotations
 
@@ -11,40 +12,90 @@ from rich.text import Text
 from symgrad.output.notation import latex_to_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.pretty import TerminalPrinter, pretty
-from symgrad.output.status import index_ranges, status_symbol, status_words
+from symgrad.output.pretty import TerminalPrinter
+from symgrad.output.status import index_ranges, result_steps, status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
 
-def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | None = None) -> str:
-    """lhs = rhs joined on their baselines by SymPy's own layout, plus the index range; matrices
-    elided (⋯) until the whole fits ``width`` columns."""
+def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | None = None,
+              lead: str = "", inline: bool = False) -> str:
+    """``lead`` lhs = rhs joined on their baselines by SymPy's own layout, plus the index range.
+    To fit ``width`` columns, matrices are elided first (⋯, as many columns as fit); a sum still
+    too wide continues on further lines, one break between two of its terms; what is still too
+    wide is wrapped by SymPy, each cut marked ↪. Nothing is left out. ``inline``: ∂L/∂z on one
+    line on the left (the summary)."""
     budget = width
     while True:
         printer = TerminalPrinter(notation, budget)
         right = printer._print(step.rhs)
-        left = printer._print(step.lhs) if show_lhs else prettyForm("")
-        joined = prettyForm(*stringPict.next(left, " = ", right)).render(wrap_line=False)
-        widest = max(len(line) for line in joined.split("\n"))
-        if width is None or widest <= width or budget < 12:
+        left = TerminalPrinter(notation, inline=inline)._print(step.lhs) if show_lhs else prettyForm("")
+        left = prettyForm(*stringPict.next(prettyForm(lead), left, " = "))
+        joined = prettyForm(*stringPict.next(left, right))
+        if width is None or joined.width() <= width or budget < 12:
             break
-        budget = min(budget, widest) - max(4, (widest - width) // 2)
+        budget = min(budget, joined.width()) - max(4, (joined.width() - width) // 2)
+    text = joined.render(wrap_line=False) if width is None or joined.width() <= width else \
+        _broken(printer, step.rhs, left, right, width)
     if step.free_indices:
-        joined += "\n(for " + "; ".join(f"{', '.join(printer._name(i) for i in indices)} = 1 … {bound}"
-                                        for indices, bound in index_ranges(step, model)) + ")"
-    return joined
+        text += "\n(for " + "; ".join(f"{', '.join(printer._name(i) for i in indices)} = 1 … {bound}"
+                                      for indices, bound in index_ranges(step, model)) + ")"
+    return text
+
+
+def _broken(printer: TerminalPrinter, rhs, left: prettyForm, right: prettyForm, width: int) -> str:
+    """``left`` followed by ``rhs`` over several lines of at most ``width`` columns: a sum breaks
+    between its terms (each further line starts with its sign, indented under the first term);
+    any line still too wide, or an rhs that is not a sum, is cut by SymPy's wrapping, which marks
+    every cut with ↪."""
+    terms = printer.top_level_terms(rhs)
+    if not terms or len(terms) < 2:
+        return _wrapped(prettyForm(*stringPict.next(left, right)), width)
+    indent = " " * (left.width() if left.width() <= width // 3 else 4)
+    rows: list[prettyForm] = []
+    row = None
+    for k, (negative, piece) in enumerate(terms):
+        if row is None:
+            row = prettyForm(*stringPict.next(left, prettyForm(*piece.left("-")) if negative else piece))
+            continue
+        sign = " - " if negative else " + "
+        longer = prettyForm(*stringPict.next(row, sign, piece))
+        if longer.width() <= width:
+            row = longer
+        else:
+            rows.append(row)
+            row = prettyForm(*stringPict.next(prettyForm(indent + sign.lstrip()), piece))
+    rows.append(row)
+    return "\n".join(_wrapped(r, width) for r in rows)
+
+
+def _wrapped(form: prettyForm, width: int) -> str:
+    """``form`` cut by SymPy into screens of ``width`` columns, every cut marked ↪; a further
+    screen loses its rows above and below what it holds (SymPy keeps the first screen's height:
+    a last "- sⱼ)" would otherwise stand in a dozen empty rows)."""
+    if form.width() <= width:
+        return form.render(wrap_line=False)
+    screens = form.render(wrap_line=True, num_columns=max(width, 12), use_unicode=True).split("\n\n")
+    trimmed = [screens[0]]
+    for screen in screens[1:]:
+        rows = screen.split("\n")
+        filled = [k for k, row in enumerate(rows) if row.replace("↪", "").strip()]
+        trimmed.append("\n".join(rows[filled[0]:filled[-1] + 1] if filled else rows))
+    return "\n\n".join(trimmed)
 
 
 class _Math:
-    """A step's equation, laid out for the width the console gives it; never cropped without a
-    mark (what still does not fit ends in …)."""
+    """A step's equation, laid out for the width the console gives it (``_equation``): wrapped,
+    never cropped."""
 
-    def __init__(self, step, show_lhs, model, notation):
+    def __init__(self, step, show_lhs, model, notation, lead: str = "", inline: bool = False, style: str = ""):
         self.args = (step, show_lhs, model, notation)
+        self.options = {"lead": lead, "inline": inline}
+        self.style = style
 
     def _text(self, width: int) -> Text:
         step, show_lhs, model, notation = self.args
-        return Text(_equation(step, show_lhs, model, notation, width), no_wrap=True, overflow="ellipsis")
+        return Text(_equation(step, show_lhs, model, notation, width, **self.options), style=self.style,
+                    no_wrap=True, overflow="ellipsis")
 
     def __rich_console__(self, console, options):
         yield self._text(options.max_width)
@@ -93,24 +144,26 @@ def rich_renderable(derivation: Derivation, notation=None) -> Group:
         previous = step.lhs
     for note in derivation.notes:
         parts.append(Text("Note: " + _markup(note, notation), style="yellow"))
-    parts.append(summary_text(derivation))
+    parts.append(summary_text(derivation, notation))
     return Group(*parts)
 
 
-def summary_text(derivation: Derivation) -> Text:
+def summary_text(derivation: Derivation, notation=None) -> Group:
+    """How many steps were proven and then each result (a layer's dW, db and dA_prev each), in
+    the terminal's notation; a result is called checked only when every step was proven."""
     total = len(derivation.steps)
     proven = sum(1 for s in derivation.steps if s.check and s.check.proven)
     failed = sum(1 for s in derivation.steps if s.check and (s.check.exact is False or s.check.numeric is False))
     if derivation.proven:
-        return Text(f"✓ all {total} steps checked (exact and numeric): "
-                    f"{latex_to_unicode(_result_words(derivation))}", style="bold green")
-    return Text(f"✗ {proven} of {total} steps proven, {failed} failed, "
-                f"{total - proven - failed} undecided — this derivation is NOT a proof", style="bold red")
-
-
-def _result_words(derivation: Derivation) -> str:
-    """The result on one line when it fits there (a − y), else a pointer to the last step."""
-    printed = pretty(derivation.result)
-    if "\n" in printed:
-        return f"result in step {len(derivation.steps)}"
-    return f"result (step {len(derivation.steps)}) " + printed
+        head = Text(f"✓ all {total} steps checked (exact and numeric)", style="bold green")
+        lead, style = "result: ", "bold green"
+    elif not any(s.check for s in derivation.steps):
+        head = Text(f"· {total} steps, not checked", style="bold yellow")
+        lead, style = "result (not checked): ", "bold yellow"
+    else:
+        head = Text(f"✗ {proven} of {total} steps proven, {failed} failed, "
+                    f"{total - proven - failed} undecided — this derivation is NOT a proof", style="bold red")
+        lead, style = "result (NOT proven): ", "bold red"
+    results = [_Math(step, True, derivation.model, notation, lead=lead, inline=True, style=style)
+               for step in result_steps(derivation)]
+    return Group(head, *results)
