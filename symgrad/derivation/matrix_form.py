@@ -47,6 +47,10 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
             if number is not None:
                 return MatMul(ones, number)
         return ones if expr == 1 else MatMul(expr, ones)
+    if col is not None and not expr.has(row):  # the same in every row: 1 (…)ᵀ
+        return MatMul(OneMatrix(ranges[row], 1), Transpose(_read(expr, col, None, ranges, reasons)))
+    if col is not None and not expr.has(col):  # the same in every column: (…) 1ᵀ
+        return MatMul(_read(expr, row, None, ranges, reasons), OneMatrix(1, ranges[col]))
     if isinstance(expr, Add):
         return MatAdd(*[_read(t, row, col, ranges, reasons) for t in expr.args])
     if isinstance(expr, Mul):
