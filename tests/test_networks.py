@@ -274,7 +274,7 @@ def compositions(draw):
     out = hidden
     if two_layers:
         variables["W2"] = f"{inner} x {hidden}"
-        text = f"W2 @ {text}"
+        text = f"W2 @ ({text})"
         out = inner
         text = text if g2 == "identity" else f"{g2}({text})"
     loss = draw(st.sampled_from(["sum", "dot"]))

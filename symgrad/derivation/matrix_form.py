@@ -66,6 +66,18 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
         return _entry(expr, row, col, ranges)
     if isinstance(expr, Sum) and len(expr.limits) == 1:
         return _sum(expr, row, col, ranges, reasons)
+    if isinstance(expr, Sum) and len(expr.limits) == 2:  # Σ_i Σ_p W_iw M_ip X_jp: Wᵀ M Xᵀ
+        for outer, inner in (expr.limits, expr.limits[::-1]):
+            factors = Mul.make_args(expr.function)
+            held = Mul(*[f for f in factors if f.has(inner[0])])
+            rest = Mul(*[f for f in factors if not f.has(inner[0])])
+            tried = list(reasons)
+            try:
+                result = _sum(Sum(rest * Sum(held, inner), outer), row, col, ranges, tried)
+            except _Unreadable:
+                continue
+            reasons[:] = tried
+            return result
     raise _Unreadable(f"{type(expr).__name__}")
 
 
