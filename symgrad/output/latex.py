@@ -192,7 +192,15 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         return " ".join(self.add_terms(expr))
 
     def _print_MatAdd(self, expr):
-        return " ".join(self.add_terms(expr))
+        return self._with_ones_as_1(lambda: " ".join(self.add_terms(expr)))
+
+    def _with_ones_as_1(self, write):
+        """A matrix of ones as a term of a sum prints 1 (1 − s, as lecturers write it)."""
+        self._elementwise_term += 1
+        try:
+            return write()
+        finally:
+            self._elementwise_term -= 1
 
     def _print_Mul(self, expr):
         """A product written as built (an unevaluated −y_i/a_i · a_i (δ_ij − a_j)) brackets its

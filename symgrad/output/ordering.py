@@ -70,8 +70,6 @@ class OrderingMixin:
         terms = ordered_terms(list(expr.args))
         saved = self.order
         self._settings["order"] = "none"
-        # a matrix of ones as a term reads 1, as lecturers write 1 − s (in a product it stays 1ₙ)
-        self._elementwise_term = getattr(self, "_elementwise_term", 0) + 1
         try:
             if hasattr(super(), "_print_MatAdd"):
                 return super()._print_MatAdd(MatAdd(*terms, evaluate=False))
@@ -82,7 +80,6 @@ class OrderingMixin:
             return out
         finally:
             self._settings["order"] = saved
-            self._elementwise_term -= 1
 
     def _print_MatMul(self, expr):
         """Factors side by side. SymPy's own printer first asks whether the product can shed a

@@ -215,8 +215,12 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return prettyForm(*form.left(sign)) if sign else form
 
     def _print_MatAdd(self, expr):
-        """a − y rather than SymPy's "a -y"."""
-        return self._join_terms(ordered_terms(list(expr.args)))
+        """a − y rather than SymPy's "a -y"; a matrix of ones as a term prints 1 (1 − s)."""
+        self._elementwise_term += 1
+        try:
+            return self._join_terms(ordered_terms(list(expr.args)))
+        finally:
+            self._elementwise_term -= 1
 
     def _join_terms(self, terms: list, bracket=lambda body, last: False):
         """Terms in the order given, each with its sign (a − y); ``bracket(term, is_last)`` says
