@@ -59,9 +59,11 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
         return inner if outside == 1 else -inner if outside == -1 else MatMul(outside, inner)
     if isinstance(expr, Pow) and expr.exp.is_Integer and expr.exp not in (0, 1):  # s ⊙ s, 1 ⊘ u
         return HadamardPower(_read(expr.base, row, col, ranges, reasons), expr.exp)
-    if isinstance(expr, Function) and len(expr.args) == 1:  # e^z, tanh(Z): a function entry by entry
+    if isinstance(expr, Function) and expr.args and not any(a.has(*wanted) for a in expr.args[1:]):
+        # e^z, tanh(Z), the step 𝟙[Z > 0] (Heaviside(Z, 0)): a function entry by entry
         x = Symbol("x", real=True)
-        return ElementwiseApplyFunction(Lambda(x, expr.func(x)), _read(expr.args[0], row, col, ranges, reasons))
+        return ElementwiseApplyFunction(Lambda(x, expr.func(x, *expr.args[1:])),
+                                        _read(expr.args[0], row, col, ranges, reasons))
     if isinstance(expr, Indexed):
         return _entry(expr, row, col, ranges)
     if isinstance(expr, Sum) and len(expr.limits) == 1:

@@ -105,6 +105,8 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
         body, argument = expr.function.expr, self._print(expr.expr)
         if body.func.__name__ == "exp":
             return rf"e^{{{argument}}}"
+        if body.func.__name__ == "Heaviside" and len(body.args) == 2 and body.args[1] == 0:
+            return rf"\mathbf{{1}}\left[{argument} > 0\right]"  # the step with θ(0) = 0: 𝟙[Z > 0]
         name = {"log": r"\log", "tanh": r"\tanh"}.get(body.func.__name__,
                                                       rf"\operatorname{{{body.func.__name__}}}")
         return rf"{name}\left({argument}\right)"

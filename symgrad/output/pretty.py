@@ -136,7 +136,10 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         return prettyForm(*base.right("^⊙" + str(expr.exp)))
 
     def _print_ElementwiseApplyFunction(self, expr):
-        """A function entry by entry: exp(z), tanh(Z)."""
+        """A function entry by entry: exp(z), tanh(Z), 𝟙[Z > 0] (the step with θ(0) = 0)."""
+        body = expr.function.expr
+        if body.func.__name__ == "Heaviside" and len(body.args) == 2 and body.args[1] == 0:
+            return prettyForm(*prettyForm(*self._print(expr.expr).right(" > 0")).parens("[", "]")).left("𝟙")
         return prettyForm(*prettyForm(*self._print(expr.expr).parens()).left(expr.function.expr.func.__name__))
 
     def _elementwise(self, expr):
