@@ -139,7 +139,8 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         """A function entry by entry: exp(z), tanh(Z), 𝟙[Z > 0] (the step with θ(0) = 0)."""
         body = expr.function.expr
         if body.func.__name__ == "Heaviside" and len(body.args) == 2 and body.args[1] == 0:
-            return prettyForm(*prettyForm(*self._print(expr.expr).right(" > 0")).parens("[", "]")).left("𝟙")
+            inside = prettyForm(*self._print(expr.expr).right(" > 0"))
+            return prettyForm(*prettyForm(*inside.parens("[", "]")).left("𝟙"))
         return prettyForm(*prettyForm(*self._print(expr.expr).parens()).left(expr.function.expr.func.__name__))
 
     def _elementwise(self, expr):
