@@ -129,3 +129,15 @@ def test_help_and_version_do_not_import_sympy(args):
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "symgrad.cli" in imported  # the measurement saw the program's imports
     assert not {name for name in imported if name.split(".")[0] in ("sympy", "mpmath")}
+
+
+def test_ci_runs_exactly_the_readme_test_command_on_every_core():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Install and run the tests (one command)", 1)[1]
+    command = next(line.strip() for line in section.splitlines() if line.startswith("    "))
+    assert "-n auto" in command and command.startswith("pip install -e '.[test]' && python -m pytest")
+    ci = [line.strip() for line in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    assert ci[-1] == command
