@@ -21,6 +21,9 @@ from support import compile_latex, needs_latex, run
 SHAPES = [(2, 1, 1), (3, 2, 2), (2, 3, 3)]
 
 
+# pytest-xdist: this module's tests run on one worker, which derives the layer derivations _layer and _symbolic_layer once
+pytestmark = pytest.mark.xdist_group("layer")
+
 @lru_cache(maxsize=None)
 def _layer(n, n_prev, m):
     derivation = derive("softmax-layer", n, n_prev=n_prev, m=m)
