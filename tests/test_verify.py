@@ -35,9 +35,20 @@ def _identity_file(tmp_path, lhs="softmax(z)", rhs="softmax(z)", extra="", name=
     return path
 
 
-def test_catalog_holds_with_json_junit_and_exports(tmp_path):
-    junit = tmp_path / "report.xml"
-    result = run("verify", str(CATALOG), "--format", "json", "--junit", str(junit), "--check-exports")
+# the catalog checked once (on every core, -j default) for the two tests below, which
+# pytest-xdist keeps on one worker
+on_the_catalog = pytest.mark.xdist_group("catalog")
+
+
+@pytest.fixture(scope="module")
+def catalog_run(tmp_path_factory):
+    junit = tmp_path_factory.mktemp("catalog") / "report.xml"
+    return run("verify", str(CATALOG), "--format", "json", "--junit", str(junit), "--check-exports"), junit
+
+
+@on_the_catalog
+def test_catalog_holds_with_json_junit_and_exports(catalog_run):
+    result, junit = catalog_run
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["summary"]["fail"] == 0 and report["summary"]["identities"] >= 11
@@ -61,9 +72,11 @@ def test_false_identity_fails_with_a_counterexample(tmp_path):
     assert data["results"][0]["holds"] is False
 
 
-def test_output_is_deterministic(tmp_path):
-    first = run("verify", str(CATALOG), "--format", "json").stdout
-    second = run("verify", str(CATALOG), "--format", "json").stdout
+@on_the_catalog
+def test_output_is_deterministic(catalog_run):
+    """A second run, in one process (-j 1), says byte for byte what the first said on every core."""
+    first = catalog_run[0].stdout
+    second = run("verify", str(CATALOG), "--format", "json", "-j", "1").stdout
     assert first == second
 
 
