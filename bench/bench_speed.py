@@ -50,13 +50,14 @@ def median_of(runs: int, args: list[str], cwd: Path, before=None) -> tuple[float
     return statistics.median(times), times, outputs[-1]
 
 
-def python_start(runs: int) -> float:
+def python_start(runs: int) -> tuple[float, list[float]]:
+    """The bare interpreter's start-up, the floor under every row."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times), times
 
 
 def main() -> None:
@@ -74,9 +75,8 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
 
         log = lambda what: print(f"… {what}", file=sys.stderr, flush=True)  # noqa: E731
-        rows = []
         log("python -c pass")
-        bare = python_start(args.runs)
+        bare, bare_all = python_start(args.runs)
         log("symgrad --help")
         help_s, help_all, _ = median_of(args.runs, ["--help"], scratch)
         log("derive --n 3")
@@ -99,7 +99,7 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     rows = [
-        ("python -c pass (the interpreter alone)", bare, [bare], ""),
+        ("python -c pass (the interpreter alone)", bare, bare_all, ""),
         ("symgrad --help", help_s, help_all, f"{help_s / bare:.1f}× the bare interpreter"),
         ("symgrad derive --n 3", derive_s, derive_all, ""),
         ("symgrad verify derivations/ (cold cache)", cold_s, cold_all, ""),
