@@ -258,57 +258,45 @@ class Checked:
 
 
 def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
-                   progress: Callable[[str], None] | None = None):
+                   progress: Callable[[str], None] | None = None, cache=None):
     """``symgrad.verify.identity.check_identity`` with a time budget for each size: a size that
     runs out of time (or memory) is undecided, and the other sizes still run. Raises
-    IdentityFileError for a mistake in the identity that shows only at some size."""
-    from symgrad.budget import TimeLimitReached, deadline, format_seconds
-    from symgrad.verify.identity import IdentityResult, SizeResult, check_at_size
+    IdentityFileError for a mistake in the identity that shows only at some size. ``cache``: a
+    ``symgrad.cache.ResultCache`` that serves and keeps definite verdicts (None: no cache)."""
+    from symgrad.batch import check_size
+    from symgrad.verify.identity import IdentityResult
 
     limit = parse_time_limit(time_limit)
     results = []
     for size in identity.sizes:
-        if progress:
-            progress(f"{identity.name} (n = {size})")
-        started = time.perf_counter()
-        try:
-            with deadline(limit):
-                result = check_at_size(identity, size)
-        except TimeLimitReached as reached:
-            result = SizeResult(size, None, "—", f"time limit reached after {format_seconds(reached.seconds)} s "
-                                "(raise it with --time-limit)", time.perf_counter() - started)
-        except MemoryError:
-            result = SizeResult(size, None, "—", "ran out of memory", time.perf_counter() - started)
-        except RecursionError:
-            result = SizeResult(size, None, "—", "could not check: the expressions are nested too deeply",
-                                time.perf_counter() - started)
+        result = cache.get(identity, size) if cache is not None else None
+        if result is None:
+            if progress:
+                progress(f"{identity.name} (n = {size})")
+            result = check_size(identity, size, limit)
+            if cache is not None:
+                cache.put(identity, size, result)
         results.append(result)
     return IdentityResult(identity, tuple(results))
 
 
 def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
                 progress: Callable[[int, int, str], None] | None = None,
-                only_identity_files: bool = False, stdin=None) -> Checked:
+                only_identity_files: bool = False, stdin=None, jobs: int = 1, cache=None) -> Checked:
     """Read every identity file under ``paths`` and check each identity at each of its sizes;
     a bad file or identity is a problem and everything else is still checked. Raises UsageError
     only if there is nothing at all to check. The path ``-`` is one identity file read from
     ``stdin`` (default: standard input), called ``<stdin>``. With ``only_identity_files``, TOML
-    files holding no ``[[identity]]`` table are skipped (pre-commit passes every changed .toml)."""
+    files holding no ``[[identity]]`` table are skipped (pre-commit passes every changed .toml).
+    ``jobs``: worker processes (1: check in this process); the results are the same, in the
+    same order. ``cache``: a ``symgrad.cache.ResultCache`` (None: check everything)."""
+    from symgrad.batch import check_identities
+
     started = time.perf_counter()
     identities, problems, files = read_identities(paths, only_identity_files=only_identity_files, stdin=stdin)
-    results = []
-    for done, identity in enumerate(identities):
-        def step(what: str, done=done) -> None:
-            if progress:
-                progress(done, len(identities), what)
-        try:
-            results.append(check_identity(identity, time_limit, step))
-        except IdentityFileError as problem:
-            problem.path, problem.identity = problem.path or identity.path, problem.identity or identity.name
-            problems.append(problem)
-    if progress:
-        progress(len(identities), len(identities), "done")
-    return Checked(results, problems, files, time.perf_counter() - started)
+    results, more = check_identities(identities, time_limit=parse_time_limit(time_limit), jobs=jobs,
+                                     cache=cache, progress=progress)
+    return Checked(results, problems + more, files, time.perf_counter() - started)
 
 
 def read_identities(paths, *, only_identity_files: bool = False, stdin=None) -> tuple[list, list, list]:

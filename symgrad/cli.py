@@ -27,6 +27,9 @@ EXIT_CODES = ((EXIT_OK, "every identity holds (derive: every step proven)"),
 # \b keeps click from re-wrapping the lines: the help of every command ends with them
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
 TIME_LIMIT_HELP = "Seconds each identity may take at each size (0: no limit); beyond it the size is undecided."
+JOBS_HELP = "Worker processes checking identities at once (default: the machine's cores); the output is the same."
+NO_CACHE_HELP = ("Check every identity again, without reading or writing .symgrad_cache/ "
+                 "(also: environment variable SYMGRAD_NO_CACHE=1).")
 
 app = typer.Typer(
     add_completion=False,
@@ -254,6 +257,8 @@ def verify(
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures, errors and the summary line (no table).")] = False,
     only_identity_files: Annotated[bool, typer.Option("--only-identity-files", help="Skip .toml files holding no [[identity]] table, and take a .tex export as the .toml beside it (for pre-commit, which passes every changed file).")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP, show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP)] = False,
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
 
@@ -266,7 +271,7 @@ def verify(
     paths = _tex_as_toml(paths) if only_identity_files else paths
     junit_target = check_output_path(junit, inputs=_input_files(paths))
     checked = check_files(paths, time_limit=limit, progress=_identity_progress(),
-                          only_identity_files=only_identity_files)
+                          only_identity_files=only_identity_files, **_checking(jobs, no_cache))
     results, problems = checked.results, checked.problems
     stale = _stale_exports(results, problems) if check_exports else []
     if fmt is VerifyFormat.json:
@@ -289,6 +294,8 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
     unchecked: Annotated[bool, typer.Option("--unchecked", help="Export even identities that do not hold (or are undecided), each marked NOT verified in the LaTeX.")] = False,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP, show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP)] = False,
 ) -> None:
     """Check an identity file (as `symgrad verify` does) and render its statements as a LaTeX
     document (as written, not expanded). Only identities that hold are stated as checked: if any
@@ -302,7 +309,7 @@ def export(
     target = check_output_path(output, inputs=[path])
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    checked = check_files([path], time_limit=limit, progress=_identity_progress())
+    checked = check_files([path], time_limit=limit, progress=_identity_progress(), **_checking(jobs, no_cache))
     if checked.problems:
         for problem in checked.problems[:-1]:
             _error_line(problem_line(problem))
@@ -325,6 +332,15 @@ def export(
         _console(stderr=True).print(f"wrote {target}: {held} of {len(checked.results)} identities checked"
                                     + (f", {len(not_holding)} marked NOT verified" if not_holding else ""),
                                     markup=False, highlight=False)
+
+
+def _checking(jobs: Optional[int], no_cache: bool) -> dict:
+    """check_files's ``jobs`` and ``cache`` from -j and --no-cache (and SYMGRAD_NO_CACHE)."""
+    from symgrad.batch import default_jobs
+    from symgrad.cache import ResultCache, disabled_by_environment
+
+    cache = None if no_cache or disabled_by_environment() else ResultCache(warn=_warning_line)
+    return {"jobs": default_jobs() if jobs is None else jobs, "cache": cache}
 
 
 def _print_verify_text(checked, stale: list, quiet: bool) -> None:

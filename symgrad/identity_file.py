@@ -61,6 +61,9 @@ class SizeTable(str):
         table.values = dict(values)
         return table
 
+    def __reduce__(self):  # pickled by its values (verify -j sends sizes to worker processes)
+        return SizeTable, (self.values,)
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -6,11 +6,42 @@ and friends are left alone. Each identity is one item; it fails with the same co
 text ``symgrad verify`` prints, and within the same time budget per size (``symgrad.api``). A
 file that cannot be read, or an identity with a mistake, is one failing item whose report is the
 one-line message ``symgrad verify`` prints (``file:line:column: message``), not a traceback.
+
+Verdicts are kept in ``.symgrad_cache/`` in the current directory, as ``symgrad verify`` keeps
+them (``symgrad.cache``; the two share it): ``--symgrad-no-cache`` or ``SYMGRAD_NO_CACHE=1``
+turns that off, and a cache entry that cannot be trusted is a pytest warning. Items are
+independent, so pytest-xdist (``pytest -n auto``) spreads them over worker processes, and
+several machines can each take a share of the catalog (``--dist`` per machine, one shard each).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
+
+_CACHE = pytest.StashKey()
+
+
+class SymgradCacheWarning(UserWarning):
+    """A cache entry or directory symgrad could not use (the identity is checked again)."""
+
+
+def pytest_addoption(parser):
+    parser.getgroup("symgrad").addoption(
+        "--symgrad-no-cache", action="store_true", default=False,
+        help="check every identity again, without reading or writing .symgrad_cache/")
+
+
+def _cache(config):
+    """The session's result cache (created on first use), or None when it is turned off."""
+    if _CACHE not in config.stash:
+        from symgrad.cache import ResultCache, disabled_by_environment
+
+        off = config.getoption("symgrad_no_cache", False) or disabled_by_environment()
+        config.stash[_CACHE] = None if off else ResultCache(
+            warn=lambda message: warnings.warn(message, SymgradCacheWarning, stacklevel=2))
+    return config.stash[_CACHE]
 
 
 def pytest_collect_file(file_path, parent):
@@ -64,7 +95,7 @@ class IdentityItem(pytest.Item):
         from symgrad.identity_file import IdentityFileError
 
         try:
-            result = check_identity(self.identity)
+            result = check_identity(self.identity, cache=_cache(self.config))
         except IdentityFileError as error:  # a mistake that shows only at some size
             raise IdentityFileProblem(error) from None
         if not result.holds:

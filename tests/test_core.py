@@ -86,16 +86,40 @@ def test_wrong_assumption_use_is_rejected():
     assert checked.steps[-2].check.exact is not True
 
 
-@pytest.mark.parametrize("args", [["--n", "3"], ["--n", "symbolic"], ["softmax-layer"]])
-@pytest.mark.parametrize("fmt", ["text", "latex", "markdown", "json"])
-def test_output_is_byte_identical_across_hash_seeds(fmt, args):
+# One derivation per process, printed in every format: what `symgrad derive -f FORMAT` prints
+# (the text as the command line prints it to a pipe; the others are its render(); test_layer
+# checks the command line's certificate equals render's), without deriving once per format.
+EVERY_FORMAT = """
+import io, json, sys
+from contextlib import redirect_stdout
+from symgrad import cli, derive, render
+from symgrad.api import notation_of
+from symgrad.output.text import rich_renderable
+name, n = sys.argv[1], sys.argv[2]
+derivation = derive(name, n)
+shown = {fmt: render(derivation, fmt) for fmt in ("text", "latex", "markdown", "json")}
+with redirect_stdout(io.StringIO()) as printed:
+    cli._console().print(rich_renderable(derivation, notation=notation_of("plain")))
+shown["text on a pipe"] = printed.getvalue()
+print(json.dumps(shown))
+"""
+
+
+@pytest.mark.parametrize("name, n", [("softmax-cross-entropy", "3"), ("softmax-cross-entropy", "symbolic"),
+                                     ("softmax-layer", "3")])
+def test_output_is_byte_identical_across_hash_seeds(name, n):
+    import json
+    import subprocess
+    import sys
+
     outputs = []
     for seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
-        result = _run("derive", *args, "--format", fmt, env=env)
+        result = subprocess.run([sys.executable, "-c", EVERY_FORMAT, name, n], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONHASHSEED=seed), timeout=300)
         assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
+        outputs.append(json.loads(result.stdout))
     assert outputs[0] == outputs[1]
+    assert all(text.strip() for text in outputs[0].values()) and len(outputs[0]) == 5
 
 
 @pytest.mark.parametrize("args", [["--n", "0"], ["--n", "-2"], ["--n", "2.5"], ["--n", "abc"],

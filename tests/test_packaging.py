@@ -36,6 +36,10 @@ def call(args, cwd, timeout=600, env=None):
     return result
 
 
+# the tests that use the built wheel run on one pytest-xdist worker, which builds it once
+uses_dist = pytest.mark.xdist_group("packaging-dist")
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """An sdist and a wheel built (as `python -m build` does) from a copy of the checkout."""
@@ -46,12 +50,14 @@ def dist(tmp_path_factory):
     return source / "dist", built.stdout + built.stderr
 
 
+@uses_dist
 def test_build_makes_an_sdist_and_a_wheel_without_deprecation_warnings(dist):
     folder, log = dist
     assert len(list(folder.glob("symgrad-*.tar.gz"))) == 1 and len(list(folder.glob("symgrad-*.whl"))) == 1
     assert "deprecat" not in log.lower(), [line for line in log.splitlines() if "eprecat" in line]
 
 
+@uses_dist
 def test_twine_check_and_validate_pyproject_accept_it(dist):
     needs_module("twine")
     needs_module("validate_pyproject")
@@ -61,6 +67,7 @@ def test_twine_check_and_validate_pyproject_accept_it(dist):
     call([sys.executable, "-m", "validate_pyproject", str(ROOT / "pyproject.toml")], cwd=folder)
 
 
+@uses_dist
 def test_the_wheel_works_in_a_fresh_venv_from_an_empty_folder(dist, tmp_path):
     folder, _ = dist
     (wheel,) = folder.glob("symgrad-*.whl")

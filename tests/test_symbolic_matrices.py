@@ -24,6 +24,9 @@ def _problem(wrt: str, sizes: dict) -> Problem:
     return Problem(LAYER, VARIABLES, wrt=wrt, assume=("colsum(Y) == 1",), sizes=sizes)
 
 
+# pytest-xdist: this module's tests run on one worker, which derives the symbolic derivations _derived and _checked once
+pytestmark = pytest.mark.xdist_group("symbolic_matrices")
+
 @lru_cache(maxsize=None)
 def _derived(wrt: str):
     return derive_problem(_problem(wrt, SYMBOLIC))

@@ -1,0 +1,119 @@
+"""Where users wait (issue 17): start-up, ``derive --n 3``, ``verify derivations/`` cold and
+warm (the result cache), and ``verify`` on one worker process against two — wall time of fresh
+processes, medians of several runs, and the ratios computed from this same run.
+
+Each command runs as a user runs it (``python -m symgrad …``, the interpreter itself rather
+than a launcher script) from a scratch folder holding a copy of the catalog, so the cache it
+writes is its own: "cold" runs start with no ``.symgrad_cache/``, "warm" ones after a cold run.
+The -j rows use ``--no-cache``; their outputs (JSON) are compared, and the benchmark stops if
+-j 2 says anything -j 1 does not.
+
+Run:  python bench/bench_speed.py                # 7 runs of the fast rows, 3 of the slow ones
+      python bench/bench_speed.py --runs 5 --slow-runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(args: list[str], cwd: Path, before=None) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of one fresh ``python -m symgrad ARGS`` (``before`` runs first, untimed)."""
+    if before:
+        before()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
+    env.pop("SYMGRAD_NO_CACHE", None)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "symgrad", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        sys.exit(f"bench: {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+    return seconds, done
+
+
+def median_of(runs: int, args: list[str], cwd: Path, before=None) -> tuple[float, list[float], str]:
+    times, outputs = [], []
+    for _ in range(runs):
+        seconds, done = timed(args, cwd, before)
+        times.append(seconds)
+        outputs.append(done.stdout)
+    return statistics.median(times), times, outputs[-1]
+
+
+def python_start(runs: int) -> tuple[float, list[float]]:
+    """The bare interpreter's start-up, the floor under every row."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="runs of each fast row (--help, derive, warm)")
+    parser.add_argument("--slow-runs", type=int, default=3, help="runs of each slow row (cold, -j 1, -j 2)")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="symgrad-bench-"))
+    try:
+        shutil.copytree(ROOT / "derivations", scratch / "derivations")
+        cache = scratch / ".symgrad_cache"
+
+        def clear():
+            shutil.rmtree(cache, ignore_errors=True)
+
+        log = lambda what: print(f"… {what}", file=sys.stderr, flush=True)  # noqa: E731
+        log("python -c pass")
+        bare, bare_all = python_start(args.runs)
+        log("symgrad --help")
+        help_s, help_all, _ = median_of(args.runs, ["--help"], scratch)
+        log("derive --n 3")
+        derive_s, derive_all, _ = median_of(args.runs, ["derive", "--n", "3"], scratch)
+        log("verify derivations/ (cold)")
+        cold_s, cold_all, cold_out = median_of(args.slow_runs, ["verify", "-f", "json", "derivations"], scratch, clear)
+        log("verify derivations/ (warm)")
+        warm_s, warm_all, warm_out = median_of(args.runs, ["verify", "-f", "json", "derivations"], scratch)
+        if warm_out != cold_out:
+            sys.exit("bench: the warm run's JSON differs from the cold run's")
+        log("verify -j 1 --no-cache")
+        one_s, one_all, one_out = median_of(args.slow_runs, ["verify", "-f", "json", "--no-cache", "-j", "1",
+                                                             "derivations"], scratch)
+        log("verify -j 2 --no-cache")
+        two_s, two_all, two_out = median_of(args.slow_runs, ["verify", "-f", "json", "--no-cache", "-j", "2",
+                                                             "derivations"], scratch)
+        if one_out != two_out:
+            sys.exit("bench: verify -j 2 printed something -j 1 did not")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    rows = [
+        ("python -c pass (the interpreter alone)", bare, bare_all, ""),
+        ("symgrad --help", help_s, help_all, f"{help_s / bare:.1f}× the bare interpreter"),
+        ("symgrad derive --n 3", derive_s, derive_all, ""),
+        ("symgrad verify derivations/ (cold cache)", cold_s, cold_all, ""),
+        ("symgrad verify derivations/ (warm cache)", warm_s, warm_all, f"{cold_s / warm_s:.1f}× faster than cold"),
+        ("symgrad verify --no-cache -j 1 derivations/", one_s, one_all, ""),
+        ("symgrad verify --no-cache -j 2 derivations/", two_s, two_all, f"{one_s / two_s:.2f}× faster than -j 1"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'command':<{width}}  {'median':>8}  {'runs':>4}  {'min':>7}  {'max':>7}  ratio (same run)")
+    for name, median, times, ratio in rows:
+        print(f"{name:<{width}}  {median:>7.2f}s  {len(times):>4}  {min(times):>6.2f}s  {max(times):>6.2f}s  {ratio}")
+    print(f"\n{os.cpu_count()} cores, Python {sys.version.split()[0]}; wall time of fresh processes "
+          f"(python -m symgrad from a scratch copy of derivations/)")
+
+
+if __name__ == "__main__":
+    main()

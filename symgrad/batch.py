@@ -1,0 +1,200 @@
+"""Checking many identities at once: verdicts from the cache first, the rest in worker processes,
+every result in input order — so ``verify -j 2`` prints byte for byte what ``-j 1`` prints.
+
+The unit of work is one identity at one size, the unit ``--time-limit`` bounds: each worker
+runs it in its own main thread, where ``budget.deadline`` (SIGALRM) applies as it does in one
+process. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
+workers ignore SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before
+``cli.main`` prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of
+memory) leaves the sizes it had not finished undecided, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+WORKER_DIED = ("not checked: a worker process stopped unexpectedly (killed, or out of memory); "
+               "try -j 1 or a smaller size")
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says, else all)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def check_size(identity, size, time_limit: float | None):
+    """The verdict at one size within the time limit: a size that runs out of time, memory or
+    stack is undecided (the other sizes still run). Raises IdentityFileError for a mistake in
+    the identity that shows only at this size."""
+    from symgrad.budget import TimeLimitReached, deadline, format_seconds
+    from symgrad.verify.identity import SizeResult, check_at_size
+
+    started = time.perf_counter()
+    try:
+        with deadline(time_limit):
+            return check_at_size(identity, size)
+    except TimeLimitReached as reached:
+        detail = f"time limit reached after {format_seconds(reached.seconds)} s (raise it with --time-limit)"
+    except MemoryError:
+        detail = "ran out of memory"
+    except RecursionError:
+        detail = "could not check: the expressions are nested too deeply"
+    return SizeResult(size, None, "—", detail, time.perf_counter() - started)
+
+
+def check_identities(identities: list, *, time_limit: float | None, jobs: int = 1, cache=None,
+                     progress: Callable[[int, int, str], None] | None = None) -> tuple[list, list]:
+    """(results, problems) for ``identities``, both in input order: an ``IdentityResult`` per
+    identity checked at every size, an ``IdentityFileError`` (with ``path`` and ``identity``)
+    per identity with a mistake that shows only at some size (the first such size's)."""
+    from symgrad.identity_file import IdentityFileError
+    from symgrad.verify.identity import IdentityResult
+
+    verdicts: dict[tuple[int, int], object] = {}
+    if cache is not None:
+        for i, identity in enumerate(identities):
+            for k, size in enumerate(identity.sizes):
+                cached = cache.get(identity, size)
+                if cached is not None:
+                    verdicts[i, k] = cached
+    pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))
+               if (i, k) not in verdicts]
+    checked_now = set(pending)
+    tracker = _Tracker(identities, pending, progress)
+    if jobs > 1 and len(pending) > 1:
+        _in_workers(identities, pending, time_limit, min(jobs, len(pending)), verdicts, tracker)
+    else:
+        _in_this_process(identities, pending, time_limit, verdicts, tracker)
+    tracker.finish()
+
+    results, problems = [], []
+    for i, identity in enumerate(identities):
+        outcome = [verdicts.get((i, k)) for k in range(len(identity.sizes))]
+        problem = next((v for v in outcome if isinstance(v, IdentityFileError)), None)
+        if problem is not None:
+            problem.path = problem.path or identity.path
+            problem.identity = problem.identity or identity.name
+            problems.append(problem)
+            continue
+        if cache is not None:
+            for k, size in enumerate(identity.sizes):
+                if (i, k) in checked_now:
+                    cache.put(identity, size, outcome[k])
+        results.append(IdentityResult(identity, tuple(outcome)))
+    return results, problems
+
+
+class _Tracker:
+    """Progress by identity: ``progress(done, total, what)`` as sizes are checked."""
+
+    def __init__(self, identities, pending, progress):
+        self.identities, self.progress = identities, progress
+        self.left = {}
+        for i, _ in pending:
+            self.left[i] = self.left.get(i, 0) + 1
+        self.done = len(identities) - len(self.left)
+
+    def starting(self, i: int, k: int) -> None:
+        if self.progress:
+            identity = self.identities[i]
+            self.progress(self.done, len(self.identities), f"{identity.name} (n = {identity.sizes[k]})")
+
+    def finished(self, i: int) -> None:
+        self.left[i] -= 1
+        if not self.left[i]:
+            self.done += 1
+            if self.progress:
+                self.progress(self.done, len(self.identities), self.identities[i].name)
+
+    def finish(self) -> None:
+        if self.progress:
+            self.progress(len(self.identities), len(self.identities), "done")
+
+
+def _in_this_process(identities, pending, time_limit, verdicts, tracker) -> None:
+    """One size after another; an identity with a mistake is not checked at its later sizes."""
+    from symgrad.identity_file import IdentityFileError
+
+    failed: set[int] = set()
+    for i, k in pending:
+        if i not in failed:
+            tracker.starting(i, k)
+            try:
+                verdicts[i, k] = check_size(identities[i], identities[i].sizes[k], time_limit)
+            except IdentityFileError as problem:
+                verdicts[i, k] = problem
+                failed.add(i)
+        tracker.finished(i)
+
+
+def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from symgrad.identity_file import IdentityFileError
+    from symgrad.verify.identity import SizeResult
+
+    for stream in (sys.stdout, sys.stderr):  # a forked worker must not write our buffers again
+        stream.flush()
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
+    try:
+        futures = {executor.submit(check_size, identities[i], identities[i].sizes[k], time_limit): (i, k)
+                   for i, k in pending}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=futures.get):
+                i, k = futures[future]
+                try:
+                    verdicts[i, k] = future.result()
+                except IdentityFileError as problem:
+                    verdicts[i, k] = problem
+                except BrokenProcessPool:
+                    verdicts[i, k] = SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0)
+                tracker.finished(i)
+    except BaseException:  # an interrupt or a bug: do not wait for the checks still running
+        _stop(executor)
+        raise
+    executor.shutdown()
+
+
+def _context():
+    """fork where it is safe (one thread: workers start at once, with SymPy already imported),
+    else spawn (a fresh interpreter per worker)."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _worker_started() -> None:
+    """Ctrl-C is the parent's to handle (it stops the workers); SIGTERM ends a worker at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop(executor) -> None:
+    """Shut the pool down without waiting for the checks still running: the workers are
+    terminated. Python < 3.14 has no public call for that."""
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()

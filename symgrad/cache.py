@@ -1,0 +1,176 @@
+"""The result cache: ``verify``, ``export`` and the pytest plugin keep each identity's verdict at
+each size in ``.symgrad_cache/`` (in the current directory), as mypy and ruff keep theirs, so an
+unchanged catalog re-verifies in well under a second.
+
+Why it can be trusted:
+
+* **The key is everything the verdict depends on**: the identity's name and file (both appear
+  in the verdict's text and seed its random points), variables, assumptions, lhs, rhs, its whole
+  list of sizes and the size at hand, plus a *fingerprint* of the checker: symgrad's version, a
+  hash of every source file of the symgrad package that is running (so editing the code during
+  development never serves a verdict the old code reached), and the versions of Python, SymPy
+  and mpmath. The description is left out: nothing checks it.
+* **Only definite verdicts are kept** (held, or failed with its counterexample). Undecided
+  results, time limits and errors are checked again every time. The time limit is therefore not
+  part of the key: a verdict reached within some limit is the same verdict under any other.
+* **One file per entry, written atomically** (``files.write_atomically``: a temporary file
+  beside it, then ``os.replace``), so concurrent runs (pytest-xdist workers, two terminals) at
+  worst write the same content twice, and a reader sees a whole file or none.
+* **Nothing read is trusted blindly**: an entry holds the key's full input, and is used only if
+  it parses, has this format, and its input is exactly the one asked for. A corrupted or foreign
+  entry is ignored with a one-line warning and the identity is checked again (and the entry
+  rewritten).
+
+``--no-cache`` (or the environment variable ``SYMGRAD_NO_CACHE=1``) turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+DIRECTORY = ".symgrad_cache"
+FORMAT = "symgrad-cache 1"
+NO_CACHE_VARIABLE = "SYMGRAD_NO_CACHE"
+_ABOUT = {"CACHEDIR.TAG": "Signature: 8a477f597d28d172789f06886806bc55\n"
+                          "# This directory is symgrad's result cache (https://bford.info/cachedir/).\n",
+          ".gitignore": "# created by symgrad: the result cache is never committed\n*\n"}
+
+
+def disabled_by_environment() -> bool:
+    """``SYMGRAD_NO_CACHE`` set to anything but "", "0", "false" or "no" turns the cache off."""
+    return os.environ.get(NO_CACHE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"symgrad: warning: {message}\n")
+    sys.stderr.flush()
+
+
+@lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """symgrad's version, a hash of its running source, and the versions of what checks."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from symgrad import _version
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes() + b"\0")
+    versions = []
+    for name in ("sympy", "mpmath"):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} ?")
+    return (f"symgrad {_version()} source {digest.hexdigest()[:32]}; python {platform.python_version()}; "
+            + "; ".join(versions))
+
+
+def entry_input(identity, size) -> dict:
+    """What a verdict at ``size`` depends on, as JSON-ready data (its hash is the entry's name)."""
+    return {
+        "checker": fingerprint(),
+        "file": str(identity.path),
+        "name": identity.name,
+        "vars": [[name, shape] for name, shape in identity.variables.items()],
+        "assume": list(identity.assume),
+        "lhs": identity.lhs,
+        "rhs": identity.rhs,
+        "sizes": [_size_data(s) for s in identity.sizes],
+        "size": _size_data(size),
+    }
+
+
+def _size_data(size):
+    values = getattr(size, "values", None)  # identity_file.SizeTable: a str that carries its values
+    return {"table": dict(values)} if isinstance(values, dict) else size
+
+
+class ResultCache:
+    """Verdicts at one size, read and written in ``directory``. Every problem with the directory
+    itself (unreadable, unwritable, not a directory) is one warning, after which the run goes on
+    without the cache; ``hits`` counts the verdicts served."""
+
+    def __init__(self, directory: Path | str = DIRECTORY, warn: Callable[[str], None] = _stderr_warning):
+        self.directory = Path(directory)
+        self.warn = warn
+        self.hits = 0
+        self.broken = False
+
+    def _path(self, data: dict) -> Path:
+        key = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return self.directory / f"{key}.json"
+
+    def get(self, identity, size):
+        """The cached ``SizeResult`` at ``size``, or None (not cached, unreadable or not trusted)."""
+        if self.broken:
+            return None
+        data = entry_input(identity, size)
+        path = self._path(data)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self._give_up(f"cannot read the cache {self.directory}/ ({error.strerror or error})")
+            return None
+        result = self._trusted(raw, data, size)
+        if result is None:
+            self.warn(f"ignoring a corrupted or foreign cache entry {path} (checking again)")
+            return None
+        self.hits += 1
+        return result
+
+    def _trusted(self, raw: bytes, data: dict, size):
+        from symgrad.verify.identity import SizeResult
+
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("input") != data:
+                return None
+            verdict = entry["verdict"]
+            holds, method, detail = verdict["holds"], verdict["method"], verdict["detail"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return None
+        if not isinstance(holds, bool) or not isinstance(method, str) or not isinstance(detail, str):
+            return None
+        return SizeResult(size, holds, method, detail, 0.0)
+
+    def put(self, identity, size, result) -> None:
+        """Keep a definite verdict (held or failed); anything else is not kept."""
+        if self.broken or result.holds not in (True, False):
+            return
+        data = entry_input(identity, size)
+        entry = {"format": FORMAT, "input": data,
+                 "verdict": {"holds": result.holds, "method": result.method, "detail": result.detail}}
+        text = json.dumps(entry, indent=1, ensure_ascii=False) + "\n"
+        from symgrad.errors import UsageError
+        from symgrad.files import write_atomically
+
+        try:
+            self._prepare()
+            write_atomically(self._path(data), text)
+        except (OSError, UsageError) as error:
+            self._give_up(f"cannot write the cache {self.directory}/ "
+                          f"({getattr(error, 'strerror', None) or error})")
+
+    def _prepare(self) -> None:
+        """Create the directory, tagged as a cache and ignored by git, on first use."""
+        if self.directory.is_dir():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for name, text in _ABOUT.items():
+            (self.directory / name).write_text(text, encoding="utf-8")
+
+    def _give_up(self, message: str) -> None:
+        self.broken = True
+        self.warn(f"{message}; going on without it")

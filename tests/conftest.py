@@ -1,0 +1,20 @@
+"""Set-up every test module shares, made for pytest-xdist (``python -m pytest -n auto``).
+
+* Every ``python -m symgrad`` (or ``python -m pytest``) a test starts imports *this* checkout,
+  whatever its working directory: the checkout goes first on PYTHONPATH (an editable install of
+  another checkout, or an installed symgrad, would otherwise answer from a temporary folder).
+* The result cache is off (``SYMGRAD_NO_CACHE=1``): each test checks what it claims to check,
+  whatever ran before it on the same worker, and no test writes ``.symgrad_cache/`` into the
+  checkout. tests/test_cache.py turns it back on, in a ``tmp_path`` working directory.
+
+Both are set when this file is imported, so the worker processes of pytest-xdist, which import
+it too, and every subprocess they start inherit them.
+"""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+os.environ["SYMGRAD_NO_CACHE"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
