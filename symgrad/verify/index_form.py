@@ -224,8 +224,8 @@ class IndexProver:
                 depth += 1
                 try:
                     if depth > MAX_SUM_DEPTH:
-                        raise Undecided(f"the normal form of a sum did not terminate (nested deeper than "
-                                        f"{MAX_SUM_DEPTH} rewrites)")
+                        raise Undecided(f"the normal form of a sum did not terminate (more than "
+                                        f"{MAX_SUM_DEPTH} nested rewrites)")
                     return rewrite(total)
                 finally:
                     depth -= 1
@@ -276,6 +276,8 @@ class IndexProver:
             A delta on no bound index (δ_st, s and t free) or out of deltasummation's reach
             (inside a Piecewise) is left in place: summing over a limit SymPy hands back
             unchanged would rebuild the same Σ_s Σ_i, and recurse without end."""
+            if any(lim[1] != 1 for lim in total.limits):
+                total = _from_one(total)
             term, limits = expand(total.function), total.limits
             indices = [lim[0] for lim in limits]
             out = []
@@ -284,6 +286,8 @@ class IndexProver:
                 if inside.has(KroneckerDelta):
                     summed = None
                     for position, (index, _, upper) in enumerate(limits):
+                        if any(bound.has(index) for lim in limits[:position] for bound in lim[1:]):
+                            continue  # an inner range depends on this index: it cannot be summed first
                         value = delta_sum(inside, index, upper)
                         if value is not None:
                             others = limits[:position] + limits[position + 1:]
@@ -361,9 +365,9 @@ class IndexProver:
             try:
                 result = self._prove_at(lhs - rhs, keep, free, equations)
             except Undecided as reason:
-                result = IndexResult(False, [], f"undecided: {reason}")
+                result = IndexResult(False, [], str(reason))
             except RecursionError:
-                result = IndexResult(False, [], "undecided: the normal form exceeded Python's recursion limit")
+                result = IndexResult(False, [], "the normal form exceeded Python's recursion limit")
             if result.proven:
                 break
         return result
