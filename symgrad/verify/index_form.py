@@ -458,6 +458,40 @@ def _unused_index(name: str, taken: set[str]) -> Symbol:
     return index_symbol(name)
 
 
+def _summands_cancelled(value: Basic) -> Basic:
+    """Sums over the same ranges, with coefficients free of their indices, added into one sum
+    whose summand is then cancelled: Σ_i f_i − Σ_i g_i is 0 when f_i − g_i is 0 as a rational
+    function (σ(u_i)(1 − σ(u_i)) written two ways, one per sum, after ``expand`` split them).
+    Both are identities (a finite sum is linear; ``cancel`` decides rational functions), so a 0
+    here is a proof; anything else leaves ``value`` as it was."""
+    groups: dict[tuple, list] = {}
+    rest = []
+    for term in Add.make_args(value):
+        sums = [f for f in Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) != 1 or any(lim[1] != 1 for lim in sums[0].limits):
+            rest.append(term)
+            continue
+        (total,) = sums
+        coefficient = term / total
+        indices = [lim[0] for lim in total.limits]
+        if coefficient.has(*indices):
+            rest.append(term)
+            continue
+        groups.setdefault(tuple(lim[2] for lim in total.limits), []).append((coefficient, total))
+    out = list(rest)
+    for uppers, members in groups.items():
+        if len(members) < 2:
+            out.extend(coefficient * total for coefficient, total in members)
+            continue
+        common = [Dummy("d", integer=True, positive=True) for _ in uppers]
+        summand = Add(*[coefficient * total.function.xreplace(dict(zip([lim[0] for lim in total.limits], common)))
+                        for coefficient, total in members])
+        if summand.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(summand) == 0:
+            continue
+        out.extend(coefficient * total for coefficient, total in members)
+    return Add(*out)
+
+
 def _from_one(total: Sum) -> Sum:
     """Σ_{i=lo}^{hi} f(i) as Σ_{i=1}^{hi-lo+1} f(i + lo - 1), for every limit of the sum:
     SymPy's matrix products sum from 0, and the normal form sums every index from 1. (An inner
@@ -529,40 +563,6 @@ def _canonical_names(expr: Basic) -> Basic:
     # the enclosing sum's index happens to have (Σ_ι2 … Σ_ι3 vs Σ_ι3 … Σ_ι2)
     expr = expr.replace(lambda e: isinstance(e, Sum), unname)
     return expr.replace(lambda e: isinstance(e, Sum), rename)
-
-
-def _summands_cancelled(value: Basic) -> Basic:
-    """Sums over the same ranges, with coefficients free of their indices, added into one sum
-    whose summand is then cancelled: Σ_i f_i − Σ_i g_i is 0 when f_i − g_i is 0 as a rational
-    function (σ(u_i)(1 − σ(u_i)) written two ways, one per sum, after ``expand`` split them).
-    Both are identities (a finite sum is linear; ``cancel`` decides rational functions), so a 0
-    here is a proof; anything else leaves ``value`` as it was."""
-    groups: dict[tuple, list] = {}
-    rest = []
-    for term in Add.make_args(value):
-        sums = [f for f in Mul.make_args(term) if isinstance(f, Sum)]
-        if len(sums) != 1 or any(lim[1] != 1 for lim in sums[0].limits):
-            rest.append(term)
-            continue
-        (total,) = sums
-        coefficient = term / total
-        indices = [lim[0] for lim in total.limits]
-        if coefficient.has(*indices):
-            rest.append(term)
-            continue
-        groups.setdefault(tuple(lim[2] for lim in total.limits), []).append((coefficient, total))
-    out = list(rest)
-    for uppers, members in groups.items():
-        if len(members) < 2:
-            out.extend(coefficient * total for coefficient, total in members)
-            continue
-        common = [Dummy("d", integer=True, positive=True) for _ in uppers]
-        summand = Add(*[coefficient * total.function.xreplace(dict(zip([lim[0] for lim in total.limits], common)))
-                        for coefficient, total in members])
-        if summand.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(summand) == 0:
-            continue
-        out.extend(coefficient * total for coefficient, total in members)
-    return Add(*out)
 
 
 def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:
