@@ -46,6 +46,13 @@ class IndexResult:
     reason: str = ""
 
 
+MAX_SUM_DEPTH = 200  # nested rewrites of one sum's normal form before the step is left undecided
+
+
+class Undecided(Exception):
+    """The normal form could not be reached (a rewrite that does not terminate): not proven."""
+
+
 class NotGeneric(ValueError):
     """A side with explicit entries (an n × n matrix written out) has no index form."""
 
@@ -125,18 +132,27 @@ class IndexProver:
 
     def _index_for(self, dimension: Basic, default: str, taken: set[str]) -> Symbol:
         """An index symbol that runs over 1..dimension in this model (p over n_prev, s over m,
-        i or j over n), not already used by the step."""
+        i or j over n), not already used by the step.
+
+        Only a name whose range in the model *is* ``dimension`` will do: the prover resolves
+        SymPy's ``Piecewise((…, i <= h), …)`` by the range the model gives i, and the fixed-size
+        checker samples i over it. With several sizes ``index_bound`` is the first shape's row
+        size (h for W1 of size h × p), which need not be the range of the default name (i over n):
+        reading H (h × m) at row i would give i a range it does not have."""
         if dimension == 1:
             return index_symbol(default)  # a row or column vector: this index is always 1
         declared = [x.name for x, bound in self.model.index_ranges.items() if bound == dimension]
-        names = declared if dimension != self.model.index_bound or not declared else [default, *declared]
-        for name in names:
-            if name not in taken:
+        for name in [default, *declared]:
+            if name not in taken and self.model.range_of(index_symbol(name)) == dimension:
                 taken.add(name)
                 return index_symbol(name)
-        if dimension != self.model.index_bound:
-            raise NotGeneric(f"no free index name left for a dimension of size {dimension}")
-        return _unused_index(default, taken)
+        name = default
+        for _ in range(len(taken) + 1):  # fresh names: undeclared, so they run over index_bound
+            name += "'"
+            if name not in taken and self.model.range_of(index_symbol(name)) == dimension:
+                taken.add(name)
+                return index_symbol(name)
+        raise NotGeneric(f"no free index name left for a dimension of size {dimension}")
 
     # -- 2, 3. base variables ----------------------------------------------------------------
     def _definition(self, atom: Basic) -> Basic | None:
@@ -189,7 +205,7 @@ class IndexProver:
 
     # -- 4. normal form ----------------------------------------------------------------------
     def normal_form(self, expr: Basic, free: tuple[Symbol, ...], used: list[str]) -> Basic:
-        expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
+        expr = expr.replace(lambda e: isinstance(e, Sum) and any(lim[1] != 1 for lim in e.limits), _from_one)
         # every index with its range 1..bound: the free ones from the model, bound ones from their sum
         # With several sizes the same symbol could be bound by two sums over different ranges
         # (Σ_k over n here, Σ_k over p there): such an index has no single known range and is
@@ -202,8 +218,39 @@ class IndexProver:
                 ranges.setdefault(index, set()).add(upper if lower == 1 else None)
         bounds = {index: next(iter(found)) for index, found in ranges.items()
                   if len(found) == 1 and None not in found}
+        depth = 0
 
+        def guarded(rewrite):
+            """Each rewrite of a sum is one level deeper; a form that never shrinks (a delta
+            SymPy cannot sum, handed back and forth) ends as *undecided*, never as a crash."""
+            def run(total: Sum) -> Basic:
+                nonlocal depth
+                depth += 1
+                try:
+                    if depth > MAX_SUM_DEPTH:
+                        raise Undecided(f"the normal form of a sum did not terminate (more than "
+                                        f"{MAX_SUM_DEPTH} nested rewrites)")
+                    return rewrite(total)
+                finally:
+                    depth -= 1
+            return run
+
+        def delta_sum(inside: Basic, index: Symbol, upper: Basic) -> Basic | None:
+            """Σ_{index=1}^{upper} inside by delta summation, or None when SymPy does not remove
+            the index (the delta is not on it, or sits where deltasummation cannot reach it)."""
+            if not any(index in d.free_symbols for d in inside.atoms(KroneckerDelta)):
+                return None
+            # deltasummation, not Sum.doit: doit would also write out every inner sum with
+            # numeric bounds (Σ_k e^{Z_ks} → e^{Z_1s} + …) and the forms would no longer match
+            value = deltasummation(inside, (index, 1, upper))
+            if index in value.free_symbols or any(lim[0] == index for e in value.atoms(Sum) for lim in e.limits):
+                return None
+            return self._resolve_ranges(value, bounds, upper, used)
+
+        @guarded
         def normal_sum(total: Sum) -> Basic:
+            if any(lim[1] != 1 for lim in total.limits):
+                total = _from_one(total)
             if len(total.limits) != 1:
                 return normal_multiple_sum(total)
             term, (index, _, upper) = total.function, total.limits[0]
@@ -212,30 +259,47 @@ class IndexProver:
                 outside, inside = t.as_independent(index, as_Add=False)
                 if inside == 1:
                     out.append(outside * upper)
-                elif inside.has(KroneckerDelta):
-                    # deltasummation, not Sum.doit: doit would also write out every inner sum
-                    # with numeric bounds (Σ_k e^{Z_ks} → e^{Z_1s} + …) and the forms would no longer match
-                    value = deltasummation(inside, (index, 1, upper))
-                    out.append(outside * self._resolve_ranges(value, bounds, upper, used))
+                    continue
+                value = delta_sum(inside, index, upper) if inside.has(KroneckerDelta) else None
+                if value is not None:
+                    out.append(outside * value)
                 else:
                     dummy = _canonical_dummy(inside)
-                    out.append(outside * Sum(inside.xreplace({index: dummy}), (dummy, 1, upper)))
+                    total = Sum(inside.xreplace({index: dummy}), (dummy, 1, upper))
+                    # Σ_s (Σ_i W_id Y_is) is flattened by SymPy into Σ_{i,s} W_id Y_is: normalised
+                    # as a multiple sum, it reads Σ_i W_id Σ_s Y_is, as the same sum does elsewhere
+                    out.append(outside * (normal_multiple_sum(total) if len(total.limits) > 1 else total))
             return Add(*out)
 
+        @guarded
         def normal_multiple_sum(total: Sum) -> Basic:
             """Σ_s Σ_i f (SymPy cannot nest one Sum directly in another): a Kronecker delta is
-            summed over the innermost limit first; otherwise every bound index is renamed
-            canonically and factors free of all of them are pulled out."""
+            summed over the first limit whose index it holds; otherwise every bound index is
+            renamed canonically and factors free of all of them are pulled out.
+
+            A delta on no bound index (δ_st, s and t free) or out of deltasummation's reach
+            (inside a Piecewise) is left in place: summing over a limit SymPy hands back
+            unchanged would rebuild the same Σ_s Σ_i, and recurse without end."""
+            if any(lim[1] != 1 for lim in total.limits):
+                total = _from_one(total)
             term, limits = expand(total.function), total.limits
             indices = [lim[0] for lim in limits]
             out = []
             for t in Add.make_args(term):
                 outside, inside = t.as_independent(*indices, as_Add=False)
                 if inside.has(KroneckerDelta):
-                    inner = normal_sum(Sum(inside, limits[0]))
-                    out.append(outside * expand(Sum(inner, *limits[1:])).replace(
-                        lambda e: isinstance(e, Sum), normal_sum))
-                    continue
+                    summed = None
+                    for position, (index, _, upper) in enumerate(limits):
+                        if any(bound.has(index) for lim in limits[:position] for bound in lim[1:]):
+                            continue  # an inner range depends on this index: it cannot be summed first
+                        value = delta_sum(inside, index, upper)
+                        if value is not None:
+                            others = limits[:position] + limits[position + 1:]
+                            summed = expand(Sum(value, *others)).replace(lambda e: isinstance(e, Sum), normal_sum)
+                            break
+                    if summed is not None:
+                        out.append(outside * summed)
+                        continue
                 nested = nest(inside, limits)
                 if nested is not None:
                     out.append(outside * nested)
@@ -297,10 +361,17 @@ class IndexProver:
 
     # -- 5. the check ------------------------------------------------------------------------
     def prove(self, step, equations: list[Eq]) -> IndexResult:
+        """Proven only when some unfolding reduces lhs − rhs to 0; a normal form that does not
+        terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
         lhs, rhs, free = self.index_form(step)
         result = None
         for keep in self._unfolding_levels():
-            result = self._prove_at(lhs - rhs, keep, free, equations)
+            try:
+                result = self._prove_at(lhs - rhs, keep, free, equations)
+            except Undecided as reason:
+                result = IndexResult(False, [], str(reason))
+            except RecursionError:
+                result = IndexResult(False, [], "the normal form exceeded Python's recursion limit")
             if result.proven:
                 break
         return result
@@ -320,6 +391,8 @@ class IndexProver:
                 value = _settle(_case_of(value, case_name, free, parameters))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
+            if value != 0 and value.has(Sum):
+                value = _summands_cancelled(value)
             if value != 0:
                 return IndexResult(False, used, f"{case_name}reduces to {value}, not 0")
         if len(cases) > 1 and any(cases[0][0].startswith(f"case {x} ") for x in parameters):
@@ -381,7 +454,7 @@ class IndexProver:
 def readable(expr: Basic) -> Basic:
     """SymPy's matrix products sum over Dummy indices from 0 (Σ_{_i_1=0}^{n-1}); rename them to
     plain index symbols and sum from 1, so certificates and messages are deterministic."""
-    expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1] != 1, _from_one)
+    expr = expr.replace(lambda e: isinstance(e, Sum) and any(lim[1] != 1 for lim in e.limits), _from_one)
     taken = {s.name for s in expr.atoms(Symbol) if not isinstance(s, Dummy)}
     mapping = {}
     # by name, then creation order: two bound q's (Σ_q in Z inside Σ_k) must not be ordered
@@ -398,10 +471,54 @@ def _unused_index(name: str, taken: set[str]) -> Symbol:
     return index_symbol(name)
 
 
+def _summands_cancelled(value: Basic) -> Basic:
+    """Sums over the same ranges, with coefficients free of their indices, added into one sum
+    whose summand is then cancelled: Σ_i f_i − Σ_i g_i is 0 when f_i − g_i is 0 as a rational
+    function (σ(u_i)(1 − σ(u_i)) written two ways, one per sum, after ``expand`` split them).
+    Both are identities (a finite sum is linear; ``cancel`` decides rational functions), so a 0
+    here is a proof; anything else leaves ``value`` as it was."""
+    groups: dict[tuple, list] = {}
+    rest = []
+    for term in Add.make_args(value):
+        sums = [f for f in Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) != 1 or any(lim[1] != 1 for lim in sums[0].limits):
+            rest.append(term)
+            continue
+        (total,) = sums
+        coefficient = term / total
+        indices = [lim[0] for lim in total.limits]
+        if coefficient.has(*indices):
+            rest.append(term)
+            continue
+        groups.setdefault(tuple(lim[2] for lim in total.limits), []).append((coefficient, total))
+    out = list(rest)
+    for uppers, members in groups.items():
+        if len(members) < 2:
+            out.extend(coefficient * total for coefficient, total in members)
+            continue
+        common = [Dummy("d", integer=True, positive=True) for _ in uppers]
+        summand = Add(*[coefficient * total.function.xreplace(dict(zip([lim[0] for lim in total.limits], common)))
+                        for coefficient, total in members])
+        if summand.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(summand) == 0:
+            continue
+        out.extend(coefficient * total for coefficient, total in members)
+    return Add(*out)
+
+
 def _from_one(total: Sum) -> Sum:
-    """Σ_{i=lo}^{hi} f(i) as Σ_{i=1}^{hi-lo+1} f(i + lo - 1): SymPy's matrix products sum from 0."""
-    (index, lower, upper), *rest = total.limits
-    return Sum(total.function.xreplace({index: index + lower - 1}), (index, 1, upper - lower + 1), *rest)
+    """Σ_{i=lo}^{hi} f(i) as Σ_{i=1}^{hi-lo+1} f(i + lo - 1), for every limit of the sum:
+    SymPy's matrix products sum from 0, and the normal form sums every index from 1. (An inner
+    limit's bounds may hold an outer index, Σ_{i=1}^{j}; they are shifted with the summand.)"""
+    function, limits = total.function, [list(lim) for lim in total.limits]
+    for position, (index, lower, upper) in enumerate(limits):
+        if lower == 1:
+            continue
+        shift = {index: index + lower - 1}
+        function = function.xreplace(shift)
+        for inner in limits[:position]:
+            inner[1], inner[2] = inner[1].xreplace(shift), inner[2].xreplace(shift)
+        limits[position] = [index, S.One, upper - lower + 1]
+    return Sum(function, *[tuple(lim) for lim in limits])
 
 
 def _fresh_sum(total: Sum) -> Sum:
