@@ -46,6 +46,7 @@ CONVENTION = (r"numerator layout, so $\partial \name{L}/\partial \bname{x}$ is a
               r"$\partial \bname{a}/\partial \bname{x}$ the $n \times n$ Jacobian with entry "
               r"$(i, j) = \partial \entry{a}{i}/\partial \entry{x}{j}$; the gradient "
               r"$(\partial \name{L}/\partial \bname{x})^\top$ is a column like $\bname{x}$")
+MAX_NAMES_WRITTEN_OUT = 5  # a gradient naming more matrices reads better through the level above
 LOSS_NAMES = {"cross_entropy": "Cross-entropy loss", "binary_cross_entropy": "Binary cross-entropy loss",
               "mse": "Mean squared error", "logsumexp": "Log-sum-exp", "dot": "A dot product",
               "sum": "A sum"}
@@ -153,6 +154,7 @@ class _Engine:
         if self.loss.name in self.kinds:
             raise UsageError(f"{self.loss.name!r} names a variable: the loss needs another name")
         self.steps: list[Step] = []
+        self.course_forms: set[Node] = set()  # nodes whose gradient is written through the level above
         self.notes: list[str] = []
         self.used: tuple[str, ...] = ()  # assumptions the current expression relies on
         self.x = self.ctx.bases[self.wrt]
@@ -438,6 +440,7 @@ class _Engine:
         if matrix is None:
             return
         matrix = matrix.replace(lambda e: isinstance(e, (MatVar, Vec)) and e.base in back, lambda e: back[e.base])
+        self.course_forms.add(node)
         upstream = ", ".join(rf"$\partial {tex(self.loss)}/\partial {bold(ctx.named[p].head)}$" for p in parents)
         self.steps.append(Step(rf"The same in matrices, through {upstream} (the gradient one level up)",
                                Rule.CHAIN_RULE, GradientMatrix(self.loss, self._whole(node)), matrix,
@@ -484,6 +487,8 @@ class _Engine:
         matrix = read_matrix(factor_terms(component), J, ranges, reasons)
         if matrix is None:
             return None
+        if node in self.course_forms and len({m.base for m in matrix.atoms(MatVar, Vec)}) > MAX_NAMES_WRITTEN_OUT:
+            return None  # deep in a network: the form through the level above (dZ1 Xᵀ) is the one to read
         whole = self._whole(node)
         shape = "a matrix" if isinstance(whole, MatVar) else "a vector"
         why = ("; " + "; ".join(dict.fromkeys(reasons))) if reasons else ""

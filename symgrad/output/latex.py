@@ -52,8 +52,11 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
             head, _, sub = name.partition("_")
             if sub.startswith("{") and sub.endswith("}"):
                 sub = sub[1:-1]
-            return f"{head}_{{{sub}, {indices}}}"
-        return f"{name}_{{{indices}}}"
+            written = f"{head}_{{{sub}, {indices}}}"
+        else:
+            written = f"{name}_{{{indices}}}"
+        # a course name carries a superscript (A^{[1]}_{ps}): braced, so a power A^{[1]}_{ps}{}^2 is one
+        return f"{{{written}}}" if "^" in name else written
 
     def _print_Vec(self, expr: Vec):
         return self.notation.latex_bold(expr.base.label.name)
