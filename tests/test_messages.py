@@ -412,9 +412,10 @@ def test_a_layer_number_prints_as_a_subscript_or_the_course_bracket():
         (Symbol("W2"), "W_{2}", "W^{[2]}", "W₂", "W^[2]"),
         (MatVar(W2, 3, 2), r"\mathbf{W_{2}}", r"\mathbf{W^{[2]}}", "W₂", "W^[2]"),
         (Vec(b1, 3), r"\mathbf{b_{1}}", r"\mathbf{b^{[1]}}", "b₁", "b^[1]"),
-        (W2[i, j], "W_{2, ij}", "W^{[2]}_{ij}", "W₂,ᵢⱼ", "W^[2]ᵢⱼ"),
-        (W2[Integer(1), Integer(2)], "W_{2, 1,2}", "W^{[2]}_{1,2}", "W₂_1,2", "W^[2]_1,2"),
-        (A0[i, j], "A_{0, ij}", "A^{[0]}_{ij}", "A₀,ᵢⱼ", "A^[0]ᵢⱼ"),
+        # an entry of a course name is braced, so that its square is no double superscript
+        (W2[i, j], "W_{2, ij}", "{W^{[2]}_{ij}}", "W₂,ᵢⱼ", "W^[2]ᵢⱼ"),
+        (W2[Integer(1), Integer(2)], "W_{2, 1,2}", "{W^{[2]}_{1,2}}", "W₂_1,2", "W^[2]_1,2"),
+        (A0[i, j], "A_{0, ij}", "{A^{[0]}_{ij}}", "A₀,ᵢⱼ", "A^[0]ᵢⱼ"),
         (Symbol("lam2"), r"\lambda_{2}", r"\lambda^{[2]}", "λ₂", "λ^[2]"),
         (Symbol("alpha1"), r"\alpha_{1}", r"\alpha^{[1]}", "α₁", "α^[1]"),
     ]
