@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log
+from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log, sqrt
 
 from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
                           MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
@@ -254,15 +254,18 @@ class Lowering:
             return exp(at(args[0], index)) / Sum(exp(at(args[0], (k, index[1]))), (k, 1, self.size_of(rows)))
         if name == "sum":
             return self._sum(lambda where: at(args[0], where), args[0].shape, index)
+        if name == "mean":  # every entry of the matrix
+            return self._sum(lambda where: at(args[0], where), args[0].shape, index) / \
+                (self.size_of(rows) * self.size_of(cols))
         if name == "cross_entropy":  # the columns' losses, added
             return -self._sum(lambda where: at(args[1], where) * log(at(args[0], where)), args[0].shape, index)
         raise ValueError(f"{name} of a matrix has no template")
 
     def _apply(self, node: Apply, index) -> Expr:
         name, args = node.function, node.args
-        if name in ELEMENTWISE:
-            x = self.at(args[0], _as_tuple(index))
-            return ELEMENTWISE_FUNCTIONS[name].value(x)
+        if name in ELEMENTWISE:  # scalar arguments broadcast (maximum(0, z))
+            where = _as_tuple(index)
+            return ELEMENTWISE_FUNCTIONS[name].value(*(self.at(a, _broadcast(a, where)) for a in args))
         size_name = args[0].shape[0]
         b = self.bound(index, size_name)
         size = self.size_of(size_name)
@@ -278,6 +281,10 @@ class Lowering:
             return log(total(exp(at(args[0]))))
         if name == "sum":
             return total(at(args[0]))
+        if name == "mean":
+            return total(at(args[0])) / size
+        if name == "norm":
+            return sqrt(total(at(args[0]) ** 2))
         if name == "dot":
             return total(at(args[0]) * at(args[1]))
         if name == "cross_entropy":
@@ -364,10 +371,12 @@ def sign_of(node: Node) -> str | None:
         if node.function in MATRIX_FUNCTIONS:
             return "real" if sign_of(node.args[0]) else None
         if node.function in ELEMENTWISE_FUNCTIONS:
+            if not all(sign_of(a) for a in node.args[1:]):
+                return None
             return sign_of_value(ELEMENTWISE_FUNCTIONS[node.function], sign_of(node.args[0]))
         if node.function == "softmax":
             return "positive" if sign_of(node.args[0]) else None
-        if node.function in ("sum", "dot", "mse", "logsumexp", "log_softmax"):
+        if node.function in ("sum", "mean", "norm", "dot", "mse", "logsumexp", "log_softmax"):
             return "real" if all(sign_of(a) for a in node.args) else None
     return None
 

@@ -36,13 +36,14 @@ MATRIX_FUNCTIONS = {
     "rowsum": lambda shape: (shape[0],),  # one sum per row: a vector over the rows
 }
 # Functions that also take matrices, column by column (softmax) or entry by entry.
-ON_MATRICES = {"softmax", "sum", "cross_entropy", *MATRIX_FUNCTIONS}
+ON_MATRICES = {"softmax", "sum", "mean", "cross_entropy", *MATRIX_FUNCTIONS}
 
 # What each function takes and gives: argument kinds and result kind (None: same as argument).
 ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # functions.py: one entry each
 SIGNATURES = {
     "softmax": ((VECTOR,), VECTOR), "log_softmax": ((VECTOR,), VECTOR),
-    "logsumexp": ((VECTOR,), SCALAR), "sum": ((VECTOR,), SCALAR), "dot": ((VECTOR, VECTOR), SCALAR),
+    "logsumexp": ((VECTOR,), SCALAR), "sum": ((VECTOR,), SCALAR), "mean": ((VECTOR,), SCALAR),
+    "norm": ((VECTOR,), SCALAR), "dot": ((VECTOR, VECTOR), SCALAR),
     "cross_entropy": ((VECTOR, VECTOR), SCALAR), "binary_cross_entropy": ((VECTOR, VECTOR), SCALAR),
     "mse": ((VECTOR, VECTOR), SCALAR), "outer": ((VECTOR, VECTOR), MATRIX), "diag": ((VECTOR,), MATRIX),
 }
@@ -165,7 +166,9 @@ class Apply(Node):
     @property
     def shape(self) -> tuple:
         name, first = self.function, self.args[0].shape
-        if name in ELEMENTWISE or name in ("softmax", "log_softmax"):
+        if name in ELEMENTWISE:  # several arguments: scalars broadcast over the others' shape
+            return max((arg.shape for arg in self.args), key=len)
+        if name in ("softmax", "log_softmax"):
             return first
         if name in MATRIX_FUNCTIONS:
             return MATRIX_FUNCTIONS[name](first)
@@ -322,8 +325,17 @@ class _Converter:
                 raise LanguageError(f"{name} takes one matrix", column)
             return Apply(name, args, column)
         if name in ELEMENTWISE:
-            if len(args) != 1:
-                raise LanguageError(f"{name} takes 1 argument", column)
+            function = ELEMENTWISE_FUNCTIONS[name]
+            if len(args) != function.arity:
+                raise LanguageError(f"{name} takes {function.arity} argument{'s' if function.arity > 1 else ''}",
+                                    column)
+            shapes = {arg.shape for arg in args if arg.shape}
+            if len(shapes) > 1:
+                raise LanguageError(f"{name} needs arguments of one shape (or scalars), got "
+                                    + " and ".join(_describe(arg.shape) for arg in args), column)
+            for k in function.positive_parameters:
+                if not (isinstance(args[k], Number) and args[k].value > 0):
+                    raise LanguageError(f"{name}: argument {k + 1} must be a positive number", column)
             return Apply(name, args, column)
         wanted, _ = SIGNATURES[name]
         if len(args) != len(wanted):

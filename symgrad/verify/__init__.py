@@ -213,12 +213,17 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
         return Check(False, False, f"refuted numerically: {counterexample}")
 
     assumptions = frozenset(step.assumptions)
+    notes_before = len(prover.case_notes)
     unproven = [k for k, (left, right) in enumerate(entries)
                 if not prover.prove(left, right, elimination, assumptions)]
+    by_cases = list(dict.fromkeys(prover.case_notes[notes_before:]))
     points = NUMERIC_POINTS
     evidence = ""
     if unproven:
         looked_at = unproven[:MAX_NUMERIC_ENTRIES]
+        refuted, evidence = case_refutation(program, prover, entries, looked_at, elimination, seed, exact)
+        if refuted is False:
+            return Check(False, False, evidence)
         refuted, evidence = exact_refutation(exact, entries, looked_at, elimination, seed)
         if refuted is False:
             return Check(False, numeric, evidence)
@@ -233,7 +238,7 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
         points += UNDECIDED_POINTS
 
     proven = True if not unproven else None
-    parts = [f"exact: {'all ' + where if proven else f'{len(unproven)} of {where} not proven'}",
+    parts = [f"exact: {'all ' + where if proven else f'{len(unproven)} of {where} not proven'}", *by_cases,
              _numeric_text(numeric, counterexample, len(sample), where,
                            NUMERIC_POINTS if not unproven else points)]
     if evidence:
@@ -321,6 +326,44 @@ def _confirm(program, exact, entry, compiled, state, elimination):
         except (NotExact, Undefined):
             pass
     return program.confirm(compiled[0], compiled[1], state, elimination)
+
+
+def case_refutation(program: NumericProgram, prover: ExactProver, entries, sample, elimination, seed: str,
+                    exact: ExactEvaluator | None = None) -> tuple[bool | None, str]:
+    """For entries with kinks: evaluate both sides at a point inside every region where they
+    are not proven equal — however far from the usual sampling range that region lies
+    (relu(x − 1000) = 0 is false only for x > 1000). A disagreement confirmed there refutes."""
+    for k in sample:
+        left, right = entries[k]
+        try:
+            witnesses = prover.case_witnesses(left, right, elimination, f"{seed}:{k}")
+        except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
+            continue
+        if not witnesses:
+            continue
+        try:
+            compiled = (program.compile(left), program.compile(right))
+        except (NumericError, ValueError, TypeError):
+            continue
+        rng = random.Random(f"cases:{seed}:{k}")
+        for region, point in witnesses:
+            with mpmath.workdps(DIGITS):
+                base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
+                        else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
+                try:
+                    state = program.state_from(base, elimination)
+                    lv, rv = compiled[0](state), compiled[1](state)
+                except (ZeroDivisionError, NumericError, ValueError, TypeError):
+                    continue
+                if not (is_finite(lv) and is_finite(rv)) or agree(lv, rv):
+                    continue
+                verdict, confirmed = _confirm(program, exact, entries[k], compiled, state, elimination)
+                if verdict == "differ":
+                    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
+                    return False, (f"refuted by cases, in the region {region}: "
+                                   + counterexample_text(program, state, entries[k], k, *confirmed[:2])
+                                   + f" (confirmed {how})")
+    return None, ""
 
 
 def exact_refutation(evaluator: ExactEvaluator, entries, sample, elimination, seed: str,

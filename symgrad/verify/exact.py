@@ -8,10 +8,14 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
+import random
+from fractions import Fraction
+
 from sympy import (Add, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
+from symgrad.verify.cases import TooManyRegions, describe, has_kinks, linear_witness, regions, search_witness
 from symgrad.verify.concrete import ConcreteModel
 
 # Past this many operations the fall-back rational simplification is not attempted: the
@@ -27,6 +31,7 @@ class ExactProver:
         self.proven: dict[Basic, Basic] = {}
         self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple, frozenset]] = []
         self._conditional: dict[tuple, Basic] = {}  # (lhs, assumptions) → value proven under them
+        self.case_notes: list[str] = []  # what each proof by cases established (almost everywhere)
 
     def remember_template(self, lhs: Basic, rhs: Basic, free, assumptions=frozenset()) -> None:
         """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
@@ -101,6 +106,8 @@ class ExactProver:
         unfolded = cm.unfold(value, keep_sums=True)
         if expand(unfolded.xreplace(elimination) if elimination else unfolded) == 0:
             return True
+        if has_kinks(unfolded):
+            return self._zero_by_cases(unfolded, elimination)
         # Fall-backs for rational identities that expanding does not show, e.g.
         # (a³ − y³)/(a² + a y + y²) = a − y: clear denominators while the sums are still opaque
         # and only then apply the assumptions (applying them first can multiply the size
@@ -122,6 +129,102 @@ class ExactProver:
             return cancel(together(exp_log_normal_form(value))) == 0
         except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
             return False  # "not proven": the numeric and exact-evaluation checks still run
+
+
+    # -- functions with kinks: one smooth identity per region (verify/cases.py) -------------
+    def _prepared(self, difference: Basic, elimination: dict, assumptions: frozenset = frozenset()) -> Basic:
+        """The difference in the base variables: known derivatives, derivatives evaluated,
+        every abbreviation unfolded (sums too: a kink's sign depends on their values)."""
+        cm = self.concrete
+        value = cm.evaluate_derivatives(self._use_known_derivatives(difference, assumptions))
+        value = cm.unfold(value, keep_sums=False)
+        return value.xreplace(elimination) if elimination else value
+
+    def _zero_by_cases(self, unfolded: Basic, elimination: dict) -> bool:
+        """Zero on every region between the kinks (an empty region needs nothing): zero
+        almost everywhere. Records what was proven in ``case_notes``."""
+        value = self.concrete.unfold(unfolded, keep_sums=False)
+        if elimination:
+            value = value.xreplace(elimination)
+        try:
+            leaves = regions(value)
+        except TooManyRegions:
+            return False
+        if not all(_not_identically_zero(g) for conditions, _ in leaves for g, _ in conditions):
+            return False
+        empty = 0
+        for conditions, leaf in leaves:
+            if _smooth_zero(leaf):
+                continue
+            decided, point = linear_witness(conditions)
+            if decided and point is None:
+                empty += 1
+                continue
+            return False
+        self.case_notes.append(f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
+                               + (f", {empty} of them empty" if empty else "")
+                               + "), so almost everywhere (not at a kink)")
+        return True
+
+    def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict, seed: str,
+                       assumptions: frozenset = frozenset()) -> list[tuple[str, dict]]:
+        """Points strictly inside each region where lhs − rhs is not identically 0, with the
+        region described: where a counterexample must be looked for, however far away."""
+        value = self._prepared(lhs - rhs, elimination, assumptions)
+        if not has_kinks(value):
+            return []
+        try:
+            leaves = regions(value)
+        except TooManyRegions:
+            return []
+        found = []
+        for conditions, leaf in leaves:
+            if _smooth_zero(leaf):
+                continue
+            decided, point = linear_witness(conditions)
+            if not decided:
+                point = search_witness(conditions, _exact_at, f"{seed}:{describe(conditions)}")
+            if point is not None:
+                found.append((describe(conditions), point))
+        return found
+
+
+def _exact_at(g: Basic, point: dict) -> Fraction:
+    value = g.xreplace({v: Rational(x.numerator, x.denominator) for v, x in point.items()})
+    if not value.is_Rational:
+        raise ValueError("not rational")
+    return Fraction(int(value.p), int(value.q))
+
+
+def _not_identically_zero(g: Basic) -> bool:
+    """A kink argument that is not 0 at some point: its zero set (the kink) then has measure
+    zero (g is analytic), so "every region" is "almost everywhere"."""
+    rng = random.Random(str(g))
+    for _ in range(4):
+        point = {v: Rational(rng.randint(-97, 97), rng.randint(1, 13)) for v in g.free_symbols}
+        try:
+            value = g.xreplace(point).evalf(30)
+        except (TypeError, ValueError, ArithmeticError):
+            continue
+        if value.is_number and value.is_real and abs(value) > 1e-20:
+            return True
+    return False
+
+
+def _smooth_zero(value: Basic) -> bool:
+    """The smooth routes of ``ExactProver._is_zero`` for one fully unfolded expression."""
+    if value == 0 or expand(value) == 0:
+        return True
+    if value.count_ops() > MAX_OPS_FOR_CANCEL:
+        return False
+    try:
+        if cancel(expand(value)) == 0:
+            return True
+        if value.has(exp, log, tanh, sinh, cosh):
+            return cancel(together(exp_log_normal_form(value))) == 0
+    except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
+        return False
+    return False
 
 
 def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict | None:

@@ -1,0 +1,246 @@
+"""Deciding identities with kinks by cases: one smooth identity per region between the kinks.
+
+relu, |·|, sign, max/min, clip, Huber and Heaviside are smooth except where an argument (a
+*kink*) is 0: ``Max(0, x)`` at x = 0, ``Max(a, b)`` at a = b, a case boundary of a
+``Piecewise`` where its two sides meet. Fix the sign of every kink argument (g > 0 or g < 0)
+and each of these functions is one smooth expression: ``Heaviside(g) → 1``, ``|g| → g``,
+``Max(a, b) → a``. ``regions`` splits an expression that way, innermost kinks first, into
+(conditions, smooth value) leaves; the points where some g = 0 — a set of measure zero unless g
+is identically 0, which SymPy then evaluates itself — are exactly the ones no leaf covers. An
+identity proven zero on every leaf therefore holds *almost everywhere* (everywhere but at the
+kinks), the sense in which a derivative by cases holds.
+
+A leaf that is not identically zero still proves nothing false unless its region is not empty:
+``relu(x) - relu(-x) = x`` has the leaf "x > 0 and −x > 0" on which the sides differ, but no
+point lies there. ``linear_witness`` decides a region cut out by kinks linear in the variables
+exactly (Fourier–Motzkin elimination over the rationals, strict inequalities) and, when it is
+not empty, returns a rational point inside it; ``search_witness`` looks for a point in a region
+with non-linear kinks (the hinge's 1 − y z) and may fail, which leaves the entry undecided.
+A point inside a region where the leaf is not zero is a counterexample no matter how far away
+it lies: ``relu(x - 1000) = 0`` is refuted at x = 1001, a point random sampling in [−2, 2] never
+reaches.
+"""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+from sympy import Abs, Basic, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, cancel, expand, sign
+from sympy.core.relational import Relational
+
+KINKED = (Heaviside, Max, Min, Abs, sign, Piecewise)
+MAX_REGIONS = 256  # leaves of one case split; past it the entry is left undecided
+
+
+class TooManyRegions(Exception):
+    """More regions than ``MAX_REGIONS``: not decided by cases."""
+
+
+def has_kinks(expr: Basic) -> bool:
+    return isinstance(expr, Basic) and expr.has(*KINKED)
+
+
+def _relations(condition: Basic) -> list[Relational]:
+    return [r for r in condition.atoms(Relational) if not isinstance(r, (Eq, Ne))]
+
+
+def _kinks_of(node: Basic) -> list[Basic]:
+    """The kink arguments of one node (its g's)."""
+    if isinstance(node, (Heaviside, Abs, sign)):
+        return [node.args[0]]
+    if isinstance(node, (Max, Min)):
+        args = node.args
+        return [args[a] - args[b] for a in range(len(args)) for b in range(a)]
+    if isinstance(node, Piecewise):
+        return [r.lhs - r.rhs for _, condition in node.args for r in _relations(condition)]
+    return []
+
+
+def kink_arguments(expr: Basic) -> list[Basic]:
+    """Kink arguments with no kink inside them (their sign is what a region fixes), in a
+    deterministic order."""
+    found = []
+    for node in expr.atoms(*KINKED):
+        for g in _kinks_of(node):
+            g = min(expand(g), expand(-g), key=str)  # x − 1 and 1 − x are one kink
+            if g.free_symbols and not has_kinks(g) and g not in found:
+                found.append(g)
+    return sorted(found, key=lambda g: (g.count_ops(), str(g)))
+
+
+def _sign_against(h: Basic, g: Basic, s: int) -> int | None:
+    """The sign of h where g has sign s, if h is a non-zero constant multiple of g."""
+    if h.free_symbols != g.free_symbols:
+        return None
+    ratio = cancel(expand(h) / g)
+    if ratio.is_number and ratio.is_nonzero and ratio.is_extended_real:
+        return s if ratio.is_positive else -s
+    return None
+
+
+def resolve(expr: Basic, g: Basic, s: int) -> Basic:
+    """``expr`` where the kink argument g has sign s (> 0 for 1, < 0 for −1)."""
+    def settle(node: Basic) -> Basic:
+        if isinstance(node, Heaviside):
+            t = _sign_against(node.args[0], g, s)
+            return node if t is None else S.One if t > 0 else S.Zero
+        if isinstance(node, Abs):
+            t = _sign_against(node.args[0], g, s)
+            return node if t is None else t * node.args[0]
+        if isinstance(node, sign):
+            t = _sign_against(node.args[0], g, s)
+            return node if t is None else S(t)
+        if isinstance(node, (Max, Min)):
+            args = list(node.args)
+            beaten = set()
+            for a in range(len(args)):
+                for b in range(len(args)):
+                    if a != b and a not in beaten and b not in beaten:
+                        t = _sign_against(args[a] - args[b], g, s)
+                        if t is not None:  # args[a] > args[b] when t > 0
+                            loser = b if (t > 0) == isinstance(node, Max) else a
+                            beaten.add(loser)
+            if not beaten:
+                return node
+            return node.func(*(x for k, x in enumerate(args) if k not in beaten))
+        if isinstance(node, Relational) and not isinstance(node, (Eq, Ne)):
+            t = _sign_against(node.lhs - node.rhs, g, s)
+            if t is None:
+                return node
+            return S.true if (t > 0) == (node.rel_op in (">", ">=")) else S.false
+        return node
+
+    return expr.replace(lambda e: isinstance(e, (*KINKED, Relational)), settle)
+
+
+def regions(expr: Basic, max_regions: int = MAX_REGIONS) -> list[tuple[tuple, Basic]]:
+    """(conditions, smooth value) for every sign pattern of the kink arguments; a condition
+    (g, s) says g > 0 (s = 1) or g < 0 (s = −1). Raises TooManyRegions."""
+    leaves, stack = [], [((), expr)]
+    while stack:
+        conditions, value = stack.pop()
+        kinks = kink_arguments(value) if has_kinks(value) else []
+        if not kinks:
+            leaves.append((conditions, value))
+            if len(leaves) > max_regions:
+                raise TooManyRegions(f"more than {max_regions} regions")
+            continue
+        g = kinks[0]
+        for s in (1, -1):
+            settled = resolve(value, g, s)
+            if settled == value:  # nothing depended on this kink after all (cannot happen)
+                raise TooManyRegions(f"could not settle the kink {g}")
+            stack.append(((*conditions, (g, s)), settled))
+        if len(stack) + len(leaves) > 4 * max_regions:
+            raise TooManyRegions(f"more than {max_regions} regions")
+    return leaves
+
+
+# -- points inside a region ----------------------------------------------------------------------
+def _linear(g: Basic, variables: list) -> tuple[dict, Fraction] | None:
+    """g = Σ c_v v + b with rational c and b, or None."""
+    try:
+        poly = Poly(g, *variables)
+    except Exception:  # noqa: BLE001 - not a polynomial in them (exp, a σ …)
+        return None
+    if poly.total_degree() > 1:
+        return None
+    coefficients, constant = {}, Fraction(0)
+    for monomial, c in poly.terms():
+        if not c.is_Rational:
+            return None
+        c = Fraction(int(c.p), int(c.q))
+        if sum(monomial) == 0:
+            constant = c
+        else:
+            coefficients[variables[monomial.index(1)]] = c
+    return coefficients, constant
+
+
+def linear_witness(conditions: tuple) -> tuple[bool, dict | None]:
+    """(decided, point): for kinks linear in the variables, decided is True and point is a
+    rational point strictly inside the region, or None when the region is empty; (False, None)
+    when some kink is not linear."""
+    variables = sorted({v for g, _ in conditions for v in g.free_symbols}, key=str)
+    rows = []  # each: (coefficients, constant) meaning Σ c v + b > 0
+    for g, s in conditions:
+        linear = _linear(g, variables)
+        if linear is None:
+            return False, None
+        coefficients, constant = linear
+        rows.append(({v: s * c for v, c in coefficients.items()}, s * constant))
+    stages = []
+    for v in variables:  # Fourier–Motzkin: eliminate v
+        stages.append((v, rows))
+        positive = [r for r in rows if r[0].get(v, 0) > 0]
+        negative = [r for r in rows if r[0].get(v, 0) < 0]
+        rest = [r for r in rows if r[0].get(v, 0) == 0]
+        for p_coefficients, p_constant in positive:
+            for n_coefficients, n_constant in negative:
+                a, b = p_coefficients[v], -n_coefficients[v]
+                combined = {u: p_coefficients.get(u, 0) / a + n_coefficients.get(u, 0) / b
+                            for u in set(p_coefficients) | set(n_coefficients) if u != v}
+                rest.append(({u: c for u, c in combined.items() if c != 0}, p_constant / a + n_constant / b))
+        rows = rest
+        if len(rows) > 5000:
+            return False, None
+    if any(constant <= 0 for coefficients, constant in rows if not coefficients):
+        return True, None
+    point: dict = {}
+    for v, stage_rows in reversed(stages):  # back-substitute: an interval for v at a time
+        low, high = None, None
+        for coefficients, constant in stage_rows:
+            c = coefficients.get(v, 0)
+            if c == 0:
+                continue
+            rest = constant + sum(coefficient * point[u] for u, coefficient in coefficients.items() if u != v)
+            bound = -rest / c  # c v + rest > 0
+            if c > 0:
+                low = bound if low is None else max(low, bound)
+            else:
+                high = bound if high is None else min(high, bound)
+        point[v] = _inside(low, high)
+    return True, point
+
+
+def _inside(low, high) -> Fraction:
+    """A simple rational strictly between low and high (either may be None: unbounded)."""
+    if low is None and high is None:
+        return Fraction(1, 2)
+    if low is None:
+        return Fraction(int(high) - 1) if int(high) - 1 < high else high - 1
+    if high is None:
+        return Fraction(int(low) + 1) if int(low) + 1 > low else low + 1
+    middle = (low + high) / 2
+    for denominator in (1, 2, 4, 8, 16, 1024):  # a short binary fraction if one fits
+        candidate = Fraction(round(middle * denominator), denominator)
+        if low < candidate < high:
+            return candidate
+    return middle
+
+
+def search_witness(conditions: tuple, evaluate, seed: str, tries: int = 400) -> dict | None:
+    """A point satisfying every condition, searched at random at growing scales (non-linear
+    kinks); ``evaluate(g, point)`` gives g's exact value or raises. None if none was found."""
+    variables = sorted({v for g, _ in conditions for v in g.free_symbols}, key=str)
+    constants = [abs(Fraction(int(c.p), int(c.q))) for g, _ in conditions for c in g.atoms(Rational)]
+    largest = max([Fraction(1)] + constants)
+    rng = random.Random(seed)
+    for attempt in range(tries):
+        scale = Fraction(2) ** (attempt % 24) * largest / 4
+        point = {v: Fraction(rng.randint(-2 ** 10, 2 ** 10), 2 ** 10) * scale for v in variables}
+        try:
+            if all((evaluate(g, point) > 0) == (s > 0) and evaluate(g, point) != 0 for g, s in conditions):
+                return point
+        except Exception:  # noqa: BLE001 - a point where g is undefined or not exact: try another
+            continue
+    return None
+
+
+def describe(conditions: tuple) -> str:
+    return " and ".join(f"{g} {'>' if s > 0 else '<'} 0" for g, s in conditions) or "everywhere"
+
+
+__all__ = ["has_kinks", "regions", "resolve", "kink_arguments", "linear_witness", "search_witness", "describe",
+           "TooManyRegions"]
