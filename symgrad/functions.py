@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from sympy import (Abs, Expr, Heaviside, Max, Min, Piecewise, Rational, S, erf, exp, log, pi, sign, sqrt,
+from sympy import (Abs, Eq, Expr, Heaviside, Max, Min, Piecewise, Rational, S, erf, exp, log, pi, sign, sqrt,
                    tanh)
 
 
@@ -47,7 +47,8 @@ class Elementwise:
     # f′ by cases away from the kinks, per argument: (*args) → Piecewise with no value at a kink
     cases: tuple = ()
     convention: str = ""  # the value taken at a kink, as the derivation states it (LaTeX in $…$)
-    kinks: str = ""  # where f is not differentiable, for "almost everywhere" ("$x = 0$")
+    # where f is not differentiable: (*args) → the equations of its kinks ([Eq(x, 0)] for relu)
+    kinks: Callable | None = None
     # arguments that must be numbers known when the expression is built (huber's δ > 0)
     positive_parameters: tuple = ()
 
@@ -91,9 +92,9 @@ ELEMENTWISE: dict[str, Elementwise] = {f.name: f for f in (
                 r"$\operatorname{relu}'(x) = 1$ for $x > 0$ and $0$ for $x < 0$", r"\operatorname{relu}", "ReLU",
                 "r", "R", cost=2,
                 cases=(lambda x: Piecewise((1, x > 0), (0, x < 0)),),
-                convention=r"$\operatorname{relu}'(0) = 0$, the minimum-norm subgradient (PyTorch's convention): "
-                           r"$\operatorname{relu}'(x) = \mathbb{1}[x > 0]$",
-                kinks=r"$x = 0$"),
+                convention=r"$\operatorname{relu}'(0) = 0$, the minimum-norm subgradient (as PyTorch does), so "
+                           r"$\operatorname{relu}'(x) = \theta(x)$, the step function with $\theta(0) = 0$",
+                kinks=lambda x, *rest: [Eq(x, 0)]),
     Elementwise("leaky_relu", lambda x, a: Max(0, x) + a * Min(0, x),
                 lambda out, x, a: a + (1 - a) * Heaviside(x, 0),
                 r"$\operatorname{leaky\_relu}'(x) = 1$ for $x > 0$ and $\alpha$ for $x < 0$",
@@ -102,30 +103,30 @@ ELEMENTWISE: dict[str, Elementwise] = {f.name: f for f in (
                 cases=(lambda x, a: Piecewise((1, x > 0), (a, x < 0)), lambda x, a: Min(0, x)),
                 convention=r"$\operatorname{leaky\_relu}'(0) = \alpha$ (PyTorch's convention; the minimum-norm "
                            r"subgradient for $0 \le \alpha \le 1$): the derivative is "
-                           r"$\alpha + (1 - \alpha)\,\mathbb{1}[x > 0]$",
-                kinks=r"$x = 0$"),
+                           r"$\alpha + (1 - \alpha)\,\theta(x)$, with $\theta(0) = 0$",
+                kinks=lambda x, *rest: [Eq(x, 0)]),
     Elementwise("abs", Abs, lambda out, x: sign(x),
                 r"$|x|' = 1$ for $x > 0$ and $-1$ for $x < 0$", r"\operatorname{abs}", "absolute value", "c", "C",
                 cost=2, cases=(lambda x: Piecewise((1, x > 0), (-1, x < 0)),),
-                convention=r"$|x|'$ at $0$ is $\operatorname{sign}(0) = 0$, the minimum-norm subgradient: "
+                convention=r"$\operatorname{sign}(0) = 0$ as the derivative at $0$, the minimum-norm subgradient, so "
                            r"$|x|' = \operatorname{sign}(x)$",
-                kinks=r"$x = 0$"),
+                kinks=lambda x, *rest: [Eq(x, 0)]),
     Elementwise("maximum", Max, lambda out, a, b: Heaviside(a - b, S.Half),
-                r"$\partial \max(a, b)/\partial a = 1$ for $a > b$ and $0$ for $a < b$", r"\max", "maximum",
+                r"$\partial \operatorname{max}(a, b)/\partial a = 1$ for $a > b$ and $0$ for $a < b$", r"\max", "maximum",
                 "m", "M", cost=3, arity=2,
                 partials=(lambda out, a, b: Heaviside(b - a, S.Half),),
                 cases=(lambda a, b: Piecewise((1, a > b), (0, a < b)), lambda a, b: Piecewise((0, a > b), (1, a < b))),
-                convention=r"on a tie $a = b$ each argument gets half the gradient (the minimum-norm subgradient, "
-                           r"as PyTorch's maximum): $\partial \max(a, b)/\partial a = H(a - b)$ with $H(0) = 1/2$",
-                kinks=r"$a = b$"),
+                convention=r"half the gradient for each argument on a tie (the minimum-norm subgradient, as PyTorch's "
+                           r"maximum), so $\partial \operatorname{max}(a, b)/\partial a = \theta(a - b)$ with $\theta(0) = 1/2$",
+                kinks=lambda a, b: [Eq(b, a) if a.is_number else Eq(a, b)]),
     Elementwise("minimum", Min, lambda out, a, b: Heaviside(b - a, S.Half),
-                r"$\partial \min(a, b)/\partial a = 1$ for $a < b$ and $0$ for $a > b$", r"\min", "minimum",
+                r"$\partial \operatorname{min}(a, b)/\partial a = 1$ for $a < b$ and $0$ for $a > b$", r"\min", "minimum",
                 "m", "M", cost=3, arity=2,
                 partials=(lambda out, a, b: Heaviside(a - b, S.Half),),
                 cases=(lambda a, b: Piecewise((1, a < b), (0, a > b)), lambda a, b: Piecewise((0, a < b), (1, a > b))),
-                convention=r"on a tie $a = b$ each argument gets half the gradient (the minimum-norm subgradient, "
-                           r"as PyTorch's minimum): $\partial \min(a, b)/\partial a = H(b - a)$ with $H(0) = 1/2$",
-                kinks=r"$a = b$"),
+                convention=r"half the gradient for each argument on a tie (the minimum-norm subgradient, as PyTorch's "
+                           r"minimum), so $\partial \operatorname{min}(a, b)/\partial a = \theta(b - a)$ with $\theta(0) = 1/2$",
+                kinks=lambda a, b: [Eq(b, a) if a.is_number else Eq(a, b)]),
     Elementwise("clip", lambda x, lo, hi: Min(Max(x, lo), hi),
                 lambda out, x, lo, hi: Heaviside(x - lo, 0) * Heaviside(hi - x, 0),
                 r"$\partial \operatorname{clip}(x, l, h)/\partial x = 1$ for $l < x < h$ and $0$ for $x < l$ or "
@@ -134,9 +135,9 @@ ELEMENTWISE: dict[str, Elementwise] = {f.name: f for f in (
                 cases=(lambda x, lo, hi: Piecewise((1, (x > lo) & (x < hi)), (0, (x < lo) | (x > hi))),
                        lambda x, lo, hi: Piecewise((1, x < lo), (0, x > lo)),
                        lambda x, lo, hi: Piecewise((1, x > hi), (0, x < hi))),
-                convention=r"the gradient passes strictly inside $(l, h)$ only: $0$ at $x = l$ and at $x = h$ "
-                           r"(the minimum-norm subgradient)",
-                kinks=r"$x = l$ and $x = h$"),
+                convention=r"$0$ at $x = l$ and at $x = h$, the minimum-norm subgradient: the gradient passes "
+                           r"strictly inside $(l, h)$ only, $\theta(x - l)\,\theta(h - x)$ with $\theta(0) = 0$",
+                kinks=lambda x, lo, hi: [Eq(x, lo), Eq(x, hi)]),
     Elementwise("huber", lambda r, d: Piecewise((r ** 2 / 2, Abs(r) <= d), (d * (Abs(r) - d / 2), True)),
                 lambda out, r, d: Min(Max(r, -d), d),
                 r"$\operatorname{huber}'(r) = r$ for $|r| \le \delta$ and $\delta \operatorname{sign}(r)$ "

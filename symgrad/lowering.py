@@ -181,7 +181,7 @@ class Lowering:
     def bound(self, free, size_name: str = "n") -> Symbol:
         """The index a sum in a template runs over: i in a scalar's body, k beside a free i."""
         avoid = set(free) if isinstance(free, tuple) else {free} if free is not None else set()
-        return self.pick(size_name, avoid, bound=True)
+        return self.pick(size_name, avoid | set(getattr(self, "_enclosing", ())), bound=True)
 
     def _sum(self, term_at, shape: tuple, avoid) -> Expr:
         """Σ over every entry of a ``shape``: term_at(index tuple) summed over bound indices."""
@@ -206,7 +206,17 @@ class Lowering:
         return self.body(node, index)
 
     def body(self, node: Node, index) -> Expr:
-        """What ``node`` computes at ``index`` in terms of its children (named ones by name)."""
+        """What ``node`` computes at ``index`` in terms of its children (named ones by name).
+        A sum inside it (sum(x) in x − sum(x)) binds an index distinct from ``index``, even
+        where the sum itself is a scalar and takes no index."""
+        enclosing = getattr(self, "_enclosing", ())
+        self._enclosing = enclosing + tuple(x for x in _as_tuple(index) if isinstance(x, Symbol))
+        try:
+            return self._body(node, index)
+        finally:
+            self._enclosing = enclosing
+
+    def _body(self, node: Node, index) -> Expr:
         index = _as_tuple(index)
         at = lambda child: self.at(child, _broadcast(child, index))  # noqa: E731
         if isinstance(node, Var):

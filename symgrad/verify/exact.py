@@ -146,24 +146,10 @@ class ExactProver:
         value = self.concrete.unfold(unfolded, keep_sums=False)
         if elimination:
             value = value.xreplace(elimination)
-        try:
-            leaves = regions(value)
-        except TooManyRegions:
+        note = zero_by_cases(value)
+        if note is None:
             return False
-        if not all(_not_identically_zero(g) for conditions, _ in leaves for g, _ in conditions):
-            return False
-        empty = 0
-        for conditions, leaf in leaves:
-            if _smooth_zero(leaf):
-                continue
-            decided, point = linear_witness(conditions)
-            if decided and point is None:
-                empty += 1
-                continue
-            return False
-        self.case_notes.append(f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
-                               + (f", {empty} of them empty" if empty else "")
-                               + "), so almost everywhere (not at a kink)")
+        self.case_notes.append(note)
         return True
 
     def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict, seed: str,
@@ -187,6 +173,30 @@ class ExactProver:
             if point is not None:
                 found.append((describe(conditions), point))
         return found
+
+
+def zero_by_cases(value: Basic) -> str | None:
+    """What proves ``value`` = 0 almost everywhere — zero on every region between its kinks, an
+    empty region (decided exactly, for linear kinks) needing nothing — or None. Entries of
+    vectors (z[i], z[j]) are independent variables here: a claim for all of their values holds
+    in particular where two of them are one entry."""
+    try:
+        leaves = regions(value)
+    except TooManyRegions:
+        return None
+    if not all(_not_identically_zero(g) for conditions, _ in leaves for g, _ in conditions):
+        return None
+    empty = 0
+    for conditions, leaf in leaves:
+        if _smooth_zero(leaf):
+            continue
+        decided, point = linear_witness(conditions)
+        if decided and point is None:
+            empty += 1
+            continue
+        return None
+    return (f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
+            + (f", {empty} of them empty" if empty else "") + "), so almost everywhere (not at a kink)")
 
 
 def _exact_at(g: Basic, point: dict) -> Fraction:

@@ -31,7 +31,8 @@ from sympy.matrices.expressions import DiagMatrix, MatAdd, MatMul, MatrixExpr, O
 
 from symgrad.model import Model
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbol, index_symbols, plain_sympy
-from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
+from symgrad.verify.cases import has_kinks
+from symgrad.verify.exact import MAX_OPS_FOR_CANCEL, zero_by_cases
 
 
 @dataclass
@@ -304,6 +305,12 @@ class IndexProver:
                 value = _settle(self._apply_equation(value, equation, free))
             if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
                 value = S.Zero  # a rational identity that expanding alone does not show
+            if value != 0 and has_kinks(value) and not value.has(Sum):  # relu, |·|, max: region by region
+                note = zero_by_cases(value)
+                if note is not None:
+                    value = S.Zero
+                    if note not in used:
+                        used.append(note)
             if value != 0:
                 return IndexResult(False, used, f"{case_name}reduces to {value}, not 0")
         if len(cases) > 1:
