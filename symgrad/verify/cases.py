@@ -26,10 +26,10 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from sympy import Abs, Basic, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, cancel, expand, sign
+from sympy import Abs, Basic, DiracDelta, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, cancel, expand, sign
 from sympy.core.relational import Relational
 
-KINKED = (Heaviside, Max, Min, Abs, sign, Piecewise)
+KINKED = (Heaviside, DiracDelta, Max, Min, Abs, sign, Piecewise)  # DiracDelta(g): 0 wherever g ≠ 0
 MAX_REGIONS = 256  # leaves of one case split; past it the entry is left undecided
 
 
@@ -47,7 +47,7 @@ def _relations(condition: Basic) -> list[Relational]:
 
 def _kinks_of(node: Basic) -> list[Basic]:
     """The kink arguments of one node (its g's)."""
-    if isinstance(node, (Heaviside, Abs, sign)):
+    if isinstance(node, (Heaviside, DiracDelta, Abs, sign)):
         return [node.args[0]]
     if isinstance(node, (Max, Min)):
         args = node.args
@@ -85,6 +85,9 @@ def resolve(expr: Basic, g: Basic, s: int) -> Basic:
         if isinstance(node, Heaviside):
             t = _sign_against(node.args[0], g, s)
             return node if t is None else S.One if t > 0 else S.Zero
+        if isinstance(node, DiracDelta):
+            t = _sign_against(node.args[0], g, s)
+            return node if t is None else S.Zero
         if isinstance(node, Abs):
             t = _sign_against(node.args[0], g, s)
             return node if t is None else t * node.args[0]
@@ -236,6 +239,54 @@ def search_witness(conditions: tuple, evaluate, seed: str, tries: int = 400) -> 
         except Exception:  # noqa: BLE001 - a point where g is undefined or not exact: try another
             continue
     return None
+
+
+def _indicator(condition: Basic) -> Basic | None:
+    """1 where ``condition`` holds, 0 elsewhere, as step functions (exactly, boundary included):
+    [g > 0] = H(g, 0), [g ≥ 0] = H(g, 1); None for a condition it does not know."""
+    from sympy import And, Not, Or
+    from sympy.logic.boolalg import BooleanFalse, BooleanTrue
+
+    if isinstance(condition, BooleanTrue):
+        return S.One
+    if isinstance(condition, BooleanFalse):
+        return S.Zero
+    if isinstance(condition, Not):
+        inner = _indicator(condition.args[0])
+        return None if inner is None else 1 - inner
+    if isinstance(condition, (And, Or)):
+        parts = [_indicator(c) if isinstance(condition, And) else _indicator(Not(c)) for c in condition.args]
+        if any(p is None for p in parts):
+            return None
+        product = S.One
+        for part in parts:
+            product *= part
+        return product if isinstance(condition, And) else 1 - product
+    if isinstance(condition, Relational) and not isinstance(condition, (Eq, Ne)):
+        g = condition.lhs - condition.rhs
+        if condition.rel_op in ("<", "<="):
+            g = -g
+        return Heaviside(g, 0 if condition.rel_op in (">", "<") else 1)
+    return None
+
+
+def piecewise_as_steps(expr: Basic) -> Basic:
+    """Every Piecewise with a last case ``True`` (a function defined everywhere) written with
+    step functions: Piecewise((a, c), (b, True)) = a·[c] + b·(1 − [c]), the same value at every
+    point. SymPy's Sum folds a Piecewise out of an inner Sum and leaves the inner sum's bound
+    index free in its condition (an unsound rewrite); step functions are plain factors."""
+    def convert(piecewise: Piecewise) -> Basic:
+        if piecewise.args[-1][1] != S.true:
+            return piecewise
+        total, rest = S.Zero, S.One  # rest: none of the earlier conditions held
+        for value, condition in piecewise.args:
+            holds = _indicator(condition)
+            if holds is None:
+                return piecewise
+            total += value * rest * holds
+            rest = rest * (1 - holds)
+        return total
+    return expr.replace(lambda e: isinstance(e, Piecewise), convert)
 
 
 def describe(conditions: tuple) -> str:

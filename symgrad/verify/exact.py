@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from sympy import (Add, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+from sympy import (Add, Mul, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
@@ -197,6 +197,40 @@ def zero_by_cases(value: Basic) -> str | None:
         return None
     return (f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
             + (f", {empty} of them empty" if empty else "") + "), so almost everywhere (not at a kink)")
+
+
+def zero_by_cases_in_sums(value: Basic) -> str | None:
+    """``zero_by_cases`` for an expression with index sums (a symbolic size): terms that are a
+    multiple of a sum over the same limits are one sum of the difference of their terms, and
+    each such summand is proven zero almost everywhere for every value of its index, a sum
+    inside a kink (Σ_p W_jp X_ps in relu(Z_js)) taken as one opaque real number. A sum of terms
+    each zero almost everywhere is zero almost everywhere."""
+    groups: dict = {}
+    rest = []
+    for term in Add.make_args(expand(value)):
+        sums = [f for f in Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) != 1:
+            rest.append(term)
+            continue
+        (total,) = sums
+        coefficient = term / total
+        bound = {limit[0] for limit in total.limits}
+        if coefficient.free_symbols & bound:
+            return None
+        groups[total.limits] = groups.get(total.limits, S.Zero) + coefficient * total.function
+    notes = []
+    for summand in [*groups.values(), Add(*rest)]:
+        inner = {total: Symbol(f"κ_{k}", real=True) for k, total in enumerate(sorted(summand.atoms(Sum), key=str))}
+        opaque = summand.xreplace(inner) if inner else summand
+        if opaque.has(Sum):
+            return None
+        if _smooth_zero(opaque):
+            continue
+        note = zero_by_cases(opaque)
+        if note is None:
+            return None
+        notes.append(note)
+    return notes[0].replace("between the kinks", "between the kinks, term by term") if notes else None
 
 
 def _exact_at(g: Basic, point: dict) -> Fraction:
