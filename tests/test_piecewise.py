@@ -78,6 +78,8 @@ def _points(loss, variables, seed, count=12, n=N):
 def _final(derivation):
     concrete = ConcreteModel(derivation.model)
     final = derivation.steps[-1]
+    if not final.free_indices:  # the gradient as a vector
+        return [concrete.base_form(e) for e in concrete.explicit(final.rhs)]
     (j,) = final.free_indices
     return [concrete.base_form(concrete.explicit(final.rhs.xreplace({j: Integer(k + 1)}))) for k in range(N)]
 

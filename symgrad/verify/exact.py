@@ -126,7 +126,7 @@ class ExactProver:
         if not value.has(exp, log, tanh, sinh, cosh):
             return False
         try:
-            return cancel(together(exp_log_normal_form(value))) == 0
+            return cancel(together(exp_log_normal_form(value))) == 0 or zero_through_exp(value)
         except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
             return False  # "not proven": the numeric and exact-evaluation checks still run
 
@@ -265,10 +265,37 @@ def _smooth_zero(value: Basic) -> bool:
         if cancel(expand(value)) == 0:
             return True
         if value.has(exp, log, tanh, sinh, cosh):
-            return cancel(together(exp_log_normal_form(value))) == 0
+            return cancel(together(exp_log_normal_form(value))) == 0 or zero_through_exp(value)
     except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
         return False
     return False
+
+
+def zero_through_exp(value: Basic) -> bool:
+    """D = 0 from e^D = 1, for a real D: e^x is one-to-one on the reals. D = Σ c·log a + rest
+    (rational c, every a positive) gives e^D = Π a^c · e^{rest}, a rational function of the
+    t_z = e^{z} once ``exp_log_normal_form`` has written it so, and ``cancel`` decides whether
+    it is 1. log(1 + e^z) − log(1 + e^{−z}) − z: e^D = (1 + t)/(1 + 1/t) · 1/t = 1.
+    Only for D that SymPy knows to be real (every log of a positive argument, every variable
+    real); anything else is left undecided."""
+    logs = value.atoms(log)
+    if not logs or not all(term.args[0].is_positive for term in logs) or value.is_extended_real is not True:
+        return False
+    factor, rest = S.One, []
+    for term in Add.make_args(expand(value)):
+        coefficient, rest_of_term = term.as_coeff_Mul()
+        if isinstance(rest_of_term, log) and isinstance(coefficient, Rational):
+            factor *= rest_of_term.args[0] ** coefficient
+        elif term.has(log):
+            return False  # a log times something else: e^D is not a product of powers
+        else:
+            rest.append(term)
+    if value.count_ops() > MAX_OPS_FOR_CANCEL:
+        return False
+    normal = exp_log_normal_form(factor * exp(Add(*rest)))
+    if normal.has(log):
+        return False
+    return cancel(together(normal - 1)) == 0
 
 
 def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict | None:
