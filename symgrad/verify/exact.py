@@ -153,9 +153,10 @@ class ExactProver:
         return True
 
     def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict, seed: str,
-                       assumptions: frozenset = frozenset()) -> list[tuple[str, dict]]:
-        """Points strictly inside each region where lhs − rhs is not identically 0, with the
-        region described: where a counterexample must be looked for, however far away."""
+                       assumptions: frozenset = frozenset(), every_region: bool = False) -> list[tuple[str, dict]]:
+        """Points strictly inside each region where lhs − rhs is not identically 0 (or inside
+        every region), with the region described: where a counterexample must be looked for,
+        however far away."""
         value = self._prepared(lhs - rhs, elimination, assumptions)
         if not has_kinks(value):
             return []
@@ -165,7 +166,7 @@ class ExactProver:
             return []
         found = []
         for conditions, leaf in leaves:
-            if _smooth_zero(leaf):
+            if not every_region and _smooth_zero(leaf):
                 continue
             decided, point = linear_witness(conditions)
             if not decided:
