@@ -111,6 +111,11 @@ ELEMENTWISE: dict[str, Elementwise] = {f.name: f for f in (
                 convention=r"$\operatorname{sign}(0) = 0$ as the derivative at $0$, the minimum-norm subgradient, so "
                            r"$|x|' = \operatorname{sign}(x)$",
                 kinks=lambda x, *rest: [Eq(x, 0)]),
+    Elementwise("sign", sign, lambda out, x: S.Zero,
+                r"$\operatorname{sign}'(x) = 0$ for $x > 0$ and for $x < 0$", r"\operatorname{sign}", "sign", "s", "S",
+                cost=2, cases=(lambda x: Piecewise((0, x > 0), (0, x < 0)),),
+                convention=r"$0$ at $x = 0$, where sign jumps and has no derivative (as PyTorch's sign)",
+                kinks=lambda x: [Eq(x, 0)]),
     Elementwise("maximum", Max, lambda out, a, b: Heaviside(a - b, S.Half),
                 r"$\partial \operatorname{max}(a, b)/\partial a = 1$ for $a > b$ and $0$ for $a < b$", r"\max", "maximum",
                 "m", "M", cost=3, arity=2,

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
+from functools import lru_cache
 
-from sympy import Abs, Basic, DiracDelta, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, cancel, expand, sign
+from sympy import Abs, Basic, DiracDelta, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, expand, sign
 from sympy.core.relational import Relational
 
 KINKED = (Heaviside, DiracDelta, Max, Min, Abs, sign, Piecewise)  # DiracDelta(g): 0 wherever g ≠ 0
@@ -62,20 +63,70 @@ def kink_arguments(expr: Basic) -> list[Basic]:
     deterministic order."""
     found = []
     for node in expr.atoms(*KINKED):
-        for g in _kinks_of(node):
-            g = min(expand(g), expand(-g), key=str)  # x − 1 and 1 − x are one kink
-            if g.free_symbols and not has_kinks(g) and g not in found:
+        for g in _canonical_kinks(node):
+            if g not in found:
                 found.append(g)
     return sorted(found, key=lambda g: (g.count_ops(), str(g)))
 
 
+@lru_cache(maxsize=65536)
+def _canonical_kinks(node: Basic) -> tuple:
+    out = []
+    for g in _kinks_of(node):
+        g = sign_part(g)
+        g = min(expand(g), expand(-g), key=str)  # x − 1 and 1 − x are one kink
+        if g.free_symbols and not has_kinks(g):
+            out.append(g)
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def sign_part(h: Basic) -> Basic:
+    """h without its factors SymPy knows to be non-negative (|x|⁻¹, a norm): they change the
+    sign of h nowhere except where they vanish, a set of measure zero (their own kink), so
+    h and its sign part are one kink: x·x2/(|x| |x2|) and x·x2."""
+    from sympy import Mul, factor_terms
+
+    factors = Mul.make_args(factor_terms(h))
+    kept = [f for f in factors if not (f.free_symbols and _nonnegative(f))]
+    return Mul(*kept) if len(kept) < len(factors) and kept else h
+
+
+def _nonnegative(factor: Basic) -> bool:
+    """Non-negative wherever defined: (x₁² + x₂²)^(−1/2) is, though SymPy cannot say so of it at 0."""
+    if factor.is_nonnegative:
+        return True
+    return bool(factor.is_Pow and factor.base.is_nonnegative and factor.exp.is_extended_real)
+
+
 def _sign_against(h: Basic, g: Basic, s: int) -> int | None:
-    """The sign of h where g has sign s, if h is a non-zero constant multiple of g."""
+    """The sign of h where g has sign s, if h is a non-zero constant multiple of g (up to
+    factors that are non-negative: a kink of theirs is a kink of its own)."""
+    h = sign_part(h)
     if h.free_symbols != g.free_symbols:
         return None
-    ratio = cancel(expand(h) / g)
-    if ratio.is_number and ratio.is_nonzero and ratio.is_extended_real:
-        return s if ratio.is_positive else -s
+    ratio = _ratio(h, g)
+    if ratio is None:
+        return None
+    return s if ratio > 0 else -s
+
+
+@lru_cache(maxsize=65536)
+def _ratio(h: Basic, g: Basic):
+    """c with h = c·g for a real number c ≠ 0, or None: c is read off one term of g and
+    confirmed by expanding h − c·g (cheaper than cancelling h/g)."""
+    h, g = expand(h), expand(g)
+    if h == g:
+        return 1
+    if h == -g:
+        return -1
+    g_terms, h_terms = g.as_coefficients_dict(), h.as_coefficients_dict()
+    for term, coefficient in g_terms.items():
+        if term in h_terms and coefficient != 0:
+            c = h_terms[term] / coefficient
+            if c.is_number and c.is_extended_real and c.is_nonzero and expand(h - c * g) == 0:
+                return c
+            return None
     return None
 
 

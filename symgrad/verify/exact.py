@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
+from functools import lru_cache
 
 from sympy import (Add, Mul, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
@@ -241,6 +242,7 @@ def _exact_at(g: Basic, point: dict) -> Fraction:
     return Fraction(int(value.p), int(value.q))
 
 
+@lru_cache(maxsize=65536)
 def _not_identically_zero(g: Basic) -> bool:
     """A kink argument that is not 0 at some point: its zero set (the kink) then has measure
     zero (g is analytic), so "every region" is "almost everywhere"."""
