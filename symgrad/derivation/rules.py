@@ -122,7 +122,7 @@ def rebind(expr: Basic, avoid: set) -> Basic:
         index = total.limits[0][0]
         if index not in avoid:
             return total
-        for name in ("k", "l", "q", "r", "t", "k'", "l'"):
+        for name in ("k", "l", "q", "r", "t", "k'", "l'", *(f"k_{m}" for m in range(1, 100))):  # norms: many sums
             if name not in taken:
                 taken.add(name)
                 new = index_symbol(name)
