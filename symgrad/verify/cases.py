@@ -274,7 +274,7 @@ def _inside(low, high) -> Fraction:
     return middle
 
 
-def search_witness(conditions: tuple, evaluate, seed: str, tries: int = 400) -> dict | None:
+def search_witness(conditions: tuple, evaluate, seed: str, tries: int = 120) -> dict | None:
     """A point satisfying every condition, searched at random at growing scales (non-linear
     kinks); ``evaluate(g, point)`` gives g's exact value or raises. None if none was found."""
     variables = sorted({v for g, _ in conditions for v in g.free_symbols}, key=str)
@@ -285,7 +285,7 @@ def search_witness(conditions: tuple, evaluate, seed: str, tries: int = 400) -> 
         scale = Fraction(2) ** (attempt % 24) * largest / 4
         point = {v: Fraction(rng.randint(-2 ** 10, 2 ** 10), 2 ** 10) * scale for v in variables}
         try:
-            if all((evaluate(g, point) > 0) == (s > 0) and evaluate(g, point) != 0 for g, s in conditions):
+            if all((evaluate(g, point) > 0) == (s > 0) for g, s in conditions):
                 return point
         except Exception:  # noqa: BLE001 - a point where g is undefined or not exact: try another
             continue

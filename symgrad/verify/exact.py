@@ -235,11 +235,16 @@ def zero_by_cases_in_sums(value: Basic) -> str | None:
     return notes[0].replace("between the kinks", "between the kinks, term by term") if notes else None
 
 
-def _exact_at(g: Basic, point: dict) -> Fraction:
+def _exact_at(g: Basic, point: dict):
+    """g at a rational point: exactly when rational, else to 30 digits (a norm's square root);
+    only the sign is used, and a value within 10⁻¹⁰ of 0 is refused (too near the kink)."""
     value = g.xreplace({v: Rational(x.numerator, x.denominator) for v, x in point.items()})
-    if not value.is_Rational:
-        raise ValueError("not rational")
-    return Fraction(int(value.p), int(value.q))
+    if value.is_Rational:
+        return Fraction(int(value.p), int(value.q))
+    approximate = value.evalf(30)
+    if not approximate.is_real or abs(approximate) < 1e-10:
+        raise ValueError("not a real number away from 0")
+    return approximate
 
 
 @lru_cache(maxsize=65536)
