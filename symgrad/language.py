@@ -218,8 +218,11 @@ class _StaticCheck:
         if isinstance(node.op, ast.Pow):
             self.check(node.right, depth + 1)
             exponent = _literal_number(node.right)
+            if exponent is None and isinstance(node.right, ast.Name):  # x ** g, g a declared scalar
+                self.name(node.right)
+                return self.bounded(_Bound(left.degree, left.digits), node)
             if exponent is None:
-                self.fail("the exponent of ** must be a number literal", node.right)
+                self.fail("the exponent of ** must be a number literal or a scalar variable", node.right)
             if abs(exponent) > MAX_EXPONENT:
                 self.fail(f"exponent {_show(exponent)} too large (at most {MAX_EXPONENT})", node.right)
             k = max(1, math.ceil(abs(exponent)))
@@ -475,7 +478,13 @@ class _Builder:
             left = self.build(node.left)
             if isinstance(node.op, ast.Pow):
                 exponent = _literal_number(node.right)
-                power = Rational(exponent.numerator, exponent.denominator)
+                if exponent is None:  # a scalar variable (checked by name in parse_tree)
+                    power = self.name(node.right)
+                    if _is_matrix(power):
+                        raise LanguageError("the exponent of ** must be a number or a scalar variable, "
+                                            f"not {shape_of(power)}", _column(node.right))
+                else:
+                    power = Rational(exponent.numerator, exponent.denominator)
                 return _sympy(node, _elementwise, lambda a, b: a ** b, left, power, node)
             right = self.build(node.right)
             return _sympy(node, _elementwise, _BINARY[type(node.op)], left, right, node)

@@ -232,6 +232,8 @@ class Lowering:
             return {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                     "/": lambda: left / right}[node.op]()
         if isinstance(node, Power):
+            if isinstance(node.exponent, Node):  # a declared scalar
+                return at(node.base) ** self.at(node.exponent, ())
             return at(node.base) ** _rational(node.exponent)
         if isinstance(node, MatProduct):
             inner = node.left.shape[1]
@@ -374,6 +376,8 @@ def sign_of(node: Node) -> str | None:
         base = sign_of(node.base)
         if base == "positive":
             return "positive"
+        if isinstance(node.exponent, Node):
+            return None
         return "real" if base and node.exponent.denominator == 1 else None
     if isinstance(node, MatProduct):
         return "real" if sign_of(node.left) and sign_of(node.right) else None

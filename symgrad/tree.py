@@ -142,8 +142,10 @@ class Arith(Node):
 
 @dataclass(frozen=True)
 class Power(Node):
+    """``base ** exponent``: a number, or a declared scalar (``x ** g``, for a positive base)."""
+
     base: Node
-    exponent: Fraction
+    exponent: Fraction | Node
     column: int | None = field(default=None, compare=False)
 
     @property
@@ -152,7 +154,7 @@ class Power(Node):
 
     @property
     def children(self):
-        return (self.base,)
+        return (self.base, self.exponent) if isinstance(self.exponent, Node) else (self.base,)
 
 
 @dataclass(frozen=True)
@@ -263,8 +265,17 @@ class _Converter:
             exponent = self.node(n.right)
             if isinstance(exponent, Negate) and isinstance(exponent.arg, Number):
                 exponent = Number(-exponent.arg.value)
+            if isinstance(exponent, Var) and exponent.kind == SCALAR:
+                from symgrad.lowering import sign_of  # (lowering reads this module)
+
+                base = self.node(n.left)
+                if sign_of(base) != "positive":
+                    raise LanguageError("x ** g with g a variable needs a base known to be positive (exp, "
+                                        "softmax, sigmoid, a positive number …): its power is complex otherwise",
+                                        column)
+                return Power(base, exponent, column)
             if not isinstance(exponent, Number):
-                raise LanguageError("the exponent of ** must be a number literal", column)
+                raise LanguageError("the exponent of ** must be a number literal or a scalar variable", column)
             return Power(self.node(n.left), exponent.value, column)
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult):
             return self.product(self.node(n.left), self.node(n.right), column)

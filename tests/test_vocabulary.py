@@ -143,3 +143,23 @@ def test_identities_of_logs_decided_through_the_exponential(tmp_path, lhs, rhs, 
     (identity,) = load_file(path)
     result = check_at_size(identity, 1)
     assert result.holds is holds, result.detail
+
+
+@pytest.mark.parametrize("size", [N, "symbolic"])
+def test_a_power_with_a_declared_scalar_exponent_of_a_positive_base(size):
+    """x ** g, g a scalar variable: for exp(z) and softmax(z), whose values are positive."""
+    for text in ("sum(exp(z) ** g)", "dot(v, softmax(z) ** g)"):
+        variables = {"z": "n", "v": "n", "g": "scalar"}
+        derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size=size)))
+        assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
+        if size == N:
+            _matches_finite_differences(text, variables, derivation, seed=text)
+
+
+def test_a_power_with_a_variable_exponent_of_a_base_of_any_sign_is_refused():
+    from symgrad.errors import UsageError
+
+    with pytest.raises(UsageError, match="positive"):
+        derive_problem(Problem("sum(z ** g)", {"z": "n", "g": "scalar"}, wrt="z", size=N))
+    with pytest.raises(LanguageError, match="scalar variable"):
+        evaluate("z ** z", {"z": Variable("z", 2)})
