@@ -82,7 +82,7 @@ ELEMENTWISE: dict[str, Elementwise] = {f.name: f for f in (
     Elementwise("softplus", lambda x: log(1 + exp(x)), lambda out, x: _sigmoid(x),
                 r"$\operatorname{softplus}'(x) = \sigma(x)$", r"\operatorname{softplus}", "softplus", "r", "R",
                 positive=True, cost=4),
-    Elementwise("sqrt", sqrt, lambda out, x: 1 / (2 * out), r"$(\sqrt{x})' = 1/(2\sqrt{x})$", r"\sqrt",
+    Elementwise("sqrt", sqrt, lambda out, x: 1 / (2 * out), r"$(\sqrt{x})' = 1/(2\sqrt{x})$", r"\operatorname{sqrt}",
                 "square root", "q", "Q", positive=True, needs_positive_argument=True, cost=2),
     Elementwise("erf", erf, lambda out, x: 2 / sqrt(pi) * exp(-x ** 2),
                 r"$\operatorname{erf}'(x) = \frac{2}{\sqrt{\pi}} e^{-x^2}$", r"\operatorname{erf}",

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 
 import mpmath
-from sympy import (Abs, Add, And, Basic, Derivative, Float, Heaviside, Indexed, KroneckerDelta, Max, Min, Mul, Not,
+from sympy import (S, Abs, Add, And, Basic, Derivative, Float, Heaviside, Indexed, KroneckerDelta, Max, Min, Mul, Not,
                    Or, Piecewise, Pow, Rational, Symbol, erf, exp, im, log, re, sign, tanh)
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import BooleanFalse, BooleanTrue
@@ -188,6 +188,8 @@ class NumericProgram:
         if isinstance(expr, Float):
             constant = mpmath.mpf(expr)
             return lambda state: constant
+        if expr is S.Pi:  # erf' = 2 e^{−x²}/√π; mpmath's π follows the working precision
+            return lambda state: +mpmath.pi
         parts = [self.compile(arg) for arg in expr.args] if not isinstance(expr, (Piecewise, Derivative)) else []
         if isinstance(expr, Add):
             return lambda state: mpmath.fsum(p(state) for p in parts)
