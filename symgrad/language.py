@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Rational, Symbol, exp, log, nan,
-                   oo, zoo)
+                   oo, sqrt, zoo)
 
 from symgrad.functions import ELEMENTWISE
 
@@ -218,8 +218,11 @@ class _StaticCheck:
         if isinstance(node.op, ast.Pow):
             self.check(node.right, depth + 1)
             exponent = _literal_number(node.right)
+            if exponent is None and isinstance(node.right, ast.Name):  # x ** g, g a declared scalar
+                self.name(node.right)
+                return self.bounded(_Bound(left.degree, left.digits), node)
             if exponent is None:
-                self.fail("the exponent of ** must be a number literal", node.right)
+                self.fail("the exponent of ** must be a number literal or a scalar variable", node.right)
             if abs(exponent) > MAX_EXPONENT:
                 self.fail(f"exponent {_show(exponent)} too large (at most {MAX_EXPONENT})", node.right)
             k = max(1, math.ceil(abs(exponent)))
@@ -266,8 +269,10 @@ class _StaticCheck:
         digits = max(b.digits for b in bounds)
         if name in ("dot", "outer", "cross_entropy", "binary_cross_entropy", "mse"):
             degree, digits = 2 * degree, 2 * digits + _LOG10_SIZE
-        elif name in ("sum", "softmax", "log_softmax", "logsumexp"):
+        elif name in ("sum", "mean", "softmax", "log_softmax", "logsumexp"):
             digits += _LOG10_SIZE
+        elif name == "norm":
+            degree, digits = 2 * degree, 2 * digits + _LOG10_SIZE
         elif name in ("grad", "jacobian"):
             digits += math.log10(degree + 2)
         return self.bounded(_Bound(degree, digits), node)
@@ -377,11 +382,12 @@ class _Estimate:
     def call(self, name: str, args: list) -> tuple[tuple, int]:
         (shape, size), length = args[0], _length(args[0][0])
         if name in _ELEMENTWISE_COST:
-            return self.count(shape, size + _ELEMENTWISE_COST[name])
+            shape = max((arg_shape for arg_shape, _ in args), key=len)
+            return self.count(shape, sum(arg_size for _, arg_size in args) + _ELEMENTWISE_COST[name])
         if name in ("softmax", "log_softmax"):
             return self.count((length,), (length + 1) * (size + 1) + 3, shared=True)
-        if name in ("sum", "logsumexp"):
-            return self.count((), length * (size + 1) + 2)
+        if name in ("sum", "logsumexp", "mean", "norm"):
+            return self.count((), length * (size + 2) + 3)
         if name == "diag":
             return self.count((length, length), size)
         other_shape, other_size = args[1]
@@ -446,7 +452,9 @@ class _Builder:
 
     def __init__(self, variables: dict[str, Variable], constants: dict | None = None):
         self.variables = variables
-        self.values = dict(constants or {})
+        # sizes given as plain Python numbers ({"n": 3}) are SymPy numbers here
+        self.values = {name: Rational(value) if isinstance(value, (int, Fraction)) and not isinstance(value, bool)
+                       else value for name, value in (constants or {}).items()}
         for var in variables.values():
             if var.length is None:
                 self.values[var.name] = Symbol(var.name, real=True)
@@ -470,7 +478,13 @@ class _Builder:
             left = self.build(node.left)
             if isinstance(node.op, ast.Pow):
                 exponent = _literal_number(node.right)
-                power = Rational(exponent.numerator, exponent.denominator)
+                if exponent is None:  # a scalar variable (checked by name in parse_tree)
+                    power = self.name(node.right)
+                    if _is_matrix(power):
+                        raise LanguageError("the exponent of ** must be a number or a scalar variable, "
+                                            f"not {shape_of(power)}", _column(node.right))
+                else:
+                    power = Rational(exponent.numerator, exponent.denominator)
                 return _sympy(node, _elementwise, lambda a, b: a ** b, left, power, node)
             right = self.build(node.right)
             return _sympy(node, _elementwise, _BINARY[type(node.op)], left, right, node)
@@ -531,6 +545,36 @@ def _map(function):
     return lambda value: value.applyfunc(function) if _is_matrix(value) else function(value)
 
 
+def _map_many(function, name: str):
+    """An elementwise function of several arguments (maximum(a, b), clip(x, lo, hi)): vectors or
+    matrices of one shape entry by entry, scalars broadcast."""
+    def apply(*args):
+        shapes = {arg.shape for arg in args if _is_matrix(arg)}
+        if len(shapes) > 1:
+            raise LanguageError(f"{name}: arguments of different shapes ("
+                                + " and ".join(shape_of(a) for a in args if _is_matrix(a)) + ")")
+        if not shapes:
+            return function(*args)
+        (rows, cols), = shapes
+        entry = lambda arg, k: arg[k] if _is_matrix(arg) else arg  # noqa: E731
+        return ImmutableMatrix(rows, cols, [function(*(entry(a, k) for a in args)) for k in range(rows * cols)])
+    return apply
+
+
+def _elementwise_function(f):
+    if f.arity == 1:
+        return _map(f.value)
+    mapped = _map_many(f.value, f.name)
+
+    def checked(*args):
+        for k in f.positive_parameters:
+            value = args[k]
+            if _is_matrix(value) or not value.is_number or not value.is_positive:
+                raise LanguageError(f"{f.name}: argument {k + 1} must be a positive number")
+        return mapped(*args)
+    return checked
+
+
 def _softmax(v):
     v = _vector(v, "softmax")
     total = Add(*(exp(e) for e in v))
@@ -589,6 +633,19 @@ def _sum(v):
     return Add(*v)
 
 
+def _mean(v):
+    """(1/n) Σ v_i over a vector, or over every entry of a matrix."""
+    if not _is_matrix(v):
+        raise LanguageError("mean needs a vector or a matrix")
+    return Add(*v) / len(v)
+
+
+def _norm(v):
+    """The Euclidean norm √(Σ v_i²)."""
+    v = _vector(v, "norm")
+    return sqrt(Add(*(e ** 2 for e in v)))
+
+
 def _grad(f, x):
     f = _scalar(f, "grad (of a scalar; use jacobian for a vector)")
     return x.applyfunc(lambda entry: f.diff(entry))
@@ -604,7 +661,8 @@ def _jacobian(f, x):
 MATRIX_FUNCTIONS = {"transpose": (None, 1), "colsum": (None, 1), "rowsum": (None, 1)}
 
 FUNCTIONS = {
-    **{name: (_map(f.value), 1) for name, f in ELEMENTWISE.items()}, "sum": (_sum, 1), "dot": (_dot, 2), "outer": (_outer, 2),
+    **{name: (_elementwise_function(f), f.arity) for name, f in ELEMENTWISE.items()}, "sum": (_sum, 1),
+    "mean": (_mean, 1), "norm": (_norm, 1), "dot": (_dot, 2), "outer": (_outer, 2),
     "diag": (_diag, 1), "softmax": (_softmax, 1), "log_softmax": (_log_softmax, 1),
     "logsumexp": (_logsumexp, 1), "cross_entropy": (_cross_entropy, 2),
     "binary_cross_entropy": (_binary_cross_entropy, 2), "mse": (_mse, 2), "grad": (_grad, 2),

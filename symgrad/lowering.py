@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log
+from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log, sqrt
 
 from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
                           MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
@@ -227,7 +227,7 @@ class Lowering:
     def bound(self, free, size_name: str = "n") -> Symbol:
         """The index a sum in a template runs over: i in a scalar's body, k beside a free i."""
         avoid = set(free) if isinstance(free, tuple) else {free} if free is not None else set()
-        return self.pick(size_name, avoid, bound=True)
+        return self.pick(size_name, avoid | set(getattr(self, "_enclosing", ())), bound=True)
 
     def _sum(self, term_at, shape: tuple, avoid) -> Expr:
         """Σ over every entry of a ``shape``: term_at(index tuple) summed over bound indices."""
@@ -252,7 +252,17 @@ class Lowering:
         return self.body(node, index)
 
     def body(self, node: Node, index) -> Expr:
-        """What ``node`` computes at ``index`` in terms of its children (named ones by name)."""
+        """What ``node`` computes at ``index`` in terms of its children (named ones by name).
+        A sum inside it (sum(x) in x − sum(x)) binds an index distinct from ``index``, even
+        where the sum itself is a scalar and takes no index."""
+        enclosing = getattr(self, "_enclosing", ())
+        self._enclosing = enclosing + tuple(x for x in _as_tuple(index) if isinstance(x, Symbol))
+        try:
+            return self._body(node, index)
+        finally:
+            self._enclosing = enclosing
+
+    def _body(self, node: Node, index) -> Expr:
         index = _as_tuple(index)
         at = lambda child: self.at(child, _broadcast(child, index))  # noqa: E731
         if isinstance(node, Var):
@@ -268,6 +278,8 @@ class Lowering:
             return {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                     "/": lambda: left / right}[node.op]()
         if isinstance(node, Power):
+            if isinstance(node.exponent, Node):  # a declared scalar
+                return at(node.base) ** self.at(node.exponent, ())
             return at(node.base) ** _rational(node.exponent)
         if isinstance(node, MatProduct):
             inner = node.left.shape[1]
@@ -300,6 +312,9 @@ class Lowering:
             return exp(at(args[0], index)) / Sum(exp(at(args[0], (k, index[1]))), (k, 1, self.size_of(rows)))
         if name == "sum":
             return self._sum(lambda where: at(args[0], where), args[0].shape, index)
+        if name == "mean":  # every entry of the matrix
+            return self._sum(lambda where: at(args[0], where), args[0].shape, index) / \
+                (self.size_of(rows) * self.size_of(cols))
         if name == "cross_entropy":  # the columns' losses, added
             return -self._sum(lambda where: at(args[1], where) * log(at(args[0], where)), args[0].shape, index)
         if name == "binary_cross_entropy":  # every entry's loss, added (one example per column)
@@ -309,9 +324,9 @@ class Lowering:
 
     def _apply(self, node: Apply, index) -> Expr:
         name, args = node.function, node.args
-        if name in ELEMENTWISE:
-            x = self.at(args[0], _as_tuple(index))
-            return ELEMENTWISE_FUNCTIONS[name].value(x)
+        if name in ELEMENTWISE:  # scalar arguments broadcast (maximum(0, z))
+            where = _as_tuple(index)
+            return ELEMENTWISE_FUNCTIONS[name].value(*(self.at(a, _broadcast(a, where)) for a in args))
         size_name = args[0].shape[0]
         b = self.bound(index, size_name)
         size = self.size_of(size_name)
@@ -327,6 +342,10 @@ class Lowering:
             return log(total(exp(at(args[0]))))
         if name == "sum":
             return total(at(args[0]))
+        if name == "mean":
+            return total(at(args[0])) / size
+        if name == "norm":
+            return sqrt(total(at(args[0]) ** 2))
         if name == "dot":
             return total(at(args[0]) * at(args[1]))
         if name == "cross_entropy":
@@ -406,6 +425,8 @@ def sign_of(node: Node) -> str | None:
         base = sign_of(node.base)
         if base == "positive":
             return "positive"
+        if isinstance(node.exponent, Node):
+            return None
         return "real" if base and node.exponent.denominator == 1 else None
     if isinstance(node, MatProduct):
         return "real" if sign_of(node.left) and sign_of(node.right) else None
@@ -413,10 +434,12 @@ def sign_of(node: Node) -> str | None:
         if node.function in MATRIX_FUNCTIONS:
             return "real" if sign_of(node.args[0]) else None
         if node.function in ELEMENTWISE_FUNCTIONS:
+            if not all(sign_of(a) for a in node.args[1:]):
+                return None
             return sign_of_value(ELEMENTWISE_FUNCTIONS[node.function], sign_of(node.args[0]))
         if node.function == "softmax":
             return "positive" if sign_of(node.args[0]) else None
-        if node.function in ("sum", "dot", "mse", "logsumexp", "log_softmax"):
+        if node.function in ("sum", "mean", "norm", "dot", "mse", "logsumexp", "log_softmax"):
             return "real" if all(sign_of(a) for a in node.args) else None
     return None
 

@@ -34,6 +34,8 @@ class Rule(str, Enum):
     SIMPLIFY = "simplify"
     UNFOLD = "unfold a definition"
     IDENTITY = "the identity's right-hand side"
+    BY_CASES = "derivative by cases"  # relu' = 1 for x > 0, 0 for x < 0 (not at the kink)
+    KINK_CONVENTION = "convention at a kink"  # the value taken where it is not differentiable
 
 
 @dataclass(frozen=True)

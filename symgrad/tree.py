@@ -36,13 +36,14 @@ MATRIX_FUNCTIONS = {
     "rowsum": lambda shape: (shape[0],),  # one sum per row: a vector over the rows
 }
 # Functions that also take matrices, column by column (softmax) or entry by entry.
-ON_MATRICES = {"softmax", "sum", "cross_entropy", "binary_cross_entropy", *MATRIX_FUNCTIONS}
+ON_MATRICES = {"softmax", "sum", "mean", "cross_entropy", "binary_cross_entropy", *MATRIX_FUNCTIONS}
 
 # What each function takes and gives: argument kinds and result kind (None: same as argument).
 ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # functions.py: one entry each
 SIGNATURES = {
     "softmax": ((VECTOR,), VECTOR), "log_softmax": ((VECTOR,), VECTOR),
-    "logsumexp": ((VECTOR,), SCALAR), "sum": ((VECTOR,), SCALAR), "dot": ((VECTOR, VECTOR), SCALAR),
+    "logsumexp": ((VECTOR,), SCALAR), "sum": ((VECTOR,), SCALAR), "mean": ((VECTOR,), SCALAR),
+    "norm": ((VECTOR,), SCALAR), "dot": ((VECTOR, VECTOR), SCALAR),
     "cross_entropy": ((VECTOR, VECTOR), SCALAR), "binary_cross_entropy": ((VECTOR, VECTOR), SCALAR),
     "mse": ((VECTOR, VECTOR), SCALAR), "outer": ((VECTOR, VECTOR), MATRIX), "diag": ((VECTOR,), MATRIX),
 }
@@ -141,8 +142,10 @@ class Arith(Node):
 
 @dataclass(frozen=True)
 class Power(Node):
+    """``base ** exponent``: a number, or a declared scalar (``x ** g``, for a positive base)."""
+
     base: Node
-    exponent: Fraction
+    exponent: Fraction | Node
     column: int | None = field(default=None, compare=False)
 
     @property
@@ -151,7 +154,7 @@ class Power(Node):
 
     @property
     def children(self):
-        return (self.base,)
+        return (self.base, self.exponent) if isinstance(self.exponent, Node) else (self.base,)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,9 @@ class Apply(Node):
     @property
     def shape(self) -> tuple:
         name, first = self.function, self.args[0].shape
-        if name in ELEMENTWISE or name in ("softmax", "log_softmax"):
+        if name in ELEMENTWISE:  # several arguments: scalars broadcast over the others' shape
+            return max((arg.shape for arg in self.args), key=len)
+        if name in ("softmax", "log_softmax"):
             return first
         if name in MATRIX_FUNCTIONS:
             return MATRIX_FUNCTIONS[name](first)
@@ -260,8 +265,17 @@ class _Converter:
             exponent = self.node(n.right)
             if isinstance(exponent, Negate) and isinstance(exponent.arg, Number):
                 exponent = Number(-exponent.arg.value)
+            if isinstance(exponent, Var) and exponent.kind == SCALAR:
+                from symgrad.lowering import sign_of  # (lowering reads this module)
+
+                base = self.node(n.left)
+                if sign_of(base) != "positive":
+                    raise LanguageError("x ** g with g a variable needs a base known to be positive (exp, "
+                                        "softmax, sigmoid, a positive number …): its power is complex otherwise",
+                                        column)
+                return Power(base, exponent, column)
             if not isinstance(exponent, Number):
-                raise LanguageError("the exponent of ** must be a number literal", column)
+                raise LanguageError("the exponent of ** must be a number literal or a scalar variable", column)
             return Power(self.node(n.left), exponent.value, column)
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult):
             return self.product(self.node(n.left), self.node(n.right), column)
@@ -322,8 +336,17 @@ class _Converter:
                 raise LanguageError(f"{name} takes one matrix", column)
             return Apply(name, args, column)
         if name in ELEMENTWISE:
-            if len(args) != 1:
-                raise LanguageError(f"{name} takes 1 argument", column)
+            function = ELEMENTWISE_FUNCTIONS[name]
+            if len(args) != function.arity:
+                raise LanguageError(f"{name} takes {function.arity} argument{'s' if function.arity > 1 else ''}",
+                                    column)
+            shapes = {arg.shape for arg in args if arg.shape}
+            if len(shapes) > 1:
+                raise LanguageError(f"{name} needs arguments of one shape (or scalars), got "
+                                    + " and ".join(_describe(arg.shape) for arg in args), column)
+            for k in function.positive_parameters:
+                if not (isinstance(args[k], Number) and args[k].value > 0):
+                    raise LanguageError(f"{name}: argument {k + 1} must be a positive number", column)
             return Apply(name, args, column)
         wanted, _ = SIGNATURES[name]
         if len(args) != len(wanted):

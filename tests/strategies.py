@@ -33,8 +33,9 @@ CANARY = os.path.join(tempfile.gettempdir(), f"symgrad-fuzz-canary-{os.getpid()}
 CANARY_ATTRIBUTE = "fuzz_canary_was_set"
 
 ELEMENTWISE = tuple(ELEMENTWISE_FUNCTIONS)  # every entry of functions.py, as it grows
+ONE_ARGUMENT = tuple(name for name, f in ELEMENTWISE_FUNCTIONS.items() if f.arity == 1)
 VECTOR_TO_VECTOR = ("softmax", "log_softmax")
-VECTOR_TO_SCALAR = ("sum", "logsumexp")
+VECTOR_TO_SCALAR = ("sum", "logsumexp", "mean", "norm")
 PAIR_TO_SCALAR = ("dot", "cross_entropy", "binary_cross_entropy", "mse")
 PAIR_TO_MATRIX = ("outer",)
 VECTOR_TO_MATRIX = ("diag",)
@@ -64,6 +65,16 @@ def _paren(text: str) -> str:
     return f"({text})"
 
 
+def _elementwise(draw, first: str, scalar) -> str:
+    """f(first, …) for an entry of functions.py: further arguments are scalars (broadcast), or
+    a positive number where the function needs one (huber's delta)."""
+    name = draw(st.sampled_from(ELEMENTWISE))
+    function = ELEMENTWISE_FUNCTIONS[name]
+    rest = [draw(st.sampled_from(["0.5", "1", "2.5", "1e-3"])) if k in function.positive_parameters
+            else draw(scalar) for k in range(1, function.arity)]
+    return f"{name}({', '.join([first, *rest])})"
+
+
 @st.composite
 def _scalar(draw, depth: int):
     if depth <= 0:
@@ -73,7 +84,7 @@ def _scalar(draw, depth: int):
     if kind == 0:
         return draw(st.one_of(numbers, st.sampled_from(SCALARS)))
     if kind == 1:
-        return f"{draw(st.sampled_from(ELEMENTWISE))}({draw(sub_s)})"
+        return _elementwise(draw, draw(sub_s), sub_s)
     if kind == 2:
         return f"{draw(st.sampled_from(VECTOR_TO_SCALAR))}({draw(sub_v)})"
     if kind == 3:
@@ -94,7 +105,9 @@ def _vector(draw, depth: int):
     if kind == 0:
         return draw(st.sampled_from(VECTORS))
     if kind == 1:
-        return f"{draw(st.sampled_from(ELEMENTWISE + VECTOR_TO_VECTOR))}({draw(sub_v)})"
+        if draw(st.booleans()):
+            return f"{draw(st.sampled_from(VECTOR_TO_VECTOR))}({draw(sub_v)})"
+        return _elementwise(draw, draw(sub_v), sub_s)
     if kind == 2:
         return f"grad({draw(sub_s)}, {draw(st.sampled_from(VECTORS))})"
     if kind == 3:
@@ -160,7 +173,7 @@ HOSTILE = [
     "1e309", "-1e1000", "z ** 1e309", "1e-400", "9" * 400, "0x" + "f" * 300, "((((9)**64)**64)**64)**64",
     "9**9**9**9", "z ** 100000", "(z ** 64) ** 64 ** 64", "2 ** 0.000000000001",
     "softmax(" * 10 + "z" + ")" * 10, "(" * 200 + "z" + ")" * 200, "-" * 500 + "z", "+".join(["z"] * 300),
-    "sofmax(z)", "relu(z)", "softmаx(z)", "ｚ", "１ + z", "z\u00a0+ y", "z\u200b", "e\u0301xp(z)", "\ufeffz",
+    "sofmax(z)", "swish(z)", "softmаx(z)", "ｚ", "１ + z", "z\u00a0+ y", "z\u200b", "e\u0301xp(z)", "\ufeffz",
     "z\x00", "\x00", "z\x07", "\x1b[31mz", "\ud800", "z\r\n+ y", "z\t+\ty",
 ]
 

@@ -84,7 +84,7 @@ def test_export_of_an_ill_formed_identity_is_an_input_error(tmp_path, problem, r
 
 
 # -- errors are one clear line, the same for verify and export ------------------------------------
-@pytest.mark.parametrize("lhs", ["sofmax(z)", "relu(z)", "c @ z"])
+@pytest.mark.parametrize("lhs", ["sofmax(z)", "swish(z)", "c @ z"])
 def test_export_and_verify_give_the_same_one_line_error(tmp_path, lhs):
     path = identity_file(tmp_path / "typo.toml", lhs=lhs)
     verified, exported = run("verify", str(path)), run("export", str(path))
@@ -97,7 +97,7 @@ def test_export_and_verify_give_the_same_one_line_error(tmp_path, lhs):
 def test_every_file_is_checked_and_every_bad_file_reported(tmp_path):
     good = identity_file(tmp_path / "a.toml")
     typo = identity_file(tmp_path / "typo.toml", lhs="sofmax(z)")
-    relu = identity_file(tmp_path / "relu.toml", lhs="relu(z)")
+    relu = identity_file(tmp_path / "relu.toml", lhs="swish(z)")  # an unknown function
     junit = tmp_path / "report.xml"
     result = run("verify", str(good), str(typo), str(relu), "--junit", str(junit), "-f", "json")
     assert result.returncode == 2

@@ -145,9 +145,10 @@ def test_false_exp_log_identity_is_refuted(tmp_path):
 
 
 def test_random_exact_evaluation_is_not_a_proof(tmp_path):
-    # sign(z)·z = |z| is true, but no rewrite here proves it: equal at random rational points
-    # is reported as evidence and the verdict stays undecided
-    result = verdict(tmp_path, "grad(sum((z**2)**0.5), z) * z", "(z**2)**0.5")
+    # √(z² + 2z + 1) = |z + 1| is true, but no rewrite here proves it: equal at random rational
+    # points is reported as evidence and the verdict stays undecided. (sign(z)·z = |z|, the
+    # example before, is now proven by cases: on z > 0 and on z < 0.)
+    result = verdict(tmp_path, "(z**2 + 2*z + 1)**0.5", "abs(z + 1)")
     assert result.holds is None
     assert "not a proof" in result.results[0].detail
 

@@ -269,5 +269,8 @@ def test_every_elementwise_function_exports_as_a_vector(name):
     from symgrad.language import parse_tree
     from symgrad.output.identity_latex import _SourcePrinter
 
-    printed = _SourcePrinter({"z": "n", "y": "n"}).print(parse_tree(f"{name}(z) * y"))
+    from symgrad.functions import ELEMENTWISE
+
+    arguments = ", ".join(["z"] + ["1"] * (ELEMENTWISE[name].arity - 1))  # clip(z, 1, 1), huber(z, 1)
+    printed = _SourcePrinter({"z": "n", "y": "n"}).print(parse_tree(f"{name}({arguments}) * y"))
     assert r"\odot" in printed, printed

@@ -292,6 +292,8 @@ class _Engine:
         self.steps.append(Step(_loss_name(self.function, self.ctx), Rule.DEFINITION, self.loss, root_body))
 
     def _local_steps(self, local: Local) -> None:
+        for title, rule, value in local.preface:  # a derivative by cases, before its kink convention
+            self.steps.append(Step(title, rule, local.lhs, value, local.free))
         self.steps.append(Step(local.title, local.rule, local.lhs, local.value, local.free))
         if local.cases is not None:
             self.steps.append(Step("The Jacobian's two cases", Rule.CASE_SPLIT, local.lhs, local.cases, local.free))

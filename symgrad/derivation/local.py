@@ -30,9 +30,10 @@ from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatr
 from symgrad.derivation import rules
 from symgrad.functions import ELEMENTWISE
 from symgrad.lowering import Lowering, Named
-from symgrad.notation import Vec, bold_markup, entry_markup, name_markup
+from symgrad.notation import Vec, bold_markup, entry_markup, math_markup, name_markup
 from symgrad.steps import Rule
-from symgrad.tree import MATRIX, Apply, Arith, Negate, Node, Var
+from symgrad.language import LanguageError
+from symgrad.tree import MATRIX, Apply, Arith, Negate, Node, Var, depends_on
 
 
 def indices(ctx: Context, parent: Node, child: Node) -> tuple[tuple, tuple]:
@@ -68,6 +69,9 @@ class Local:
     matrix: MatrixExpr | None = None  # the whole Jacobian in matrix notation (fixed n)
     matrix_title: str = ""
     collapse_title: str = ""  # why the chain rule's Kronecker deltas keep only some terms
+    # steps stated before this one about the same lhs: (title, rule, value); a function by cases
+    # states its derivative by cases (no value at a kink) before the convention it takes there
+    preface: tuple = ()
 
 
 Context = Lowering
@@ -153,14 +157,43 @@ def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
     I, J = indices(ctx, parent.node, child)  # noqa: E741 - (i,) or (i, s)
     out, c = parent.head, child_head(ctx, child)
     function = ELEMENTWISE[parent.node.function]
-    value, fact = function.derivative(out[I], c[I]), function.fact
+    args = parent.node.args
+    positions = [k for k, arg in enumerate(args) if arg == child]
+    if not positions or any(arg != child and depends_on(arg, _name_of(child)) and arg not in ctx.named
+                            for arg in args):
+        return _differentiate_template(ctx, parent, child)  # the child also hides inside an argument
+    entries = [ctx.at(arg, I[:len(arg.shape)]) for arg in args]  # a scalar argument broadcasts
+    value = S.Zero
+    for k in positions:
+        partial = function.partial(k)
+        if partial is None:
+            raise LanguageError(f"{function.name} is differentiated by its first argument only: argument {k + 1} "
+                                f"must not depend on the variable")
+        value += partial(out[I], *entries)
+    delta = S.One
     for a, b in zip(I, J):
-        value = value * KroneckerDelta(a, b)
+        delta = delta * KroneckerDelta(a, b)
+    value = value * delta
+    what = parent.definition.description
+    what = what[0].upper() + what[1:]
+    which = "" if function.arity == 1 else f" (by argument {positions[0] + 1})" if len(positions) == 1 else ""
+    collapse = (rf"Entry by entry: only the term {sub(J)} of the sum holds ${entry(c, J)}$" if len(I) > 1 else "")
+    if function.by_cases and len(positions) == 1:
+        cases = function.cases_of(positions[0])(*entries) * delta
+        where = " and ".join(f"${math_markup(equation)}$" for equation in function.kinks(*entries))
+        return Local(Derivative(out[I], c[J]), value, Rule.KINK_CONVENTION,
+                     rf"Convention at the kink {where}, where {function.name} is not differentiable: take "
+                     rf"{function.convention}; the step holds wherever it is differentiable (almost everywhere)",
+                     I + J, diagonal=True, collapse_title=collapse,
+                     preface=((rf"{what} acts entry by entry{which}: a diagonal Jacobian, with {function.fact}, "
+                               rf"by cases (no value at the kink)", Rule.BY_CASES, cases),))
     return Local(Derivative(out[I], c[J]), value, Rule.ELEMENTWISE,
-                 rf"{parent.definition.description.capitalize()} acts entry by entry: a diagonal "
-                 rf"Jacobian, with {fact}", I + J, diagonal=True,
-                 collapse_title=rf"Entry by entry: only the term {sub(J)} of the sum holds ${entry(c, J)}$"
-                 if len(I) > 1 else "")
+                 rf"{what} acts entry by entry{which}: a diagonal Jacobian, with {function.fact}", I + J,
+                 diagonal=True, collapse_title=collapse)
+
+
+def _name_of(node: Node) -> str:
+    return node.name if isinstance(node, Var) else ""
 
 
 def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:

@@ -122,7 +122,7 @@ def rebind(expr: Basic, avoid: set) -> Basic:
         index = total.limits[0][0]
         if index not in avoid:
             return total
-        for name in ("k", "l", "q", "r", "t", "k'", "l'"):
+        for name in ("k", "l", "q", "r", "t", "k'", "l'", *(f"k_{m}" for m in range(1, 100))):  # norms: many sums
             if name not in taken:
                 taken.add(name)
                 new = index_symbol(name)
@@ -149,7 +149,7 @@ def collapse_delta_sums(expr: Basic) -> Basic:
             factor = [d for d in Mul.make_args(term) if isinstance(d, KroneckerDelta) and index in d.args]
             if factor:  # δ_ij times the rest: keep the rest as written
                 (other,) = [x for x in factor[0].args if x != index]
-                out.append(term.xreplace({factor[0]: 1}).xreplace({index: other}))
+                out.append(term.xreplace({factor[0]: S.One}).xreplace({index: other}))  # (a lone δ: 1, not int 1)
                 continue
             for part in Add.make_args(expand(term)):
                 deltas = [d for d in part.atoms(KroneckerDelta) if index in d.args]
@@ -157,7 +157,7 @@ def collapse_delta_sums(expr: Basic) -> Basic:
                     out.append(Sum(part, total.limits[0]))
                     continue
                 (other,) = [x for x in deltas[0].args if x != index]
-                out.append(part.xreplace({deltas[0]: 1}).xreplace({index: other}))
+                out.append(part.xreplace({deltas[0]: S.One}).xreplace({index: other}))
         return Add(*out)
 
     return expr.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta), collapse)

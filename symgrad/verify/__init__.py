@@ -18,6 +18,7 @@ from sympy.matrices.expressions import MatMul, MatrixExpr
 
 from symgrad.steps import Check, Derivation, Rule, Step
 from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.cases import has_kinks
 from symgrad.verify.exact import ExactProver
 from symgrad.verify.index_form import IndexProver, NotGeneric
 from symgrad.verify.numeric import DIGITS, TOLERANCE_DIGITS, NumericError, NumericProgram, agree, is_finite
@@ -85,11 +86,17 @@ class StepChecker:
                                                     exact=self.exact)
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
+            regional, region_text = region_check(self.numeric, self.prover, entries, range(len(entries)),
+                                                 elimination, seed, self.exact)
+            if regional is False:
+                return Check(False, False, region_text)
             self.prover.remember_template(lhs, rhs, free, step.assumptions)
             self._remember_side(step)
             where = _entries(total)
             parts = [f"exact: all {where}, in index form", *general.used]
             parts.append(_numeric_text(numeric, counterexample, len(entries), where))
+            if region_text:
+                parts.append(region_text)
             return Check(True, numeric, "; ".join(parts))
         congruent = self._factor_by_factor(step, seed)
         if congruent is not None:
@@ -211,14 +218,22 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
     numeric, counterexample = numeric_check(program, entries, sample, elimination, exact=exact)
     if numeric is False:
         return Check(False, False, f"refuted numerically: {counterexample}")
+    regional, region_text = region_check(program, prover, entries, sample, elimination, seed, exact)
+    if regional is False:
+        return Check(False, False, region_text)
 
     assumptions = frozenset(step.assumptions)
+    notes_before = len(prover.case_notes)
     unproven = [k for k, (left, right) in enumerate(entries)
                 if not prover.prove(left, right, elimination, assumptions)]
+    by_cases = list(dict.fromkeys(prover.case_notes[notes_before:]))
     points = NUMERIC_POINTS
     evidence = ""
     if unproven:
         looked_at = unproven[:MAX_NUMERIC_ENTRIES]
+        refuted, evidence = case_refutation(program, prover, entries, looked_at, elimination, seed, exact)
+        if refuted is False:
+            return Check(False, False, evidence)
         refuted, evidence = exact_refutation(exact, entries, looked_at, elimination, seed)
         if refuted is False:
             return Check(False, numeric, evidence)
@@ -233,9 +248,11 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
         points += UNDECIDED_POINTS
 
     proven = True if not unproven else None
-    parts = [f"exact: {'all ' + where if proven else f'{len(unproven)} of {where} not proven'}",
+    parts = [f"exact: {'all ' + where if proven else f'{len(unproven)} of {where} not proven'}", *by_cases,
              _numeric_text(numeric, counterexample, len(sample), where,
                            NUMERIC_POINTS if not unproven else points)]
+    if region_text:
+        parts.append(region_text)
     if evidence:
         parts.append(evidence)
     return Check(proven, numeric, "; ".join(parts))
@@ -321,6 +338,100 @@ def _confirm(program, exact, entry, compiled, state, elimination):
         except (NotExact, Undefined):
             pass
     return program.confirm(compiled[0], compiled[1], state, elimination)
+
+
+MAX_REGION_ENTRIES = 4  # entries with kinks evaluated at a point inside every region
+
+
+def region_check(program: NumericProgram, prover: ExactProver, entries, sample, elimination, seed: str,
+                 exact: ExactEvaluator | None = None) -> tuple[bool | None, str]:
+    """The numeric check in every region between the kinks: both sides at a point strictly
+    inside each region (found exactly for linear kinks, however far away), never at a kink.
+    (False, counterexample) on a confirmed disagreement; (True, what was done); (None, "") when
+    no entry has kinks."""
+    with_kinks = [k for k in sample if has_kinks(entries[k][0]) or has_kinks(entries[k][1])
+                  or _unfolds_to_kinks(prover, entries[k])][:MAX_REGION_ENTRIES]
+    if not with_kinks:
+        return None, ""
+    compared, regions_seen = 0, 0
+    for k in with_kinks:
+        left, right = entries[k]
+        try:
+            witnesses = prover.case_witnesses(left, right, elimination, f"{seed}:{k}", every_region=True)
+            compiled = (program.compile(left), program.compile(right))
+        except (NumericError, TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
+            continue
+        rng = random.Random(f"regions:{seed}:{k}")
+        regions_seen = max(regions_seen, len(witnesses))
+        for region, point in witnesses:
+            with mpmath.workdps(DIGITS):
+                base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
+                        else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
+                try:
+                    state = program.state_from(base, elimination)
+                    lv, rv = compiled[0](state), compiled[1](state)
+                except (ZeroDivisionError, NumericError, ValueError, TypeError):
+                    continue
+                if not (is_finite(lv) and is_finite(rv)):
+                    continue
+                compared += 1
+                if agree(lv, rv):
+                    continue
+                verdict, confirmed = _confirm(program, exact, entries[k], compiled, state, elimination)
+                if verdict == "differ":
+                    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
+                    return False, (f"refuted by cases, in the region {region}: "
+                                   + counterexample_text(program, state, entries[k], k, *confirmed[:2])
+                                   + f" (confirmed {how})")
+    if not compared:
+        return None, ""
+    return True, (f"numeric by region: {len(with_kinks)} entr{'y' if len(with_kinks) == 1 else 'ies'} with kinks "
+                  f"at a point inside each region between the kinks (up to {regions_seen}), never at a kink")
+
+
+def _unfolds_to_kinks(prover: ExactProver, entry) -> bool:
+    try:
+        return has_kinks(prover._prepared(entry[0] - entry[1], {}))
+    except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
+        return False
+
+
+def case_refutation(program: NumericProgram, prover: ExactProver, entries, sample, elimination, seed: str,
+                    exact: ExactEvaluator | None = None) -> tuple[bool | None, str]:
+    """For entries with kinks: evaluate both sides at a point inside every region where they
+    are not proven equal — however far from the usual sampling range that region lies
+    (relu(x − 1000) = 0 is false only for x > 1000). A disagreement confirmed there refutes."""
+    for k in sample:
+        left, right = entries[k]
+        try:
+            witnesses = prover.case_witnesses(left, right, elimination, f"{seed}:{k}")
+        except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
+            continue
+        if not witnesses:
+            continue
+        try:
+            compiled = (program.compile(left), program.compile(right))
+        except (NumericError, ValueError, TypeError):
+            continue
+        rng = random.Random(f"cases:{seed}:{k}")
+        for region, point in witnesses:
+            with mpmath.workdps(DIGITS):
+                base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
+                        else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
+                try:
+                    state = program.state_from(base, elimination)
+                    lv, rv = compiled[0](state), compiled[1](state)
+                except (ZeroDivisionError, NumericError, ValueError, TypeError):
+                    continue
+                if not (is_finite(lv) and is_finite(rv)) or agree(lv, rv):
+                    continue
+                verdict, confirmed = _confirm(program, exact, entries[k], compiled, state, elimination)
+                if verdict == "differ":
+                    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
+                    return False, (f"refuted by cases, in the region {region}: "
+                                   + counterexample_text(program, state, entries[k], k, *confirmed[:2])
+                                   + f" (confirmed {how})")
+    return None, ""
 
 
 def exact_refutation(evaluator: ExactEvaluator, entries, sample, elimination, seed: str,

@@ -8,10 +8,15 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
-from sympy import (Add, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+import random
+from fractions import Fraction
+from functools import lru_cache
+
+from sympy import (Add, Mul, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
+from symgrad.verify.cases import TooManyRegions, describe, has_kinks, linear_witness, regions, search_witness
 from symgrad.verify.concrete import ConcreteModel
 
 # Past this many operations the fall-back rational simplification is not attempted: the
@@ -27,6 +32,7 @@ class ExactProver:
         self.proven: dict[Basic, Basic] = {}
         self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple, frozenset]] = []
         self._conditional: dict[tuple, Basic] = {}  # (lhs, assumptions) → value proven under them
+        self.case_notes: list[str] = []  # what each proof by cases established (almost everywhere)
 
     def remember_template(self, lhs: Basic, rhs: Basic, free, assumptions=frozenset()) -> None:
         """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
@@ -101,6 +107,8 @@ class ExactProver:
         unfolded = cm.unfold(value, keep_sums=True)
         if expand(unfolded.xreplace(elimination) if elimination else unfolded) == 0:
             return True
+        if has_kinks(unfolded):
+            return self._zero_by_cases(unfolded, elimination)
         # Fall-backs for rational identities that expanding does not show, e.g.
         # (a³ − y³)/(a² + a y + y²) = a − y: clear denominators while the sums are still opaque
         # and only then apply the assumptions (applying them first can multiply the size
@@ -116,12 +124,188 @@ class ExactProver:
             return False
         if cancel(expand(value)) == 0:
             return True
+        if has_kinks(value):  # kinks that were inside a closed sum (sum(relu(z)))
+            return self._zero_by_cases(value, {})
         if not value.has(exp, log, tanh, sinh, cosh):
             return False
         try:
-            return cancel(together(exp_log_normal_form(value))) == 0
+            return cancel(together(exp_log_normal_form(value))) == 0 or zero_through_exp(value)
         except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
             return False  # "not proven": the numeric and exact-evaluation checks still run
+
+
+    # -- functions with kinks: one smooth identity per region (verify/cases.py) -------------
+    def _prepared(self, difference: Basic, elimination: dict, assumptions: frozenset = frozenset()) -> Basic:
+        """The difference in the base variables: known derivatives, derivatives evaluated,
+        every abbreviation unfolded (sums too: a kink's sign depends on their values)."""
+        cm = self.concrete
+        value = cm.evaluate_derivatives(self._use_known_derivatives(difference, assumptions))
+        value = cm.unfold(value, keep_sums=False)
+        return value.xreplace(elimination) if elimination else value
+
+    def _zero_by_cases(self, unfolded: Basic, elimination: dict) -> bool:
+        """Zero on every region between the kinks (an empty region needs nothing): zero
+        almost everywhere. Records what was proven in ``case_notes``."""
+        value = self.concrete.unfold(unfolded, keep_sums=False)
+        if elimination:
+            value = value.xreplace(elimination)
+        note = zero_by_cases(value)
+        if note is None:
+            return False
+        self.case_notes.append(note)
+        return True
+
+    def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict, seed: str,
+                       assumptions: frozenset = frozenset(), every_region: bool = False) -> list[tuple[str, dict]]:
+        """Points strictly inside each region where lhs − rhs is not identically 0 (or inside
+        every region), with the region described: where a counterexample must be looked for,
+        however far away."""
+        value = self._prepared(lhs - rhs, elimination, assumptions)
+        if not has_kinks(value):
+            return []
+        try:
+            leaves = regions(value)
+        except TooManyRegions:
+            return []
+        found = []
+        for conditions, leaf in leaves:
+            if not every_region and _smooth_zero(leaf):
+                continue
+            decided, point = linear_witness(conditions)
+            if not decided:
+                point = search_witness(conditions, _exact_at, f"{seed}:{describe(conditions)}")
+            if point is not None:
+                found.append((describe(conditions), point))
+        return found
+
+
+def zero_by_cases(value: Basic) -> str | None:
+    """What proves ``value`` = 0 almost everywhere — zero on every region between its kinks, an
+    empty region (decided exactly, for linear kinks) needing nothing — or None. Entries of
+    vectors (z[i], z[j]) are independent variables here: a claim for all of their values holds
+    in particular where two of them are one entry."""
+    try:
+        leaves = regions(value)
+    except TooManyRegions:
+        return None
+    if not all(_not_identically_zero(g) for conditions, _ in leaves for g, _ in conditions):
+        return None
+    empty = 0
+    for conditions, leaf in leaves:
+        if _smooth_zero(leaf):
+            continue
+        decided, point = linear_witness(conditions)
+        if decided and point is None:
+            empty += 1
+            continue
+        return None
+    return (f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
+            + (f", {empty} of them empty" if empty else "") + "), so almost everywhere (not at a kink)")
+
+
+def zero_by_cases_in_sums(value: Basic) -> str | None:
+    """``zero_by_cases`` for an expression with index sums (a symbolic size): terms that are a
+    multiple of a sum over the same limits are one sum of the difference of their terms, and
+    each such summand is proven zero almost everywhere for every value of its index, a sum
+    inside a kink (Σ_p W_jp X_ps in relu(Z_js)) taken as one opaque real number. A sum of terms
+    each zero almost everywhere is zero almost everywhere."""
+    groups: dict = {}
+    rest = []
+    for term in Add.make_args(expand(value)):
+        sums = [f for f in Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) != 1:
+            rest.append(term)
+            continue
+        (total,) = sums
+        coefficient = term / total
+        bound = {limit[0] for limit in total.limits}
+        if coefficient.free_symbols & bound:
+            return None
+        groups[total.limits] = groups.get(total.limits, S.Zero) + coefficient * total.function
+    notes = []
+    for summand in [*groups.values(), Add(*rest)]:
+        inner = {total: Symbol(f"κ_{k}", real=True) for k, total in enumerate(sorted(summand.atoms(Sum), key=str))}
+        opaque = summand.xreplace(inner) if inner else summand
+        if opaque.has(Sum):
+            return None
+        if _smooth_zero(opaque):
+            continue
+        note = zero_by_cases(opaque)
+        if note is None:
+            return None
+        notes.append(note)
+    return notes[0].replace("between the kinks", "between the kinks, term by term") if notes else None
+
+
+def _exact_at(g: Basic, point: dict):
+    """g at a rational point: exactly when rational, else to 30 digits (a norm's square root);
+    only the sign is used, and a value within 10⁻¹⁰ of 0 is refused (too near the kink)."""
+    value = g.xreplace({v: Rational(x.numerator, x.denominator) for v, x in point.items()})
+    if value.is_Rational:
+        return Fraction(int(value.p), int(value.q))
+    approximate = value.evalf(30)
+    if not approximate.is_real or abs(approximate) < 1e-10:
+        raise ValueError("not a real number away from 0")
+    return approximate
+
+
+@lru_cache(maxsize=65536)
+def _not_identically_zero(g: Basic) -> bool:
+    """A kink argument that is not 0 at some point: its zero set (the kink) then has measure
+    zero (g is analytic), so "every region" is "almost everywhere"."""
+    rng = random.Random(str(g))
+    for _ in range(4):
+        point = {v: Rational(rng.randint(-97, 97), rng.randint(1, 13)) for v in g.free_symbols}
+        try:
+            value = g.xreplace(point).evalf(30)
+        except (TypeError, ValueError, ArithmeticError):
+            continue
+        if value.is_number and value.is_real and abs(value) > 1e-20:
+            return True
+    return False
+
+
+def _smooth_zero(value: Basic) -> bool:
+    """The smooth routes of ``ExactProver._is_zero`` for one fully unfolded expression."""
+    if value == 0 or expand(value) == 0:
+        return True
+    if value.count_ops() > MAX_OPS_FOR_CANCEL:
+        return False
+    try:
+        if cancel(expand(value)) == 0:
+            return True
+        if value.has(exp, log, tanh, sinh, cosh):
+            return cancel(together(exp_log_normal_form(value))) == 0 or zero_through_exp(value)
+    except (TypeError, ValueError, KeyError, NotImplementedError, PolynomialError):
+        return False
+    return False
+
+
+def zero_through_exp(value: Basic) -> bool:
+    """D = 0 from e^D = 1, for a real D: e^x is one-to-one on the reals. D = Σ c·log a + rest
+    (rational c, every a positive) gives e^D = Π a^c · e^{rest}, a rational function of the
+    t_z = e^{z} once ``exp_log_normal_form`` has written it so, and ``cancel`` decides whether
+    it is 1. log(1 + e^z) − log(1 + e^{−z}) − z: e^D = (1 + t)/(1 + 1/t) · 1/t = 1.
+    Only for D that SymPy knows to be real (every log of a positive argument, every variable
+    real); anything else is left undecided."""
+    logs = value.atoms(log)
+    if not logs or not all(term.args[0].is_positive for term in logs) or value.is_extended_real is not True:
+        return False
+    factor, rest = S.One, []
+    for term in Add.make_args(expand(value)):
+        coefficient, rest_of_term = term.as_coeff_Mul()
+        if isinstance(rest_of_term, log) and isinstance(coefficient, Rational):
+            factor *= rest_of_term.args[0] ** coefficient
+        elif term.has(log):
+            return False  # a log times something else: e^D is not a product of powers
+        else:
+            rest.append(term)
+    if value.count_ops() > MAX_OPS_FOR_CANCEL:
+        return False
+    normal = exp_log_normal_form(factor * exp(Add(*rest)))
+    if normal.has(log):
+        return False
+    return cancel(together(normal - 1)) == 0
 
 
 def _bind(template: Basic, entry: Basic, free: frozenset, binding: dict) -> dict | None:

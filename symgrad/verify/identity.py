@@ -183,10 +183,13 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
         holds = True
     else:
         holds = None
+    cases = "by cases: " in check.detail  # proven region by region: almost everywhere
     if holds is False:
-        method = "exact evaluation" if check.detail.startswith("refuted exactly") else "numeric"
+        method = "exact evaluation" if check.detail.startswith("refuted exactly") else \
+            "by cases + numeric" if check.detail.startswith("refuted by cases") else "numeric"
     else:
-        method = " + ".join(m for m, ok in (("exact", check.exact), ("numeric", check.numeric)) if ok) or "—"
+        method = " + ".join(m for m, ok in (("exact, by cases (almost everywhere)" if cases else "exact", check.exact),
+                                            ("numeric", check.numeric)) if ok) or "—"
     detail = check.detail
     vacuous = sorted(checker.concrete.vacuous)
     if vacuous:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, Product, S, Sum,
                    Wild, Symbol, cancel, exp, expand)
-from sympy import default_sort_key
+from sympy import default_sort_key, factor_terms
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
@@ -34,7 +34,8 @@ from sympy.matrices.expressions import DiagMatrix, HadamardPower, HadamardProduc
 
 from symgrad.model import Model
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbol, index_symbols, plain_sympy
-from symgrad.verify.exact import MAX_OPS_FOR_CANCEL
+from symgrad.verify.cases import has_kinks, piecewise_as_steps
+from symgrad.verify.exact import MAX_OPS_FOR_CANCEL, zero_by_cases, zero_by_cases_in_sums
 
 
 @dataclass
@@ -187,13 +188,15 @@ class IndexProver:
         ∂J/∂Z_js) every abbreviation above x is unfolded down to x's family and no further."""
         if node not in self._derivatives:  # steps share their derivatives (∂a_i/∂z_j, ∂L/∂a_i)
             (wrt,) = node.variables
-            self._derivatives[node] = self.base_form(node.expr, keep=frozenset({self.model.family(wrt)})).diff(wrt)
+            body = self.base_form(node.expr, keep=frozenset({self.model.family(wrt)}))
+            self._derivatives[node] = piecewise_as_steps(body.diff(wrt))
         return self._derivatives[node]
 
     def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
-        """Derivatives evaluated, abbreviations unfolded except the families in ``keep``."""
+        """Derivatives evaluated, abbreviations unfolded except the families in ``keep``; a
+        function by cases (Huber) as step functions, which sums cannot mangle."""
         expr = plain_sympy(expr).replace(lambda e: isinstance(e, Derivative), self._derivative)
-        return self.base_form(expr, keep)
+        return piecewise_as_steps(self.base_form(expr, keep))
 
     def _unfolding_levels(self) -> list[frozenset]:
         """Which abbreviations to keep opaque, tried in turn: first those defined directly in the
@@ -238,6 +241,7 @@ class IndexProver:
         def delta_sum(inside: Basic, index: Symbol, upper: Basic) -> Basic | None:
             """Σ_{index=1}^{upper} inside by delta summation, or None when SymPy does not remove
             the index (the delta is not on it, or sits where deltasummation cannot reach it)."""
+            inside = _deltas_out_of_cases(inside, index)  # a δ inside every case of a Piecewise (Huber)
             if not any(index in d.free_symbols for d in inside.atoms(KroneckerDelta)):
                 return None
             # deltasummation, not Sum.doit: doit would also write out every inner sum with
@@ -393,6 +397,12 @@ class IndexProver:
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0 and value.has(Sum):
                 value = _summands_cancelled(value)
+            if value != 0 and has_kinks(value):  # relu, |·|, max: region by region
+                note = zero_by_cases_in_sums(value) if value.has(Sum) else zero_by_cases(value)
+                if note is not None:
+                    value = S.Zero
+                    if note not in used:
+                        used.append(note)
             if value != 0:
                 return IndexResult(False, used, f"{case_name}reduces to {value}, not 0")
         if len(cases) > 1 and any(cases[0][0].startswith(f"case {x} ") for x in parameters):
@@ -449,6 +459,26 @@ class IndexProver:
             return expr.func(*[walk(arg, scope) for arg in expr.args])
 
         return walk(value, {})
+
+
+def _deltas_out_of_cases(expr: Basic, index) -> Basic:
+    """Piecewise((δ_ij a, c), (δ_ij b, True)) → δ_ij Piecewise((a, c), (b, True)): the derivative
+    of a function by cases (Huber) carries its Kronecker delta into every case, where SymPy's
+    delta summation does not find it (and substitutes the index into the value, not the
+    condition). The same value: every case is a multiple of δ_ij."""
+    def pull(piecewise: Piecewise) -> Basic:
+        common = None
+        piecewise = Piecewise(*((factor_terms(value), condition) for value, condition in piecewise.args))
+        for value, _ in piecewise.args:
+            deltas = {f for f in Mul.make_args(value) if isinstance(f, KroneckerDelta) and index in f.args}
+            if value != 0:
+                common = deltas if common is None else common & deltas
+        if not common:
+            return piecewise
+        delta = sorted(common, key=str)[0]
+        return delta * Piecewise(*((value / delta if value != 0 else value, condition)
+                                   for value, condition in piecewise.args))
+    return expr.replace(lambda e: isinstance(e, Piecewise), pull)
 
 
 def readable(expr: Basic) -> Basic:

@@ -14,8 +14,10 @@ import random
 from collections.abc import Callable
 
 import mpmath
-from sympy import (Abs, Add, Basic, Derivative, Float, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational,
-                   Symbol, exp, im, log, re, sign, tanh)
+from sympy import (S, Abs, Add, And, Basic, Derivative, Float, Heaviside, Indexed, KroneckerDelta, Max, Min, Mul, Not,
+                   Or, Piecewise, Pow, Rational, Symbol, erf, exp, im, log, re, sign, tanh)
+from sympy.core.relational import Relational
+from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 
 from symgrad.verify.concrete import ConcreteModel
 
@@ -30,6 +32,31 @@ STABLE_DIGITS = 20  # a difference is "stable" when two precisions agree on this
 
 class NumericError(ValueError):
     """An expression the numeric evaluator does not know how to evaluate."""
+
+
+# A point this close to a kink (the argument of relu, |·|, sign, a tie of max/min, a boundary of
+# a case) says nothing: a function is not differentiable there, and numerical differentiation
+# would straddle it. Such points are skipped exactly like a division by zero.
+KINK_GAP = mpmath.mpf(10) ** -20
+
+
+class AtKink(ZeroDivisionError):
+    """The point lies (within ``KINK_GAP``) on a kink, or outside every case of a Piecewise."""
+
+
+def _off_kink(value):
+    if abs(value) <= KINK_GAP:
+        raise AtKink("at a kink")
+    return value
+
+
+def _compare(kind, difference) -> bool:
+    """lhs − rhs compared with 0 for a relation of class ``kind``, never decided at the boundary."""
+    if kind in ("==", "!="):
+        equal = difference == 0
+        return equal if kind == "==" else not equal
+    _off_kink(difference)
+    return {">": difference > 0, ">=": difference > 0, "<": difference < 0, "<=": difference < 0}[kind]
 
 
 class State:
@@ -161,6 +188,8 @@ class NumericProgram:
         if isinstance(expr, Float):
             constant = mpmath.mpf(expr)
             return lambda state: constant
+        if expr is S.Pi:  # erf' = 2 e^{−x²}/√π; mpmath's π follows the working precision
+            return lambda state: +mpmath.pi
         parts = [self.compile(arg) for arg in expr.args] if not isinstance(expr, (Piecewise, Derivative)) else []
         if isinstance(expr, Add):
             return lambda state: mpmath.fsum(p(state) for p in parts)
@@ -182,19 +211,47 @@ class NumericProgram:
         if isinstance(expr, tanh):
             return lambda state: mpmath.tanh(parts[0](state))
         if isinstance(expr, Abs):  # (x²)^½ is built as |x|: must be evaluated, not refused
-            return lambda state: abs(parts[0](state))
+            return lambda state: abs(_off_kink(parts[0](state)))
         if isinstance(expr, sign):
-            return lambda state: mpmath.sign(parts[0](state))
+            return lambda state: mpmath.sign(_off_kink(parts[0](state)))
+        if isinstance(expr, erf):
+            return lambda state: mpmath.erf(parts[0](state))
+        if isinstance(expr, Heaviside):  # never evaluated at the kink, so H(0) is not needed
+            return lambda state: mpmath.mpf(1 if _off_kink(parts[0](state)) > 0 else 0)
+        if isinstance(expr, (Max, Min)):
+            pick = max if isinstance(expr, Max) else min
+
+            def extreme(state):
+                values = [p(state) for p in parts]
+                for a in range(len(values)):
+                    for b in range(a):
+                        _off_kink(values[a] - values[b])
+                return pick(values)
+            return extreme
+        if isinstance(expr, Relational):
+            difference = self.compile(expr.lhs - expr.rhs)
+            kind = expr.rel_op
+            return lambda state: _compare(kind, difference(state))
+        if isinstance(expr, (And, Or, Not)):
+            combine = {And: all, Or: any, Not: lambda values: not next(iter(values))}[type(expr)]
+            return lambda state: combine(p(state) for p in parts)
+        if isinstance(expr, (BooleanTrue, BooleanFalse)):
+            truth = bool(expr)
+            return lambda state: truth
         if isinstance(expr, (re, im)):
             take = mpmath.re if isinstance(expr, re) else mpmath.im
             return lambda state: take(parts[0](state))
         if isinstance(expr, KroneckerDelta):
             return lambda state: mpmath.mpf(1 if parts[0](state) == parts[1](state) else 0)
         if isinstance(expr, Piecewise):
-            for piece, condition in expr.args:
-                if condition == True:  # noqa: E712 - SymPy's true
-                    return self.compile(piece)
-            raise NumericError(f"undecided condition in {expr}")
+            cases = [(self.compile(piece), self.compile(condition)) for piece, condition in expr.args]
+
+            def by_cases(state):
+                for piece, condition in cases:
+                    if condition(state):
+                        return piece(state)
+                raise AtKink("outside every case")  # a Piecewise with no value here (at a kink)
+            return by_cases
         if isinstance(expr, Derivative):
             return self._compile_derivative(expr)
         raise NumericError(f"cannot evaluate {type(expr).__name__} numerically")

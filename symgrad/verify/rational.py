@@ -21,8 +21,10 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sympy import (Abs, Add, Basic, Indexed, KroneckerDelta, Mul, Piecewise, Pow, Rational, Symbol,
-                   exp, integer_nthroot, log, preorder_traversal, sign, tanh)
+from sympy import (Abs, Add, And, Basic, Heaviside, Indexed, KroneckerDelta, Max, Min, Mul, Not, Or, Piecewise,
+                   Pow, Rational, Symbol, exp, integer_nthroot, log, preorder_traversal, sign, tanh)
+from sympy.core.relational import Relational
+from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 
 MAX_BITS = 65_536  # numerator + denominator bits of any intermediate value ((z + 1)^4096 needs ~30,000)
 
@@ -219,12 +221,43 @@ class ExactEvaluator:
         if isinstance(expr, KroneckerDelta):
             a, b = (self.value(arg, point, memo) for arg in expr.args)
             return Fraction(1 if a == b else 0)
-        if isinstance(expr, Piecewise):
+        if isinstance(expr, Piecewise):  # the cases in order, each condition decided exactly
             for piece, condition in expr.args:
-                if condition == True:  # noqa: E712 - SymPy's true
+                if self.truth(condition, point, memo):
                     return self.value(piece, point, memo)
-            raise NotExact("an undecided Piecewise condition")
+            raise Undefined("outside every case of a Piecewise (at a kink)")
+        if isinstance(expr, Heaviside):  # H(g, h0): h0 at g = 0 (SymPy's default h0 is 1/2)
+            g = self._rational(expr.args[0], point, memo)
+            if g == 0:
+                if len(expr.args) < 2:
+                    raise NotExact("Heaviside at 0 without a value there")
+                return self._rational(expr.args[1], point, memo)
+            return Fraction(1 if g > 0 else 0)
+        if isinstance(expr, (Max, Min)):
+            values = [self._rational(arg, point, memo) for arg in expr.args]
+            return max(values) if isinstance(expr, Max) else min(values)
         raise NotExact(f"no exact evaluation of {type(expr).__name__}")
+
+    def _rational(self, expr: Basic, point: dict, memo: dict) -> Fraction:
+        value = self.value(expr, point, memo)
+        if not isinstance(value, Fraction):
+            raise NotExact("comparing a logarithm")
+        return value
+
+    def truth(self, condition: Basic, point: dict, memo: dict) -> bool:
+        """A condition of a Piecewise (relations, and/or/not), decided exactly at the point."""
+        if isinstance(condition, (BooleanTrue, BooleanFalse)):
+            return bool(condition)
+        if isinstance(condition, And):
+            return all(self.truth(c, point, memo) for c in condition.args)
+        if isinstance(condition, Or):
+            return any(self.truth(c, point, memo) for c in condition.args)
+        if isinstance(condition, Not):
+            return not self.truth(condition.args[0], point, memo)
+        if isinstance(condition, Relational):
+            d = self._rational(condition.lhs - condition.rhs, point, memo)
+            return {"==": d == 0, "!=": d != 0, ">": d > 0, ">=": d >= 0, "<": d < 0, "<=": d <= 0}[condition.rel_op]
+        raise NotExact(f"a condition {type(condition).__name__}")
 
     # -- points -----------------------------------------------------------------------------
     def exponential_variables(self, exprs) -> frozenset:

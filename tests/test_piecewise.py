@@ -1,0 +1,296 @@
+"""Functions by cases (relu, leaky_relu, abs, maximum, minimum, clip, huber): derivations with
+the derivative by cases and the kink convention as steps of their own, every step proven
+(almost everywhere); identities decided region by region, false ones refuted even when they
+are false only far from the sampling range.
+
+Independent references: finite differences of the loss as the expression language builds it,
+at random points on both sides of every kink and never near one (exact rational arithmetic,
+so nothing is rounded), and ``jax.grad`` of a hand-written ``jax.numpy`` version where JAX is
+installed."""
+
+import random
+from dataclasses import replace
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from sympy import Heaviside, Integer, Max, Rational, Symbol
+
+from symgrad.derivation.engine import Problem, derive_problem
+from symgrad.functions import ELEMENTWISE
+from symgrad.identity_file import load_file
+from symgrad.language import Variable, evaluate
+from symgrad.steps import Rule
+from symgrad.verify import check_derivation
+from symgrad.verify.cases import KINKED, _kinks_of, kink_arguments, linear_witness, regions
+from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.identity import check_at_size
+from symgrad.verify.numeric import AtKink, NumericProgram
+
+# (loss, variables); z is the variable differentiated by
+BY_CASES = [
+    ("dot(v, relu(z))", {"z": "n", "v": "n"}),
+    ("dot(v, leaky_relu(z, 0.1))", {"z": "n", "v": "n"}),
+    ("sum(abs(z - y))", {"z": "n", "y": "n"}),
+    ("dot(v, maximum(z, y))", {"z": "n", "v": "n", "y": "n"}),
+    ("dot(v, minimum(z, 0.5))", {"z": "n", "v": "n"}),
+    ("mean(maximum(0, 1 - y * z))", {"z": "n", "y": "n"}),
+    ("dot(v, clip(z, -1, 1))", {"z": "n", "v": "n"}),
+    ("sum(huber(z - y, 1.5))", {"z": "n", "y": "n"}),
+    ("mean(relu(z) * relu(z))", {"z": "n"}),
+]
+N = 3
+
+
+def _base(name, kind, n=N):
+    from sympy import IndexedBase
+
+    return [Symbol(name, real=True)] if kind == "scalar" else [IndexedBase(name, real=True)[k + 1] for k in range(n)]
+
+
+def _loss(text, variables, n=N):
+    return evaluate(text, {name: Variable(name, None if kind == "scalar" else n) for name, kind in variables.items()},
+                    constants={"n": n})
+
+
+def _points(loss, variables, seed, count=12, n=N):
+    """Random rational points in [−3, 3], each kink argument at least 1/20 away from 0; every
+    kink argument is seen on both sides across the points (asserted)."""
+    rng = random.Random(seed)
+    atoms = [a for name, kind in variables.items() for a in _base(name, kind, n)]
+    kinks = kink_arguments(loss)  # the innermost ones: each must be seen on both sides
+    every = [g for node in loss.atoms(*KINKED) for g in _kinks_of(node)]  # max(−1, z) − 1 too
+    points, signs = [], {g: set() for g in kinks}
+    while len(points) < count:
+        point = {a: Rational(rng.randint(-192, 192), 64) for a in atoms}
+        values = [g.xreplace(point) for g in kinks]
+        if any(abs(g.xreplace(point)) < Rational(1, 20) for g in every):
+            continue
+        for g, v in zip(kinks, values):
+            if v.is_number:
+                signs[g].add(v > 0)
+        points.append(point)
+    one_sided = [g for g, seen in signs.items() if len(seen) < 2 and g.free_symbols]
+    assert not one_sided, f"points on one side only of {one_sided}"
+    return points
+
+
+def _final(derivation):
+    concrete = ConcreteModel(derivation.model)
+    final = derivation.steps[-1]
+    if not final.free_indices:  # the gradient as a vector
+        return [concrete.base_form(e) for e in concrete.explicit(final.rhs)]
+    (j,) = final.free_indices
+    return [concrete.base_form(concrete.explicit(final.rhs.xreplace({j: Integer(k + 1)}))) for k in range(N)]
+
+
+def _finite_difference(loss, atom, point, h=Rational(1, 10 ** 12)):
+    up, down = dict(point), dict(point)
+    up[atom] += h
+    down[atom] -= h
+    return ((loss.xreplace(up) - loss.xreplace(down)) / (2 * h)).evalf(40)
+
+
+@pytest.mark.parametrize("text, variables", BY_CASES, ids=[t for t, _ in BY_CASES])
+def test_each_function_by_cases_derives_proven_and_matches_finite_differences_on_every_side(text, variables):
+    derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size=N)))
+    assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
+    rules = [s.rule for s in derivation.steps]
+    if "huber" not in text:  # huber' is continuous: no kink to settle
+        assert Rule.BY_CASES in rules and Rule.KINK_CONVENTION in rules
+        assert rules.index(Rule.BY_CASES) + 1 == rules.index(Rule.KINK_CONVENTION)
+        convention = derivation.steps[rules.index(Rule.KINK_CONVENTION)]
+        assert "almost everywhere" in convention.title
+        assert "by cases" in derivation.steps[rules.index(Rule.BY_CASES)].check.detail  # no value at a kink
+    loss = _loss(text, variables)
+    final = _final(derivation)
+    z = _base("z", "n")
+    for point in _points(loss, variables, seed=text):
+        for k in range(N):
+            derived = final[k].xreplace(point).evalf(40)
+            expected = _finite_difference(loss, z[k], point)
+            assert abs(derived - expected) < 1e-9, (text, point, k, derived, expected)
+
+
+@pytest.mark.parametrize("text, variables", BY_CASES[:4], ids=[t for t, _ in BY_CASES[:4]])
+def test_a_wrong_derivative_by_cases_or_a_wrong_convention_is_refuted(text, variables):
+    """Doubling the stated cases, or the kink-convention value, must fail its check."""
+    derivation = derive_problem(Problem(text, variables, wrt="z", size=N))
+    steps = list(derivation.steps)
+    for rule in (Rule.BY_CASES, Rule.KINK_CONVENTION):
+        (k,) = [k for k, s in enumerate(steps) if s.rule is rule]
+        wrong = derivation.with_steps(steps[:k] + [replace(steps[k], rhs=steps[k].rhs * 2, check=None)] + steps[k + 1:])
+        check = check_derivation(wrong).steps[k].check
+        assert check.exact is not True and check.numeric is False, (rule, check)
+
+
+@pytest.mark.parametrize("text, variables", BY_CASES, ids=[t for t, _ in BY_CASES])
+def test_each_function_by_cases_derives_for_every_n(text, variables):
+    derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size="symbolic")))
+    assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
+
+
+def test_relu_inside_a_layer_over_matrices_derives_at_symbolic_sizes():
+    problem = Problem("mean(relu(W @ X + b) * Y)", {"W": "n x p", "X": "p x m", "b": "n", "Y": "n x m"}, wrt="W",
+                      sizes={"n": "symbolic", "p": "symbolic", "m": "symbolic"})
+    derivation = check_derivation(derive_problem(problem))
+    assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
+
+
+# -- the convention at a kink --------------------------------------------------------------------
+def test_the_kink_convention_is_the_minimum_norm_subgradient():
+    x, a = Symbol("x", real=True), Rational(1, 10)
+    zero = Integer(0)
+    derivative = lambda name, *args: ELEMENTWISE[name].derivative(ELEMENTWISE[name].value(*args), *args)  # noqa: E731
+    assert derivative("relu", zero) == 0  # not SymPy's Heaviside(0) = 1/2
+    assert derivative("abs", zero) == 0
+    assert derivative("leaky_relu", zero, a) == a
+    assert derivative("maximum", zero, zero) == Rational(1, 2)
+    assert ELEMENTWISE["maximum"].partial(1)(0, zero, zero) == Rational(1, 2)
+    assert derivative("minimum", zero, zero) == Rational(1, 2)
+    assert derivative("clip", Integer(-1), Integer(-1), Integer(1)) == 0
+    assert derivative("clip", Integer(1), Integer(-1), Integer(1)) == 0
+    assert derivative("clip", zero, Integer(-1), Integer(1)) == 1
+    # and it is what SymPy's diff gives away from the kink
+    for name in ("relu", "abs"):
+        f = ELEMENTWISE[name]
+        for value in (Rational(-3, 2), Rational(5, 4)):
+            assert f.value(x).diff(x).xreplace({x: value}) == f.derivative(f.value(x), x).xreplace({x: value})
+    assert Heaviside(0) == Rational(1, 2)  # the pitfall the convention avoids
+
+
+def test_the_numeric_check_never_evaluates_at_a_kink():
+    from sympy import IndexedBase
+
+    from symgrad.model import Model
+
+    z = IndexedBase("z", real=True)
+    model = Model(name="t", sizes={"n": 1}, shapes={z: (Integer(1),)}, scalars=(), definitions=(), assumptions={})
+    program = NumericProgram(ConcreteModel(model))
+    import mpmath
+
+    for expr in (Heaviside(z[1], 0), Max(0, z[1]) - z[1], abs(z[1])):
+        compiled = program.compile(expr)
+        with pytest.raises(AtKink):
+            compiled(program.state_from([mpmath.mpf(0)], {}))
+        compiled(program.state_from([mpmath.mpf("0.5")], {}))
+
+
+# -- identities, decided by cases ----------------------------------------------------------------
+def _verify(tmp_path, lhs, rhs, variables='{ x = "n" }', n="[1, 2]"):
+    path = tmp_path / "ids.toml"
+    path.write_text(f'[[identity]]\nname = "t"\nvars = {variables}\nn = {n}\nlhs = "{lhs}"\nrhs = "{rhs}"\n',
+                    encoding="utf-8")
+    (identity,) = load_file(path)
+    return [check_at_size(identity, size) for size in identity.sizes]
+
+
+@pytest.mark.parametrize("lhs, rhs, holds", [
+    ("relu(x) - relu(-x)", "x", True),
+    ("abs(x)", "relu(x) + relu(-x)", True),
+    ("maximum(x, 0.5) + minimum(x, 0.5)", "x + 0.5", True),
+    ("clip(x, -1, 1)", "maximum(-1, minimum(x, 1))", True),
+    ("leaky_relu(x, 0.25)", "relu(x) - 0.25 * relu(-x)", True),
+    ("huber(x, 2)", "x**2 / 2 - relu(abs(x) - 2)**2 / 2", True),
+    ("grad(sum(huber(x, 1.5)), x)", "clip(x, -1.5, 1.5)", True),
+    ("grad(sum(relu(x)), x)", "relu(x) / x", True),
+    # false only far from [−2, 2]: refuted from the cases, never "holds" by sampling
+    ("relu(x - 1000)", "0 * x", False),
+    ("abs(x + 1000)", "x + 1000", False),
+    ("clip(x, -1000, 1000)", "x", False),
+    ("huber(x, 1000)", "x**2 / 2", False),
+    ("maximum(x, 5000)", "5000 + 0 * x", False),
+    # false near the origin
+    ("relu(x)", "abs(x)", False),
+    ("maximum(x, 0)", "x", False),
+])
+def test_verify_decides_identities_with_kinks(tmp_path, lhs, rhs, holds):
+    for result in _verify(tmp_path, lhs, rhs):
+        assert result.holds is holds, (result.method, result.detail)
+        if holds:
+            assert "almost everywhere" in result.method or "almost everywhere" in result.detail
+        else:
+            assert "at x" in result.detail or "x[" in result.detail  # the counterexample is shown
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(-10 ** 6, 10 ** 6), st.integers(1, 10 ** 4))
+def test_far_away_kinks_are_found_wherever_they_are(c, width):
+    """relu(x − c) = 0 is false for x > c, and clip(x, c, c + w) = x false outside [c, c + w],
+    whatever c: refuted; relu(x − c) − relu(c − x) = x − c holds."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        assert _verify(tmp, f"relu(x - {c})", "0 * x", n="[1]")[0].holds is False
+        assert _verify(tmp, f"clip(x, {c}, {c + width})", "x", n="[1]")[0].holds is False
+        assert _verify(tmp, f"relu(x - {c}) - relu({c} - x)", f"x - {c}", n="[1]")[0].holds is True
+
+
+def test_regions_drop_empty_ones_exactly_and_find_points_in_the_others():
+    x = Symbol("x", real=True)
+    leaves = regions(Max(0, x) - Max(0, -x) - x)
+    assert all(value == 0 for _, value in leaves)
+    leaves = regions(Max(0, x - 1000))
+    inside = [linear_witness(conditions)[1] for conditions, value in leaves if value != 0]
+    assert inside and all(point[x] > 1000 for point in inside)
+    y = Symbol("y", real=True)
+    decided, point = linear_witness(((x - y, 1), (y - 3, 1), (x - 2, -1)))  # x > y > 3, x < 2: empty
+    assert decided and point is None
+    decided, point = linear_witness(((x - y, 1), (y - 3, 1), (x - 7, -1)))
+    assert decided and point[x] > point[y] > 3 and point[x] < 7
+
+
+# -- against JAX -----------------------------------------------------------------------------------
+JAX_LOSSES = {
+    "dot(v, relu(z))": lambda jnp, jax, z, v, y: jnp.dot(v, jax.nn.relu(z)),
+    "dot(v, leaky_relu(z, 0.1))": lambda jnp, jax, z, v, y: jnp.dot(v, jax.nn.leaky_relu(z, 0.1)),
+    "sum(abs(z - y))": lambda jnp, jax, z, v, y: jnp.sum(jnp.abs(z - y)),
+    "dot(v, maximum(z, y))": lambda jnp, jax, z, v, y: jnp.dot(v, jnp.maximum(z, y)),
+    "dot(v, minimum(z, 0.5))": lambda jnp, jax, z, v, y: jnp.dot(v, jnp.minimum(z, 0.5)),
+    "mean(maximum(0, 1 - y * z))": lambda jnp, jax, z, v, y: jnp.mean(jnp.maximum(0.0, 1 - y * z)),
+    "dot(v, clip(z, -1, 1))": lambda jnp, jax, z, v, y: jnp.dot(v, jnp.clip(z, -1.0, 1.0)),
+    "sum(huber(z - y, 1.5))": lambda jnp, jax, z, v, y: jnp.sum(jnp.where(
+        jnp.abs(z - y) <= 1.5, (z - y) ** 2 / 2, 1.5 * (jnp.abs(z - y) - 0.75))),
+    "mean(relu(z) * relu(z))": lambda jnp, jax, z, v, y: jnp.mean(jax.nn.relu(z) ** 2),
+}
+
+
+@pytest.mark.parametrize("text, variables", BY_CASES, ids=[t for t, _ in BY_CASES])
+def test_each_function_by_cases_matches_jax_grad_on_every_side(text, variables):
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'jax[cpu]'): compared with "
+                                            "finite differences only")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size=N)))
+    final = _final(derivation)
+    loss = _loss(text, variables)
+    function = JAX_LOSSES[text]
+    for point in _points(loss, variables, seed=f"jax:{text}"):
+        vectors = {name: jnp.array([float(point[a]) for a in _base(name, "n")]) if name in variables
+                   else jnp.zeros(N) for name in ("z", "v", "y")}
+        expected = jax.grad(lambda z: function(jnp, jax, z, vectors["v"], vectors["y"]))(vectors["z"])
+        for k in range(N):
+            derived = float(final[k].xreplace(point).evalf(30))
+            assert abs(derived - float(expected[k])) < 1e-12 * max(1, abs(derived)), (text, point, k)
+
+
+def test_exact_point_values_of_cases_are_rational():
+    """The exact evaluator decides a Piecewise and a Heaviside at rational points (a counterexample
+    no rounding can hide) and calls a point outside every case undefined."""
+    from sympy import IndexedBase, Piecewise
+
+    from symgrad.model import Model
+    from symgrad.verify.rational import ExactEvaluator, Undefined
+
+    z = IndexedBase("z", real=True)
+    model = Model(name="t", sizes={"n": 1}, shapes={z: (Integer(1),)}, scalars=(), definitions=(), assumptions={})
+    evaluator = ExactEvaluator(ConcreteModel(model))
+    at = lambda value: {z[1]: Fraction(value)}  # noqa: E731
+    assert evaluator.value(Heaviside(z[1], 0), at(0), {}) == 0
+    assert evaluator.value(Heaviside(z[1]), at(0), {}) == Fraction(1, 2)
+    assert evaluator.value(Max(0, z[1] - 1000), at(1001), {}) == 1
+    with pytest.raises(Undefined):
+        evaluator.value(Piecewise((1, z[1] > 0), (0, z[1] < 0)), at(0), {})
