@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
 from sympy.matrices.expressions import MatrixExpr
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter
 
 
@@ -164,10 +165,20 @@ def index_symbols(expr: Basic) -> list[Symbol]:
     return sorted((x for x in expr.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
 
 
+class Entrywise(ElementwiseApplyFunction):
+    """f applied to every entry (e^z, tanh(Z), 𝟙[Z > 0]): SymPy's ElementwiseApplyFunction without
+    its shortcut for a 1 × 1 matrix, which applies f to the matrix itself (Heaviside of a vector
+    raises), so that a derivation at a symbolic n can be instantiated at n = 1."""
+
+    def __new__(cls, function, expr):
+        return Basic.__new__(cls, function, expr)
+
+
 def plain_sympy(expr: Basic) -> Basic:
-    """Only SymPy's own classes (Σ_{i≠j} as Σ_i − the j-th term), so that ``sympify`` alone can
-    read an exported expression."""
-    return expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
+    """Only SymPy's own classes (Σ_{i≠j} as Σ_i − the j-th term, Entrywise as SymPy's
+    ElementwiseApplyFunction), so that ``sympify`` alone can read an exported expression."""
+    expr = expr.replace(lambda e: isinstance(e, SumExcluding), lambda e: e.doit())
+    return expr.replace(lambda e: isinstance(e, Entrywise), lambda e: Basic.__new__(ElementwiseApplyFunction, *e.args))
 
 
 # -- names in step titles and notes ---------------------------------------------------------------

@@ -27,3 +27,18 @@ def compile_latex(tex):
     pdf = tex.with_suffix(".pdf")
     assert pdf.stat().st_size > 1000
     return pdf
+
+
+def final_gradient_entries(derivation, n: int) -> list:
+    """The last step's right-hand side, entry by entry, in the base variables: the gradient as a
+    vector, or its formula for entry j at j = 1 … n."""
+    from sympy import Integer
+
+    from symgrad.verify.concrete import ConcreteModel
+
+    concrete = ConcreteModel(derivation.model)
+    final = derivation.steps[-1]
+    if not final.free_indices:  # the gradient as a vector
+        return [concrete.base_form(e) for e in concrete.explicit(final.rhs)]
+    (j,) = final.free_indices
+    return [concrete.base_form(concrete.explicit(final.rhs.xreplace({j: Integer(k + 1)}))) for k in range(n)]

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sympy import Heaviside, Integer, Max, Rational, Symbol
 
+from support import final_gradient_entries
 from symgrad.derivation.engine import Problem, derive_problem
 from symgrad.functions import ELEMENTWISE
 from symgrad.identity_file import load_file
@@ -76,12 +77,7 @@ def _points(loss, variables, seed, count=12, n=N):
 
 
 def _final(derivation):
-    concrete = ConcreteModel(derivation.model)
-    final = derivation.steps[-1]
-    if not final.free_indices:  # the gradient as a vector
-        return [concrete.base_form(e) for e in concrete.explicit(final.rhs)]
-    (j,) = final.free_indices
-    return [concrete.base_form(concrete.explicit(final.rhs.xreplace({j: Integer(k + 1)}))) for k in range(N)]
+    return final_gradient_entries(derivation, N)
 
 
 def _finite_difference(loss, atom, point, h=Rational(1, 10 ** 12)):

@@ -10,6 +10,7 @@ import random
 import pytest
 from sympy import Integer, IndexedBase, Rational, Symbol, erf, sqrt
 
+from support import final_gradient_entries
 from symgrad.derivation.engine import Problem, derive_problem
 from symgrad.identity_file import load_file
 from symgrad.language import LanguageError, Variable, evaluate
@@ -41,12 +42,7 @@ def _atoms(variables, n=N):
 
 
 def _final(derivation):
-    concrete = ConcreteModel(derivation.model)
-    final = derivation.steps[-1]
-    if not final.free_indices:  # the gradient as a vector
-        return [concrete.base_form(e) for e in concrete.explicit(final.rhs)]
-    (j,) = final.free_indices
-    return [concrete.base_form(concrete.explicit(final.rhs.xreplace({j: Integer(k + 1)}))) for k in range(N)]
+    return final_gradient_entries(derivation, N)
 
 
 def _matches_finite_differences(text, variables, derivation, seed):

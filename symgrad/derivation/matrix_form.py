@@ -12,11 +12,10 @@ the step that states the matrix form is checked entry by entry like every other.
 from __future__ import annotations
 
 from sympy import Add, Basic, Expr, Function, Indexed, Lambda, Mul, Pow, Rational, Sum, Symbol, Transpose
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.derivation.local import bold, tex
-from symgrad.notation import MatVar, Vec, math_markup
+from symgrad.notation import Entrywise, MatVar, Vec, math_markup
 from symgrad.tree import Apply, Arith, MatProduct, Negate, Node, Number, Size, Var
 
 
@@ -62,7 +61,7 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
     if isinstance(expr, Function) and expr.args and not any(a.has(*wanted) for a in expr.args[1:]):
         # e^z, tanh(Z), the step 𝟙[Z > 0] (Heaviside(Z, 0)): a function entry by entry
         x = Symbol("x", real=True)
-        return ElementwiseApplyFunction(Lambda(x, expr.func(x, *expr.args[1:])),
+        return Entrywise(Lambda(x, expr.func(x, *expr.args[1:])),
                                         _read(expr.args[0], row, col, ranges, reasons))
     if isinstance(expr, Indexed):
         return _entry(expr, row, col, ranges)
