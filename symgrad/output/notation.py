@@ -146,10 +146,11 @@ def latex_to_unicode(markup: str) -> str:
     become Unicode sub- and superscripts (or _x, ^(x)), fractions a/b: no backslash or brace
     is left, whatever LaTeX a title holds."""
     def math(match: re.Match) -> str:
-        s = match.group(1)
+        s = match.group(1).replace(r"\_", "\x00")  # an escaped underscore (leaky\_relu) is no subscript
         s = re.sub(r"\^\{(\[[^\]{}]*\])\}", r"^\1", s)  # course names: Z^{[L]} → Z^[L]
         s = s.replace(r"\mathcal{L}", "ℒ")
         s = _innermost(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}", r"\1", s)
+        s = _innermost(r"\\sqrt\{([^{}]*)\}", lambda m: "√" + (m.group(1) if len(m.group(1)) == 1 else f"({m.group(1)})"), s)
         s = s.replace(r"\left", "").replace(r"\right", "")
         s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")
         for command in sorted(_COMMANDS, key=len, reverse=True):
@@ -164,7 +165,7 @@ def latex_to_unicode(markup: str) -> str:
         s = _innermost(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", _fraction, s)
         s = re.sub(r"\\([A-Za-z]+)", r"\1", s)  # a function's name: \tanh → tanh
         s = re.sub(r"\\(.)", lambda m: _SPACING.get(m.group(1), m.group(1)), s)
-        s = s.replace("-", "−").replace("{", "").replace("}", "")
+        s = s.replace("-", "−").replace("{", "").replace("}", "").replace("\x00", "_")
         return s
     markup = re.sub(r"\\texttt\{([^{}$]*)\}", r"\1", markup)  # code in a note: plain in a terminal
     return re.sub(r"\$([^$]*)\$", math, markup)
