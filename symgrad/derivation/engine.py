@@ -632,7 +632,7 @@ class _Engine:
         value = component
         for _ in range(len(shorthands)):
             unfolded = value.replace(lambda e: isinstance(e, Indexed) and e.base in shorthands,
-                                     lambda e: shorthands[e.base].definition.instantiate(e.indices))
+                                     lambda e: _instantiate(shorthands[e.base].definition, e.indices))
             if unfolded == value:
                 break
             value = unfolded
@@ -673,6 +673,13 @@ def _labels(node: Node) -> set[str]:
 def _entry(index: tuple) -> str:
     """(j, t) for a matrix entry, j for a vector's."""
     return str(index[0]) if len(index) == 1 else f"({', '.join(map(str, index))})"
+
+
+def _instantiate(definition: Definition, indices: tuple) -> Expr:
+    """The definition's body at ``indices``, its own sums' bound indices renamed first (u_i = Σ_j …
+    read at j must not capture j)."""
+    body = rules.rebind(definition.body, {x for x in indices if isinstance(x, Symbol)})
+    return body.xreplace(dict(zip(definition.index, indices)))
 
 
 def _is_shorthand(node: Node) -> bool:
