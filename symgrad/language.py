@@ -438,6 +438,9 @@ def _sympy(node: ast.AST, operation, *args):
     except LanguageError as error:
         raise LanguageError(str(error), error.column or _column(node)) from None
     except _SYMPY_FAILURES as error:
+        if any(isinstance(a, Basic) and a.has(zoo, nan) for a in args):  # maximum(0, 0/0): Max refuses nan
+            raise LanguageError("the expression is undefined: it divides by zero or takes log(0)",
+                                _column(node)) from None
         detail = f"{type(error).__name__}: {error}".strip().rstrip(":")
         raise LanguageError(f"SymPy cannot build this expression ({_show_line(detail)})", _column(node)) from None
 
