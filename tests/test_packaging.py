@@ -9,6 +9,7 @@ the tests skip with a reason."""
 
 import importlib.util
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,10 @@ def needs_module(name):
 
 
 def call(args, cwd, timeout=600, env=None):
+    """Run a command of a fresh environment: without conftest's PYTHONPATH, under which the
+    venv's pip would take this checkout for an installed symgrad and install no script."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
