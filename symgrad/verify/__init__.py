@@ -365,28 +365,46 @@ def region_check(program: NumericProgram, prover: ExactProver, entries, sample, 
         regions_seen = max(regions_seen, len(witnesses))
         for region, point in witnesses:
             with mpmath.workdps(DIGITS):
-                base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
-                        else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
-                try:
-                    state = program.state_from(base, elimination)
-                    lv, rv = compiled[0](state), compiled[1](state)
-                except (ZeroDivisionError, NumericError, ValueError, TypeError):
+                evaluated = _at_witness(program, compiled, point, rng, elimination)
+                if evaluated is None:
                     continue
-                if not (is_finite(lv) and is_finite(rv)) or not (_real(lv) and _real(rv)):
-                    continue  # a real side evaluated to a complex number: the evaluation broke down there
                 compared += 1
-                if agree(lv, rv):
-                    continue
-                verdict, confirmed = _confirm(program, exact, entries[k], compiled, state, elimination)
-                if verdict == "differ":
-                    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
-                    return False, (f"refuted by cases, in the region {region}: "
-                                   + counterexample_text(program, state, entries[k], k, *confirmed[:2])
-                                   + f" (confirmed {how})")
+                refuted = _refuted_at(program, exact, entries[k], k, compiled, evaluated, elimination, region)
+                if refuted:
+                    return False, refuted
     if not compared:
         return None, ""
     return True, (f"numeric by region: {len(with_kinks)} entr{'y' if len(with_kinks) == 1 else 'ies'} with kinks "
                   f"at a point inside each region between the kinks (up to {regions_seen}), never at a kink")
+
+
+def _at_witness(program: NumericProgram, compiled, point: dict, rng: random.Random, elimination):
+    """(state, lhs, rhs) at a region's witness point (the variables it leaves free drawn from
+    ``rng``), or None where either side cannot be evaluated to a finite real number there."""
+    base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
+            else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
+    try:
+        state = program.state_from(base, elimination)
+        lv, rv = compiled[0](state), compiled[1](state)
+    except (ZeroDivisionError, NumericError, ValueError, TypeError):
+        return None
+    if not (is_finite(lv) and is_finite(rv)) or not (_real(lv) and _real(rv)):
+        return None  # a real side evaluated to a complex number: the evaluation broke down there
+    return state, lv, rv
+
+
+def _refuted_at(program, exact, entry, k: int, compiled, evaluated, elimination, region) -> str:
+    """The counterexample text when the two sides differ at the witness, confirmed exactly or at
+    rising precision; "" when they agree or the difference is not confirmed."""
+    state, lv, rv = evaluated
+    if agree(lv, rv):
+        return ""
+    verdict, confirmed = _confirm(program, exact, entry, compiled, state, elimination)
+    if verdict != "differ":
+        return ""
+    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
+    return (f"refuted by cases, in the region {region}: "
+            + counterexample_text(program, state, entry, k, *confirmed[:2]) + f" (confirmed {how})")
 
 
 def _real(value) -> bool:
@@ -422,21 +440,11 @@ def case_refutation(program: NumericProgram, prover: ExactProver, entries, sampl
         rng = random.Random(f"cases:{seed}:{k}")
         for region, point in witnesses:
             with mpmath.workdps(DIGITS):
-                base = [mpmath.mpf(point[atom].numerator) / point[atom].denominator if atom in point
-                        else mpmath.mpf(rng.randint(-2 ** 20, 2 ** 20)) / 2 ** 19 for atom in program.base]
-                try:
-                    state = program.state_from(base, elimination)
-                    lv, rv = compiled[0](state), compiled[1](state)
-                except (ZeroDivisionError, NumericError, ValueError, TypeError):
-                    continue
-                if not (is_finite(lv) and is_finite(rv)) or not (_real(lv) and _real(rv)) or agree(lv, rv):
-                    continue
-                verdict, confirmed = _confirm(program, exact, entries[k], compiled, state, elimination)
-                if verdict == "differ":
-                    how = "exactly" if confirmed[2] == "exact" else f"at {confirmed[2]} digits"
-                    return False, (f"refuted by cases, in the region {region}: "
-                                   + counterexample_text(program, state, entries[k], k, *confirmed[:2])
-                                   + f" (confirmed {how})")
+                evaluated = _at_witness(program, compiled, point, rng, elimination)
+                refuted = evaluated and _refuted_at(program, exact, entries[k], k, compiled, evaluated,
+                                                    elimination, region)
+                if refuted:
+                    return False, refuted
     return None, ""
 
 
