@@ -66,7 +66,6 @@ def index_scheme(size_names, avoid=()) -> dict[str, tuple[str, ...]]:
                                                    list(size_names).index(name)))
     for size in ordered:
         names = [x for x in INDEX_NAMES_BY_SIZE.get(size, ()) if x.rstrip("'") not in taken]
-        names = [x for x in names if x not in taken]
         for letter in INDEX_POOL:
             if len(names) >= 4:
                 break
