@@ -112,7 +112,7 @@ class _CacheDirectory:
         key = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         return self.directory / f"{key}.json"
 
-    def _read(self, data: dict):
+    def _read(self, data: dict, key: str | None = None):
         """The entry's payload for exactly this input, or None (absent, unreadable, not trusted:
         a corrupted or foreign entry is reported and ignored)."""
         if self.broken:
@@ -128,17 +128,17 @@ class _CacheDirectory:
         try:
             entry = json.loads(raw.decode("utf-8"))
             trusted = isinstance(entry, dict) and entry.get("format") == FORMAT and entry.get("input") == data
-            payload = entry.get(self.PAYLOAD) if trusted else None
+            payload = entry.get(key or self.PAYLOAD) if trusted else None
         except (ValueError, TypeError, RecursionError):
             payload = None
         if not isinstance(payload, dict):
             self.warn(f"ignoring a corrupted or foreign cache entry {path} (checking again)")
         return payload if isinstance(payload, dict) else None
 
-    def _write(self, data: dict, payload: dict) -> None:
+    def _write(self, data: dict, payload: dict, key: str | None = None) -> None:
         if self.broken:
             return
-        text = json.dumps({"format": FORMAT, "input": data, self.PAYLOAD: payload}, indent=1,
+        text = json.dumps({"format": FORMAT, "input": data, key or self.PAYLOAD: payload}, indent=1,
                           ensure_ascii=False) + "\n"
         from symgrad.errors import UsageError
         from symgrad.files import write_atomically
@@ -188,6 +188,42 @@ class ResultCache(_CacheDirectory):
         if result.holds in (True, False):
             self._write(entry_input(identity, size),
                         {"holds": result.holds, "method": result.method, "detail": result.detail})
+
+
+    def identities(self, path, raw: bytes) -> list[dict] | None:
+        """What reading the identity file ``path`` (exactly these bytes) found, or None. Only a
+        file without problems is kept, so serving it skips nothing a user would be told."""
+        data = _file_input(path, raw)
+        payload = self._read(data, "read")
+        kept = None if payload is None else payload.get("identities")
+        if payload is not None and not _identity_records(kept):
+            self.warn(f"ignoring a corrupted or foreign cache entry {self._path(data)} (reading the file again)")
+            return None
+        if kept is not None:
+            self.hits += 1
+        return kept
+
+    def keep_identities(self, path, raw: bytes, identities: list[dict]) -> None:
+        self._write(_file_input(path, raw), {"identities": identities}, "read")
+
+
+def _file_input(path, raw: bytes) -> dict:
+    return {"checker": fingerprint(), "read": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+_RECORD = {"name": str, "description": str, "vars": list, "sizes": list, "assume": list, "lhs": str, "rhs": str,
+           "start": int}
+
+
+def _identity_records(kept) -> bool:
+    """Whether ``kept`` has the shape ``identity_file._to_data`` writes (a list of records)."""
+    return isinstance(kept, list) and all(
+        isinstance(record, dict) and set(record) == set(_RECORD)
+        and all(isinstance(record[key], kind) for key, kind in _RECORD.items())
+        and all(isinstance(pair, list) and len(pair) == 2 for pair in record["vars"])
+        and all(isinstance(size, (int, str)) or (isinstance(size, dict) and isinstance(size.get("table"), dict))
+                for size in record["sizes"])
+        for record in kept)
 
 
 class OutputCache(_CacheDirectory):

@@ -64,8 +64,11 @@ def verify(*args):
     return result
 
 
-def entries(folder=None):
-    return sorted((Path(folder or ".") / DIRECTORY).glob("*.json"))
+def entries(folder=None, kind="verdict"):
+    """The cache's entries of one kind: "verdict" (an identity at a size) or "read" (what reading
+    a file found)."""
+    return sorted(path for path in (Path(folder or ".") / DIRECTORY).glob("*.json")
+                  if kind in json.loads(path.read_text(encoding="utf-8")))
 
 
 def plant(path: Path, verdict: dict) -> None:
@@ -223,3 +226,35 @@ def test_the_pytest_plugin_uses_the_cache_and_can_bypass_it(here):
     assert served.returncode == 1 and "planted verdict" in served.stdout, served.stdout
     bypassed = subprocess.run([*command, "--symgrad-no-cache"], capture_output=True, text=True, timeout=300)
     assert bypassed.returncode == 0 and "2 passed" in bypassed.stdout, bypassed.stdout
+
+
+def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_always_is(here, monkeypatch):
+    from symgrad import identity_file
+
+    parsed = []
+    real = identity_file._parse_file
+    monkeypatch.setattr(identity_file, "_parse_file", lambda path, text: parsed.append(path) or real(path, text))
+    assert verify("ids.toml").exit_code == 0 and len(parsed) == 1
+    assert len(entries(kind="read")) == 1
+    warm = verify("ids.toml")
+    assert warm.exit_code == 0 and len(parsed) == 1, "an unchanged file was parsed again"
+    # the same identities, one of them now ill-formed: read (and refused) again, never served
+    (here / "ids.toml").write_text(identities(rhs="softmax(q)"), encoding="utf-8")
+    changed = verify("ids.toml")
+    assert len(parsed) == 2 and changed.exit_code == 2 and "unknown name 'q'" in changed.output
+
+
+def test_a_file_with_a_problem_is_never_kept(here):
+    (here / "ids.toml").write_text(identities(rhs="softmax(z) +"), encoding="utf-8")
+    assert verify("ids.toml").exit_code == 2
+    assert entries(kind="read") == []
+
+
+def test_a_corrupted_file_entry_is_a_warning_and_the_file_is_read_again(here):
+    assert verify("ids.toml").exit_code == 0
+    [path] = entries(kind="read")
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["read"]["identities"][0]["vars"] = "z"  # well-formed JSON, not what reading a file gives
+    path.write_text(json.dumps(entry), encoding="utf-8")
+    again = verify("ids.toml")
+    assert again.exit_code == 0 and "corrupted or foreign" in again.output
