@@ -264,7 +264,7 @@ def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
     IdentityFileError for a mistake in the identity that shows only at some size. ``cache``: a
     ``symgrad.cache.ResultCache`` that serves and keeps definite verdicts (None: no cache)."""
     from symgrad.batch import check_size
-    from symgrad.verify.identity import IdentityResult
+    from symgrad.verdicts import IdentityResult
 
     limit = parse_time_limit(time_limit)
     results = []

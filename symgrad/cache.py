@@ -178,7 +178,7 @@ class ResultCache(_CacheDirectory):
         if not isinstance(holds, bool) or not isinstance(method, str) or not isinstance(detail, str):
             self.warn(f"ignoring a corrupted or foreign cache entry {self._path(data)} (checking again)")
             return None
-        from symgrad.verify.identity import SizeResult
+        from symgrad.verdicts import SizeResult
 
         self.hits += 1
         return SizeResult(size, holds, method, detail, 0.0)
