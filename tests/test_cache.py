@@ -258,3 +258,47 @@ def test_a_corrupted_file_entry_is_a_warning_and_the_file_is_read_again(here):
     path.write_text(json.dumps(entry), encoding="utf-8")
     again = verify("ids.toml")
     assert again.exit_code == 0 and "corrupted or foreign" in again.output
+
+
+# -- derive's output ---------------------------------------------------------------------------------
+def derive(*args):
+    result = CliRunner().invoke(app, ["derive", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def plant_output(text: str) -> None:
+    [path] = entries(kind="derived")
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["derived"]["output"] = text
+    path.write_text(json.dumps(entry), encoding="utf-8")
+
+
+@pytest.mark.parametrize("options", [["--n", "2"], ["--n", "2", "--format", "json"]])
+def test_derive_prints_a_proven_derivation_again_from_the_cache(here, options):
+    cold = derive(*options)
+    assert cold.exit_code == 0 and len(entries(kind="derived")) == 1
+    assert derive(*options).stdout == cold.stdout  # served, byte for byte
+    plant_output("planted output\n")  # proof that it was served: no derivation prints this
+    assert derive(*options).stdout == "planted output\n"
+    # any other option, and --no-cache, derive again
+    assert derive(*options, "--no-cache").stdout == cold.stdout
+    assert "planted" not in derive(*options, "--no-normalized-labels").stdout
+    assert "planted" not in derive("--n", "3", *options[2:]).stdout
+
+
+def test_derive_serves_an_identity_file_only_while_it_is_unchanged(here):
+    args = ["ids.toml", "--identity", "logsumexp gradient", "--format", "latex"]
+    assert derive(*args).exit_code == 0
+    plant_output("planted\n")
+    assert derive(*args).stdout == "planted\n"
+    (here / "ids.toml").write_text(identities().replace("logsumexp gradient", "logsumexp gradient") + "\n",
+                                   encoding="utf-8")
+    assert "planted" not in derive(*args).stdout
+
+
+def test_derive_never_keeps_a_derivation_that_is_not_proven(here):
+    (here / "bad.toml").write_text(identities(rhs=FALSE), encoding="utf-8")
+    refuted = derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex")
+    assert refuted.exit_code == 1 and entries(kind="derived") == []
+    assert derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex").exit_code == 1
