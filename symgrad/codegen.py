@@ -78,6 +78,11 @@ class _Printer(NumPyPrinter):
 
     def _pair(self, name, expr):
         args = list(expr.args)
+        numbers = [a for a in args if a.is_Number]
+        if self._alias == "torch" and len(args) == 2 and len(numbers) == 1:  # torch.maximum takes tensors only
+            other = next(a for a in args if not a.is_Number)
+            bound = "min" if name == "maximum" else "max"
+            return f"torch.clamp({self._print(other)}, {bound}={self._print(numbers[0])})"
         code = self._print(args[0])
         for arg in args[1:]:
             code = f"{self._alias}.{name}({code}, {self._print(arg)})"
@@ -91,7 +96,10 @@ class _Printer(NumPyPrinter):
 
     def _print_Heaviside(self, expr):
         at_zero = expr.pargs[1] if len(expr.pargs) > 1 else Integer(1) / 2
-        return f"{self._alias}.heaviside({self._print(expr.pargs[0])}, {float(at_zero)!r})"
+        argument = self._print(expr.pargs[0])
+        if self._alias == "torch":  # torch.heaviside wants a tensor of values
+            return f"torch.where({argument} == 0, {float(at_zero)!r}, ({argument} > 0).to({_atom(argument).name}.dtype))"
+        return f"{self._alias}.heaviside({argument}, {float(at_zero)!r})"
 
     def _print_sign(self, expr):
         return f"{self._alias}.sign({self._print(expr.args[0])})"
@@ -192,6 +200,7 @@ class _Generator:
         self.command = command
         self.printer = _Printer(target)
         self.alias = _MODULE[target][1]
+        self._axis = "dim" if target == "torch" else "axis"
         self.taken: set = set()
         self.names: dict = {}  # IndexedBase / Symbol → code name
         self.size_source: dict = {}  # size symbol → (variable code name, axis)
@@ -304,14 +313,14 @@ class _Generator:
         outer = [a for a in axes if a in body.free_symbols]
         if not outer:  # a full reduction: Σ_i Σ_s f(i, s)
             inner = self._index_code(body, summed)
-            return f"{self.alias}.sum({inner})"
+            return f"{self.alias}.sum({inner})"  # every entry
         product = self._matmul(body, summed, axes)
         if product is not None:
             return product
         inner = self._index_code(body, axes + summed)
         axis = tuple(range(len(axes), len(axes) + len(summed)))
         axis_code = str(axis[0]) if len(axis) == 1 else str(axis)
-        return f"{self.alias}.sum({inner}, axis={axis_code})"
+        return f"{self.alias}.sum({inner}, {self._axis}={axis_code})"
 
     def _matmul(self, body, summed, axes):
         """Σ_k P[., k] Q[k, .] (times factors free of k) as ``P @ Q``, laid out along ``axes``."""
@@ -362,8 +371,12 @@ class _Generator:
             code = self._index_code(sigmoid, axes)
             log_name = _identifier(f"log_{name}", self.taken)
             log1m_name = _identifier(f"log1m_{name}", self.taken)
-            self._add(log_name, f"-{self.alias}.logaddexp(0, -{_atom(code).name})", "log σ, stable")
-            self._add(log1m_name, f"-{self.alias}.logaddexp(0, {code})", "log(1 − σ), stable")
+            if self.target == "torch":
+                self._add(log_name, f"torch.nn.functional.logsigmoid({code})", "log σ, stable")
+                self._add(log1m_name, f"torch.nn.functional.logsigmoid(-{_atom(code).name})", "log(1 − σ), stable")
+            else:
+                self._add(log_name, f"-{self.alias}.logaddexp(0, -{_atom(code).name})", "log σ, stable")
+                self._add(log1m_name, f"-{self.alias}.logaddexp(0, {code})", "log(1 − σ), stable")
             self._add(name, f"{self.alias}.exp({log_name})", "")
             self.kinds[definition.head] = ("sigmoid", log_name, log1m_name)
             return
@@ -553,7 +566,7 @@ class _Generator:
             codes = [_atom(self.printer.doprint(self._matrix_sym(m))).name for m in matrices]
             code = " @ ".join(codes)
             if reduce is not None:
-                code = f"{self.alias}.sum({code}, axis={reduce})"
+                code = f"{self.alias}.sum({code}, {self._axis}={reduce})"
             return coefficient * _atom(code)
         if isinstance(expr, MatrixExpr):
             raise _Unsupported(f"no translation for {type(expr).__name__}")
@@ -673,7 +686,7 @@ class _Generator:
         lines += [f"    {name}: step {number} ({_plain(step.title)})"
                   for name, (_, number, step) in self.backward_lines.items() if name in self.emitted]
         lines += [f"    {'Every step of the derivation is proven' if self.d.proven and proven else 'NOT PROVEN'}"
-                  f" ({self._scopes(used)}); certificate: {self._certificate()}.", '    """']
+                  f" ({self._scopes(used)}).", f"    Certificate: {self._certificate()}.", '    """']
         return "\n".join(_wrap_docstring(lines))
 
     def _scopes(self, used) -> str:
@@ -740,7 +753,7 @@ def _wrap_docstring(lines, width: int = 100) -> list:
 
     wrapped = []
     for line in lines:
-        if len(line) <= width:
+        if len(line) <= width or line.lstrip().startswith("Certificate:"):  # a command stays whole
             wrapped.append(line.rstrip())
             continue
         indent = line[: len(line) - len(line.lstrip())]
