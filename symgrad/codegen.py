@@ -685,6 +685,9 @@ class _Generator:
                  "    Follows the steps:"]
         lines += [f"    {name}: step {number} ({_plain(step.title)})"
                   for name, (_, number, step) in self.backward_lines.items() if name in self.emitted]
+        for assumption in self.model.assumptions.values():
+            lines.append(f"    Assumes {_plain(assumption.name)}: {assumption.equation.lhs} = {assumption.equation.rhs} "
+                         f"({_plain(assumption.description)}).")
         lines += [f"    {'Every step of the derivation is proven' if self.d.proven and proven else 'NOT PROVEN'}"
                   f" ({self._scopes(used)}).", f"    Certificate: {self._certificate()}.", '    """']
         return "\n".join(_wrap_docstring(lines))
@@ -744,7 +747,6 @@ def _plain(text: str) -> str:
     except Exception as problem:  # noqa: BLE001 - a title that does not convert stays as it is
         text = f"{text} ({type(problem).__name__})"
     text = text.replace("\\", "").replace('"""', "'''").replace("$", "")
-    text = re.sub(r"\[/?[a-z ]+\]", "", text)  # rich markup
     return " ".join(text.split())
 
 
