@@ -117,6 +117,14 @@ class _Printer(NumPyPrinter):
             return f"{self._alias}.where({conditions}, {values}, {default})"
         return f"{self._alias}.select([{conditions}], [{values}], default={default})"
 
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.as_base_exp()
+        if exponent == -1:
+            return f"1/{self.parenthesize(base, 50)}"  # above Mul: 1/(2*n)
+        if exponent.is_Integer:
+            return f"{self.parenthesize(base, 60)}**{exponent}"
+        return super()._print_Pow(expr, rational=rational)
+
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"
 
@@ -559,6 +567,10 @@ class _Generator:
             if len(matrices) == 1:
                 return coefficient * self._matrix_sym(matrices[0])
             reduce = None
+            if len(matrices) == 2 and isinstance(matrices[1], OneMatrix) and matrices[1].shape[0] == 1 \
+                    and matrices[0].shape[1] == 1:  # v 1ᵀ: the column v in every column (broadcast)
+                column = _atom(self.printer.doprint(self._matrix_sym(matrices[0]))).name
+                return coefficient * _Code(f"{column}[:, None]")
             if isinstance(matrices[-1], OneMatrix) and matrices[-1].shape[1] == 1:
                 matrices, reduce = matrices[:-1], 1  # times 1_m: the sum of each row
             elif isinstance(matrices[0], OneMatrix) and matrices[0].shape[0] == 1:

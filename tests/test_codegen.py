@@ -276,6 +276,25 @@ def test_kink_conventions(loss_derivations, tmp_path):
     close(hinge.backward(x=np.array([1.0, 3.0]), y=np.array([1.0, 1.0])), np.array([-0.5, 0.0]))
 
 
+def _least_squares(W, X, b, Y):
+    return jnp.sum((W @ X + b[:, None] - Y) ** 2) / X.shape[1]
+
+
+def test_matrix_expression_with_broadcast_bias(tmp_path):
+    """--expr over matrices, two variables at once: the derivation writes b 1ᵀ (b in every column)."""
+    derivation = api.derive_expression("sum((W @ X + b - Y)**2) / m", variables="W=n x p,X=p x m,b=n,Y=n x m",
+                                       wrt="W,b", sizes="n=symbolic,p=symbolic,m=symbolic")
+    module = load(generate(derivation), tmp_path, "least_squares")
+    rng = np.random.default_rng(21)
+    for n, p, m in ((1, 1, 1), (3, 4, 5), (6, 2, 50)):
+        args = {"W": rng.normal(size=(n, p)), "X": rng.normal(size=(p, m)), "b": rng.normal(size=n),
+                "Y": rng.normal(size=(n, m))}
+        close(module.forward(**args), _least_squares(**{k: jnp.asarray(v) for k, v in args.items()}))
+        for actual, expected in zip(module.backward(**args), reference_grads(_least_squares, args, ["W", "b"]),
+                                    strict=True):
+            close(actual, expected)
+
+
 # -- JAX target, under jax.jit ------------------------------------------------------------------
 
 @HEAVY
