@@ -238,7 +238,7 @@ def codegen(
     variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n or 'W=n x p,X=p x m,b=n'.")] = None,
     assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the grad/jacobian identity to derive.")] = None,
-    n: Annotated[Optional[str], typer.Option("--n", help="The size n: a positive integer, or 'symbolic' (code for every n; default 3, code checked to get n = 3).", show_default=False)] = None,
+    n: Annotated[Optional[str], typer.Option("--n", help="The size n: a positive integer, or 'symbolic' (symbolic: code for every n; default 3: code that accepts n = 3 only).", show_default=False)] = None,
     sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr and network: each size's value, e.g. n=symbolic,m=symbolic (symbolic: code for any size).")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer.")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch.")] = None,

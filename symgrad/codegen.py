@@ -578,7 +578,7 @@ class _Generator:
             codes = [_atom(self.printer.doprint(self._matrix_sym(m))).name for m in matrices]
             code = " @ ".join(codes)
             if reduce is not None:
-                code = f"{self.alias}.sum({code}, {self._axis}={reduce})"
+                code = f"{self.alias}.sum({_unwrap(code)}, {self._axis}={reduce})"
             return coefficient * _atom(code)
         if isinstance(expr, MatrixExpr):
             raise _Unsupported(f"no translation for {type(expr).__name__}")

@@ -451,3 +451,17 @@ def test_cli_codegen_usage_errors():
     assert done.returncode == 2 and "fortran" in done.stderr
     done = _symgrad("codegen", "--expr", "sum(x)", "--vars", "x=n", "--wrt", "x", "--n-prev", "2")
     assert done.returncode == 2
+
+
+def test_cli_codegen_refuses_an_unproven_derivation(sce3, monkeypatch, capsys, tmp_path):
+    """The command never writes code for a derivation with a step not proven: exit 1, no file."""
+    from symgrad import cli
+
+    unproven = _corrupt(sce3, len(sce3.steps), check=Check(exact=None, numeric=True, detail="undecided"))
+    monkeypatch.setattr(api, "derive", lambda *args, **kwargs: unproven)
+    out = tmp_path / "never.py"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["codegen", "softmax-cross-entropy", "-o", str(out)])
+    assert exited.value.code == cli.EXIT_FAILED
+    assert f"steps {len(sce3.steps)}" in capsys.readouterr().err
+    assert not out.exists()
