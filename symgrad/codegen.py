@@ -189,12 +189,14 @@ def _identifier(name: str, taken: set) -> str:
     return candidate
 
 
-def generate(derivation, target: str = "numpy", *, command: str | None = None) -> str:
+def generate(derivation, target: str = "numpy", *, command: str | None = None, recheck: bool = False) -> str:
     """The source of a Python module with ``forward(**variables)`` (the loss) and
     ``backward(**variables)`` (the gradient by each variable differentiated by, in order: a tuple,
     or the one array), written from ``derivation``'s definitions and final matrix or vector forms.
     ``target``: numpy, jax (jax.numpy, works under jax.jit) or torch. ``command``: the symgrad
-    command line that made the derivation, quoted in the docstrings.
+    command line that made the derivation, quoted in the docstrings. ``recheck``: check every step
+    again first (a derivation whose steps were edited after checking keeps its old checks; this
+    catches it, at the cost of the checks' time).
 
     Raises UsageError for a target it does not know, a derivation not every step of which is
     proven, or one it cannot translate (the message says what)."""
@@ -205,6 +207,13 @@ def generate(derivation, target: str = "numpy", *, command: str | None = None) -
     target = str(getattr(target, "value", target)).lower()
     if target not in TARGETS:
         raise UsageError(f"unknown codegen target {target!r}; known: {', '.join(TARGETS)}")
+    if recheck:
+        import dataclasses
+
+        from symgrad.verify import check_derivation
+
+        derivation = check_derivation(derivation.with_steps(dataclasses.replace(step, check=None)
+                                                            for step in derivation.steps))
     if not derivation.checked:
         raise UsageError("codegen needs a checked derivation: steps "
                          f"{_numbers((k, s) for k, s in enumerate(derivation.steps, 1) if s.check is None)} were not checked")

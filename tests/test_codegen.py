@@ -404,6 +404,10 @@ def test_refuses_an_unproven_or_corrupted_derivation(sce_symbolic):
     undecided = _corrupt(sce_symbolic, 3, check=Check(exact=None, numeric=True))
     with pytest.raises(UsageError, match=r"not proven: steps 3 "):
         generate(undecided)
+    stale = _corrupt(sce_symbolic, last, rhs=wrong)  # edited after checking: the old check stays
+    with pytest.raises(UsageError, match=f"steps {last} are not proven"):
+        generate(stale, recheck=True)
+    assert "dz = a - y" in generate(sce_symbolic, recheck=True)
     rechecked = check_derivation(_corrupt(sce_symbolic, last, rhs=wrong, check=None))
     assert not rechecked.proven  # checked again, the wrong step fails, and codegen refuses it
     with pytest.raises(UsageError, match=f"steps {last} are not proven"):
