@@ -264,7 +264,7 @@ def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
     IdentityFileError for a mistake in the identity that shows only at some size. ``cache``: a
     ``symgrad.cache.ResultCache`` that serves and keeps definite verdicts (None: no cache)."""
     from symgrad.batch import check_size
-    from symgrad.verify.identity import IdentityResult
+    from symgrad.verdicts import IdentityResult
 
     limit = parse_time_limit(time_limit)
     results = []
@@ -293,15 +293,18 @@ def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
     from symgrad.batch import check_identities
 
     started = time.perf_counter()
-    identities, problems, files = read_identities(paths, only_identity_files=only_identity_files, stdin=stdin)
+    identities, problems, files = read_identities(paths, only_identity_files=only_identity_files, stdin=stdin,
+                                                  cache=cache)
     results, more = check_identities(identities, time_limit=parse_time_limit(time_limit), jobs=jobs,
                                      cache=cache, progress=progress)
     return Checked(results, problems + more, files, time.perf_counter() - started)
 
 
-def read_identities(paths, *, only_identity_files: bool = False, stdin=None) -> tuple[list, list, list]:
+def read_identities(paths, *, only_identity_files: bool = False, stdin=None,
+                    cache=None) -> tuple[list, list, list]:
     """(identities, problems, files): every identity of the files under ``paths`` (``-``: standard
-    input), read and validated but not checked, with one problem per file that cannot be read."""
+    input), read and validated but not checked, with one problem per file that cannot be read.
+    ``cache``: a ``symgrad.cache.ResultCache`` that keeps what reading an unchanged file found."""
     from pathlib import Path
 
     from symgrad.identity_file import find_files, load_file
@@ -322,7 +325,7 @@ def read_identities(paths, *, only_identity_files: bool = False, stdin=None) -> 
         files = [Path(STDIN_NAME), *files]
     for file in files[1 if STDIN in paths else 0:]:
         try:
-            identities += load_file(file)
+            identities += load_file(file, cache)
         except IdentityFileError as problem:
             problem.path = problem.path or file
             problems.append(problem)

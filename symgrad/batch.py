@@ -57,7 +57,7 @@ def check_identities(identities: list, *, time_limit: float | None, jobs: int = 
     identity checked at every size, an ``IdentityFileError`` (with ``path`` and ``identity``)
     per identity with a mistake that shows only at some size (the first such size's)."""
     from symgrad.identity_file import IdentityFileError
-    from symgrad.verify.identity import IdentityResult
+    from symgrad.verdicts import IdentityResult
 
     verdicts: dict[tuple[int, int], object] = {}
     if cache is not None:
@@ -141,7 +141,7 @@ def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker
     from concurrent.futures.process import BrokenProcessPool
 
     from symgrad.identity_file import IdentityFileError
-    from symgrad.verify.identity import SizeResult
+    from symgrad.verdicts import SizeResult
 
     for stream in (sys.stdout, sys.stderr):  # a forked worker must not write our buffers again
         stream.flush()

@@ -95,10 +95,12 @@ def _size_data(size):
     return {"table": dict(values)} if isinstance(values, dict) else size
 
 
-class ResultCache:
-    """Verdicts at one size, read and written in ``directory``. Every problem with the directory
-    itself (unreadable, unwritable, not a directory) is one warning, after which the run goes on
-    without the cache; ``hits`` counts the verdicts served."""
+class _CacheDirectory:
+    """One cache directory: entries are JSON files named by the hash of their input. Every
+    problem with the directory itself (unreadable, unwritable, not a directory) is one warning,
+    after which the run goes on without the cache; ``hits`` counts the entries served."""
+
+    PAYLOAD = "payload"  # the entry's key holding what is kept (a JSON object)
 
     def __init__(self, directory: Path | str = DIRECTORY, warn: Callable[[str], None] = _stderr_warning):
         self.directory = Path(directory)
@@ -110,11 +112,11 @@ class ResultCache:
         key = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         return self.directory / f"{key}.json"
 
-    def get(self, identity, size):
-        """The cached ``SizeResult`` at ``size``, or None (not cached, unreadable or not trusted)."""
+    def _read(self, data: dict, key: str | None = None):
+        """The entry's payload for exactly this input, or None (absent, unreadable, not trusted:
+        a corrupted or foreign entry is reported and ignored)."""
         if self.broken:
             return None
-        data = entry_input(identity, size)
         path = self._path(data)
         try:
             raw = path.read_bytes()
@@ -123,36 +125,21 @@ class ResultCache:
         except OSError as error:
             self._give_up(f"cannot read the cache {self.directory}/ ({error.strerror or error})")
             return None
-        result = self._trusted(raw, data, size)
-        if result is None:
-            self.warn(f"ignoring a corrupted or foreign cache entry {path} (checking again)")
-            return None
-        self.hits += 1
-        return result
-
-    def _trusted(self, raw: bytes, data: dict, size):
-        from symgrad.verify.identity import SizeResult
-
         try:
             entry = json.loads(raw.decode("utf-8"))
-            if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("input") != data:
-                return None
-            verdict = entry["verdict"]
-            holds, method, detail = verdict["holds"], verdict["method"], verdict["detail"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            return None
-        if not isinstance(holds, bool) or not isinstance(method, str) or not isinstance(detail, str):
-            return None
-        return SizeResult(size, holds, method, detail, 0.0)
+            trusted = isinstance(entry, dict) and entry.get("format") == FORMAT and entry.get("input") == data
+            payload = entry.get(key or self.PAYLOAD) if trusted else None
+        except (ValueError, TypeError, RecursionError):
+            payload = None
+        if not isinstance(payload, dict):
+            self.warn(f"ignoring a corrupted or foreign cache entry {path} (checking again)")
+        return payload if isinstance(payload, dict) else None
 
-    def put(self, identity, size, result) -> None:
-        """Keep a definite verdict (held or failed); anything else is not kept."""
-        if self.broken or result.holds not in (True, False):
+    def _write(self, data: dict, payload: dict, key: str | None = None) -> None:
+        if self.broken:
             return
-        data = entry_input(identity, size)
-        entry = {"format": FORMAT, "input": data,
-                 "verdict": {"holds": result.holds, "method": result.method, "detail": result.detail}}
-        text = json.dumps(entry, indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps({"format": FORMAT, "input": data, key or self.PAYLOAD: payload}, indent=1,
+                          ensure_ascii=False) + "\n"
         from symgrad.errors import UsageError
         from symgrad.files import write_atomically
 
@@ -174,3 +161,93 @@ class ResultCache:
     def _give_up(self, message: str) -> None:
         self.broken = True
         self.warn(f"{message}; going on without it")
+
+
+class ResultCache(_CacheDirectory):
+    """Identities' verdicts at one size."""
+
+    PAYLOAD = "verdict"
+
+    def get(self, identity, size):
+        """The cached ``SizeResult`` at ``size``, or None (not cached, unreadable or not trusted)."""
+        data = entry_input(identity, size)
+        verdict = self._read(data)
+        if verdict is None:
+            return None
+        holds, method, detail = verdict.get("holds"), verdict.get("method"), verdict.get("detail")
+        if not isinstance(holds, bool) or not isinstance(method, str) or not isinstance(detail, str):
+            self.warn(f"ignoring a corrupted or foreign cache entry {self._path(data)} (checking again)")
+            return None
+        from symgrad.verdicts import SizeResult
+
+        self.hits += 1
+        return SizeResult(size, holds, method, detail, 0.0)
+
+    def put(self, identity, size, result) -> None:
+        """Keep a definite verdict (held or failed); anything else is not kept."""
+        if result.holds in (True, False):
+            self._write(entry_input(identity, size),
+                        {"holds": result.holds, "method": result.method, "detail": result.detail})
+
+
+    def identities(self, path, raw: bytes) -> list[dict] | None:
+        """What reading the identity file ``path`` (exactly these bytes) found, or None. Only a
+        file without problems is kept, so serving it skips nothing a user would be told."""
+        data = _file_input(path, raw)
+        payload = self._read(data, "read")
+        kept = None if payload is None else payload.get("identities")
+        if payload is not None and not _identity_records(kept):
+            self.warn(f"ignoring a corrupted or foreign cache entry {self._path(data)} (reading the file again)")
+            return None
+        if kept is not None:
+            self.hits += 1
+        return kept
+
+    def keep_identities(self, path, raw: bytes, identities: list[dict]) -> None:
+        self._write(_file_input(path, raw), {"identities": identities}, "read")
+
+
+def _file_input(path, raw: bytes) -> dict:
+    return {"checker": fingerprint(), "read": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+_RECORD = {"name": str, "description": str, "vars": list, "sizes": list, "assume": list, "lhs": str, "rhs": str,
+           "start": int}
+
+
+def _identity_records(kept) -> bool:
+    """Whether ``kept`` has the shape ``identity_file._to_data`` writes (a list of records)."""
+    return isinstance(kept, list) and all(
+        isinstance(record, dict) and set(record) == set(_RECORD)
+        and all(isinstance(record[key], kind) for key, kind in _RECORD.items())
+        and all(isinstance(pair, list) and len(pair) == 2 for pair in record["vars"])
+        and all(isinstance(size, (int, str)) or (isinstance(size, dict) and isinstance(size.get("table"), dict))
+                for size in record["sizes"])
+        for record in kept)
+
+
+class OutputCache(_CacheDirectory):
+    """What ``derive`` printed for a derivation whose every step was proven, keyed by every option
+    that shapes it and the bytes of any file it read: the same command again prints the same
+    bytes without importing SymPy. Unproven derivations are never kept (they are derived again,
+    and fail again, every time)."""
+
+    PAYLOAD = "derived"
+
+    def get(self, options: dict) -> str | None:
+        payload = self._read(output_input(options))
+        text = None if payload is None else payload.get("output")
+        if payload is not None and not isinstance(text, str):
+            self.warn("ignoring a corrupted or foreign cache entry (deriving again)")
+            return None
+        if text is not None:
+            self.hits += 1
+        return text
+
+    def put(self, options: dict, text: str) -> None:
+        self._write(output_input(options), {"output": text})
+
+
+def output_input(options: dict) -> dict:
+    """What a derivation's printed output depends on: the checker's fingerprint and the options."""
+    return {"checker": fingerprint(), "command": "derive", "options": options}

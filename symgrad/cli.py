@@ -126,12 +126,28 @@ def derive(
     label: Annotated[Optional[str], typer.Option(help=r"LaTeX: number the lines and put \label{PREFIX:step-k} on each.")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS",
                                                         help="Seconds the whole derivation may take (0: no limit).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Derive and check again, without reading or writing "
+                                           ".symgrad_cache/ (also: environment variable SYMGRAD_NO_CACHE=1).")] = False,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
+    # everything the printed output depends on (the time limit does not: a proven result is the
+    # same under any limit); a derivation proven before prints again without SymPy
+    shaping = {"name": name, "expr": expr, "wrt": wrt, "vars": variables, "assume": assume, "identity": identity,
+               "n": n, "sizes": sizes_text, "n_prev": n_prev, "m": m, "hidden": hidden, "output_layer": output_layer,
+               "format": fmt.value, "standalone": standalone, "to_file": output is not None,
+               "normalized_labels": normalized_labels, "one_hot": one_hot, "notation": notation.value,
+               "bold": bold.value, "label": label}
+
     # sizes, limits and the output path first: refusing takes no time (no SymPy yet)
     inputs = _DeriveInputs(name, expr, wrt, variables, assume, identity, n, sizes_text, n_prev, m, hidden,
                            output_layer, normalized_labels, one_hot, time_limit)
     target = check_output_path(output)
+    # (an entry exists only for options that were valid and a derivation that was proven)
+    cache, shaping = _output_cache(no_cache, shaping, fmt is Format.text and target is None)
+    kept = cache.get(shaping) if cache is not None else None
+    if kept is not None:
+        _emit(kept, target)
+        return
     from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
@@ -145,14 +161,46 @@ def derive(
     if text is None:
         from symgrad.output.text import rich_renderable
 
-        _console().print(rich_renderable(derivation, notation=notation_of(notation.value, bold.value)))
-    elif target is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(target, text)
+        console = _console()
+        with console.capture() as captured:
+            console.print(rich_renderable(derivation, notation=notation_of(notation.value, bold.value)))
+        text = captured.get()
+    _emit(text, target)
     if not derivation.proven:
         _error_line("not every step could be proven; see the step statuses above")
         raise typer.Exit(EXIT_FAILED)
+    if cache is not None:
+        cache.put(shaping, text)
+
+
+def _emit(text: str, target: Optional[Path]) -> None:
+    """The output on stdout, or written atomically to ``target``."""
+    if target is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomically(target, text)
+
+
+def _output_cache(no_cache: bool, shaping: dict, to_terminal: bool):
+    """derive's output cache (None when turned off) and the full key: the options, the bytes of
+    an identity file it reads, and for the terminal its width and colours."""
+    from symgrad.cache import OutputCache, disabled_by_environment
+
+    if no_cache or disabled_by_environment():
+        return None, shaping
+    name = shaping["name"]
+    if name is not None and (name.endswith(".toml") or Path(name).is_file()):
+        import hashlib
+
+        try:
+            shaping = {**shaping, "file_sha256": hashlib.sha256(Path(name).read_bytes()).hexdigest()}
+        except OSError:
+            return None, shaping  # deriving reports it
+    if to_terminal:
+        console = _console()
+        shaping = {**shaping, "terminal": [console.width, console.color_system, console.is_terminal]}
+    return OutputCache(warn=_warning_line), shaping
 
 
 class _DeriveInputs:
@@ -266,11 +314,7 @@ def codegen(
         _error_line(f"not every step could be proven (steps {', '.join(unproven)}): no code written "
                     "(symgrad derive with the same options shows why)")
         raise typer.Exit(EXIT_FAILED)
-    text = generate(derivation, target_name.value, command=inputs.command())
-    if target is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(target, text)
+    _emit(generate(derivation, target_name.value, command=inputs.command()), target)
 
 
 def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, named_sizes, normalized_labels):

@@ -24,10 +24,12 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from symgrad.errors import UsageError
-from sympy import Integer
+from typing import TYPE_CHECKING
 
-from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, parse_tree
+from symgrad.errors import UsageError
+
+if TYPE_CHECKING:  # the language (and SymPy under it) is imported only when a file is parsed:
+    from symgrad.language import LanguageError  # a file served from the cache needs neither
 
 MAX_FILE_BYTES = 1_000_000
 MAX_IDENTITIES = 1000  # per file
@@ -131,10 +133,38 @@ def load_paths(paths: list[Path]) -> list[Identity]:
     return identities
 
 
-def load_file(path: Path) -> list[Identity]:
+def load_file(path: Path, cache=None) -> list[Identity]:
     """The identities of one file, each validated (every key, every expression with the language
-    itself), or an ``IdentityFileError`` naming the file, and where possible line and column."""
+    itself), or an ``IdentityFileError`` naming the file, and where possible line and column.
+    ``cache`` (a ``symgrad.cache.ResultCache``): a file read before, byte for byte the same, by
+    the same checker, is served from it without parsing (a file with a problem is never kept)."""
     path = Path(path)
+    raw, text = _read_text(path)
+    kept = cache.identities(path, raw) if cache is not None else None
+    if kept is not None:
+        return [_from_data(path, text, data) for data in kept]
+    identities = _parse_file(path, text)
+    if cache is not None:
+        cache.keep_identities(path, raw, [_to_data(identity) for identity in identities])
+    return identities
+
+
+def _to_data(identity: Identity) -> dict:
+    """An identity as JSON-ready data (the cache keeps what reading the file found)."""
+    return {"name": identity.name, "description": identity.description,
+            "vars": [[name, shape] for name, shape in identity.variables.items()],
+            "sizes": [{"table": size.values} if isinstance(size, SizeTable) else size for size in identity.sizes],
+            "assume": list(identity.assume), "lhs": identity.lhs, "rhs": identity.rhs, "start": identity.start}
+
+
+def _from_data(path: Path, text: str, data: dict) -> Identity:
+    sizes = tuple(SizeTable(size["table"]) if isinstance(size, dict) else size for size in data["sizes"])
+    return Identity(data["name"], data["description"], {name: shape for name, shape in data["vars"]}, sizes,
+                    tuple(data["assume"]), data["lhs"], data["rhs"], path, text, data["start"])
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and its text, or an ``IdentityFileError``."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -148,6 +178,10 @@ def load_file(path: Path) -> list[Identity]:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
         raise IdentityFileError(f"{path}:{line}:{column}: not UTF-8 (byte {error.start})", path) from None
+    return raw, text
+
+
+def _parse_file(path: Path, text: str) -> list[Identity]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -200,6 +234,8 @@ def _key_place(path: Path, text: str, number: int, key: str) -> str:
 
 
 def _identity(path: Path, text: str, number: int, table: dict) -> Identity:
+    from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, parse_tree
+
     name = table.get("name")
     label = f"identity {name!r}" if isinstance(name, str) else f"identity #{number}"
 
@@ -299,8 +335,10 @@ def _validate(identity: Identity, declared: dict) -> None:
     Without vectors of a fixed length no error depends on n, so n = 1 is enough (and cheap);
     with them, vectors of length n get the smallest listed size: a mistake there is a mistake,
     one that appears only at a larger size is reported by the check at that size."""
+    from sympy import Integer
+
     from symgrad.budget import TimeLimitReached, deadline
-    from symgrad.language import Variable, evaluate
+    from symgrad.language import LanguageError, Variable, evaluate
 
     integers = sorted(s for s in identity.sizes if s != SYMBOLIC)
     first = integers[0] if integers else 1
@@ -335,6 +373,8 @@ def _validate(identity: Identity, declared: dict) -> None:
 def _located(identity, expression, equation, error, size, run, declared) -> IdentityFileError:
     """The error, saying "at n = …" only if the same expression gives another error (or none) at
     another size."""
+    from symgrad.language import LanguageError
+
     if SIZE_NAME in declared.values():
         try:
             run(size + 1, expression, equation)
@@ -346,6 +386,8 @@ def _located(identity, expression, equation, error, size, run, declared) -> Iden
 
 
 def _matrix_identity(path: Path, text: str, number: int, table: dict, fail) -> Identity:
+    from symgrad.language import FUNCTIONS, MAX_SIZE, LanguageError, parse_tree
+
     """An identity with several size names and matrix variables (``W = "n x p"``), checked
     through its derivation by the engine (``verify.identity``): its statement is parsed and
     shape-checked here by the engine's typed tree, for every size table."""

@@ -512,7 +512,28 @@ class _Builder:
             if self.variables.get(target.id, Variable("", None)).length is None:
                 raise LanguageError(f"the second argument of {name} must be a vector variable", _column(target))
         args = [self.build(arg) for arg in node.args]
+        for arg, arg_node in zip(args, node.args):
+            _refuse_astronomical(arg, name, arg_node)
         return _sympy(node, FUNCTIONS[name][0], *args)
+
+
+LARGEST_CONSTANT = 1e300  # about the largest double: beyond it no float check means anything
+
+
+def _refuse_astronomical(value, name: str, node: ast.AST) -> None:
+    """Refuse a constant argument beyond ±1e300 (exp(4e6)): SymPy keeps exp(exp(4e6)) unevaluated,
+    but its first sign query (in log, in Max) evaluates it with mpmath at millions of digits and
+    runs for minutes (the fuzz campaign's softplus(exp(4e6))). The argument itself is cheap to
+    evaluate, because every function it contains already passed this check."""
+    if not isinstance(value, Basic) or _is_matrix(value) or value.free_symbols or value.is_Number:
+        return
+    try:
+        magnitude = abs(complex(value.evalf(15)))
+    except (TypeError, ValueError, ArithmeticError, OverflowError):
+        return  # not a finite number (SymPy's own checks report undefined values)
+    if magnitude > LARGEST_CONSTANT:
+        raise LanguageError(f"the argument of {name} is a number beyond ±1e300 ({_show_line(str(value))}), "
+                            "too large to evaluate; no check could use it", _column(node))
 
 
 _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,

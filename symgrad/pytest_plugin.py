@@ -60,7 +60,7 @@ class IdentityFile(pytest.File):
         from symgrad.identity_file import IdentityFileError, load_file
 
         try:
-            identities = load_file(self.path)
+            identities = load_file(self.path, _cache(self.config))
         except IdentityFileError as error:
             yield BadIdentityFile.from_parent(self, name="(identity file)", problem=error)
             return

@@ -64,8 +64,11 @@ def verify(*args):
     return result
 
 
-def entries(folder=None):
-    return sorted((Path(folder or ".") / DIRECTORY).glob("*.json"))
+def entries(folder=None, kind="verdict"):
+    """The cache's entries of one kind: "verdict" (an identity at a size) or "read" (what reading
+    a file found)."""
+    return sorted(path for path in (Path(folder or ".") / DIRECTORY).glob("*.json")
+                  if kind in json.loads(path.read_text(encoding="utf-8")))
 
 
 def plant(path: Path, verdict: dict) -> None:
@@ -223,3 +226,79 @@ def test_the_pytest_plugin_uses_the_cache_and_can_bypass_it(here):
     assert served.returncode == 1 and "planted verdict" in served.stdout, served.stdout
     bypassed = subprocess.run([*command, "--symgrad-no-cache"], capture_output=True, text=True, timeout=300)
     assert bypassed.returncode == 0 and "2 passed" in bypassed.stdout, bypassed.stdout
+
+
+def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_always_is(here, monkeypatch):
+    from symgrad import identity_file
+
+    parsed = []
+    real = identity_file._parse_file
+    monkeypatch.setattr(identity_file, "_parse_file", lambda path, text: parsed.append(path) or real(path, text))
+    assert verify("ids.toml").exit_code == 0 and len(parsed) == 1
+    assert len(entries(kind="read")) == 1
+    warm = verify("ids.toml")
+    assert warm.exit_code == 0 and len(parsed) == 1, "an unchanged file was parsed again"
+    # the same identities, one of them now ill-formed: read (and refused) again, never served
+    (here / "ids.toml").write_text(identities(rhs="softmax(q)"), encoding="utf-8")
+    changed = verify("ids.toml")
+    assert len(parsed) == 2 and changed.exit_code == 2 and "unknown name 'q'" in changed.output
+
+
+def test_a_file_with_a_problem_is_never_kept(here):
+    (here / "ids.toml").write_text(identities(rhs="softmax(z) +"), encoding="utf-8")
+    assert verify("ids.toml").exit_code == 2
+    assert entries(kind="read") == []
+
+
+def test_a_corrupted_file_entry_is_a_warning_and_the_file_is_read_again(here):
+    assert verify("ids.toml").exit_code == 0
+    [path] = entries(kind="read")
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["read"]["identities"][0]["vars"] = "z"  # well-formed JSON, not what reading a file gives
+    path.write_text(json.dumps(entry), encoding="utf-8")
+    again = verify("ids.toml")
+    assert again.exit_code == 0 and "corrupted or foreign" in again.output
+
+
+# -- derive's output ---------------------------------------------------------------------------------
+def derive(*args):
+    result = CliRunner().invoke(app, ["derive", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def plant_output(text: str) -> None:
+    [path] = entries(kind="derived")
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["derived"]["output"] = text
+    path.write_text(json.dumps(entry), encoding="utf-8")
+
+
+@pytest.mark.parametrize("options", [["--n", "2"], ["--n", "2", "--format", "json"]])
+def test_derive_prints_a_proven_derivation_again_from_the_cache(here, options):
+    cold = derive(*options)
+    assert cold.exit_code == 0 and len(entries(kind="derived")) == 1
+    assert derive(*options).stdout == cold.stdout  # served, byte for byte
+    plant_output("planted output\n")  # proof that it was served: no derivation prints this
+    assert derive(*options).stdout == "planted output\n"
+    # any other option, and --no-cache, derive again
+    assert derive(*options, "--no-cache").stdout == cold.stdout
+    assert "planted" not in derive(*options, "--no-normalized-labels").stdout
+    assert "planted" not in derive("--n", "3", *options[2:]).stdout
+
+
+def test_derive_serves_an_identity_file_only_while_it_is_unchanged(here):
+    args = ["ids.toml", "--identity", "logsumexp gradient", "--format", "latex"]
+    assert derive(*args).exit_code == 0
+    plant_output("planted\n")
+    assert derive(*args).stdout == "planted\n"
+    (here / "ids.toml").write_text(identities().replace("logsumexp gradient", "logsumexp gradient") + "\n",
+                                   encoding="utf-8")
+    assert "planted" not in derive(*args).stdout
+
+
+def test_derive_never_keeps_a_derivation_that_is_not_proven(here):
+    (here / "bad.toml").write_text(identities(rhs=FALSE), encoding="utf-8")
+    refuted = derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex")
+    assert refuted.exit_code == 1 and entries(kind="derived") == []
+    assert derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex").exit_code == 1

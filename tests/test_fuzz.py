@@ -229,6 +229,22 @@ def test_undefined_values_are_refused(text):
     assert isinstance(error, LanguageError) and "undefined" in str(error)
 
 
+@pytest.mark.parametrize("text", ["softplus(exp(4e6))", "softplus(exp(4e6)) == 0.0", "exp(exp(exp(20)))",
+                                  "maximum(exp(exp(30)), z)", "log(1 + exp(exp(2000)))"])
+def test_astronomical_constants_are_refused_quickly(text):
+    """The 100,000-example campaign found these running for minutes inside mpmath (a sign query
+    on exp(exp(4e6)) evaluates it at millions of digits)."""
+    started = time.monotonic()
+    error = outcome(text, equation="==" in text)
+    assert isinstance(error, LanguageError) and "beyond" in str(error)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("text", ["softplus(exp(20))", "exp(700) * z", "log(exp(3)) + z"])
+def test_large_but_representable_constants_are_accepted(text):
+    assert not isinstance(outcome(text), Exception)
+
+
 # -- messages that help ------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, column, words", [
     ("c @ z", 1, ["`@` (matrix product)", "dot(a, b)"]),

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from symgrad.errors import one_line
-from symgrad.verify.identity import IdentityResult
+from symgrad.verdicts import IdentityResult
 
 WORDS = {True: "holds", False: "FAILS", None: "undecided"}
 

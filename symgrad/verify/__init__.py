@@ -414,10 +414,26 @@ def _real(value) -> bool:
 
 
 def _unfolds_to_kinks(prover: ExactProver, entry) -> bool:
+    """Whether the entry, its abbreviations unfolded, has kinks. Unfolding is the costly part
+    (half of checking the softmax layer), so a model none of whose definitions has a kink (the
+    derivatives of smooth definitions are smooth) is answered without it."""
+    if not _definitions_have_kinks(prover.concrete.model):
+        return False
     try:
         return has_kinks(prover._prepared(entry[0] - entry[1], {}))
     except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
         return False
+
+
+def _definitions_have_kinks(model) -> bool:
+    found = _KINKED_MODELS.get(id(model))
+    if found is None or found[0] is not model:
+        found = (model, any(has_kinks(d.body) for d in model.definitions))
+        _KINKED_MODELS[id(model)] = found
+    return found[1]
+
+
+_KINKED_MODELS: dict = {}  # id(model) → (model, whether a definition has a kink); a model is immutable
 
 
 def case_refutation(program: NumericProgram, prover: ExactProver, entries, sample, elimination, seed: str,

@@ -10,7 +10,6 @@ when an identity is false.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
@@ -19,36 +18,8 @@ from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileErr
 from symgrad.language import LanguageError, TooMuchWork, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
+from symgrad.verdicts import IdentityResult, SizeResult  # noqa: F401 (re-exported: the results of check_identity)
 from symgrad.verify.concrete import Contradictory
-
-
-@dataclass(frozen=True)
-class SizeResult:
-    """The outcome at one size: ``holds`` True (proven), False (refuted) or None (undecided)."""
-
-    size: int | str  # an integer, or "symbolic"
-    holds: bool | None
-    method: str
-    detail: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class IdentityResult:
-    identity: Identity
-    results: tuple[SizeResult, ...]
-
-    @property
-    def holds(self) -> bool | None:
-        """False if refuted at some size, True only if proven at every size and there was at
-        least one: a check that checked nothing (``n = []``) has no verdict."""
-        if any(r.holds is False for r in self.results):
-            return False
-        return True if self.results and all(r.holds for r in self.results) else None
-
-    @property
-    def seconds(self) -> float:
-        return sum(r.seconds for r in self.results)
 
 
 def check_identity(identity: Identity) -> IdentityResult:
