@@ -130,9 +130,6 @@ def derive(
                                            ".symgrad_cache/ (also: environment variable SYMGRAD_NO_CACHE=1).")] = False,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
-    from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, expression_sizes, parse_size, parse_sizes,
-                                parse_time_limit, parse_variables, refuse_too_much_work)
-
     # everything the printed output depends on (the time limit does not: a proven result is the
     # same under any limit); a derivation proven before prints again without SymPy
     shaping = {"name": name, "expr": expr, "wrt": wrt, "vars": variables, "assume": assume, "identity": identity,
@@ -142,47 +139,21 @@ def derive(
                "bold": bold.value, "label": label}
 
     # sizes, limits and the output path first: refusing takes no time (no SymPy yet)
-    size = None if n is None else parse_size(n)
-    limit = parse_time_limit(DEFAULT_DERIVE_TIME_LIMIT if time_limit is None else time_limit)
+    inputs = _DeriveInputs(name, expr, wrt, variables, assume, identity, n, sizes_text, n_prev, m, hidden,
+                           output_layer, normalized_labels, one_hot, time_limit)
     target = check_output_path(output)
-    sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
-    refuse_too_much_work(name or "softmax-cross-entropy", 3 if size is None else size,
-                         {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
-    named_sizes = None if sizes_text is None else parse_sizes(sizes_text)
-    one_hot_class = None if one_hot is None else _one_hot_class(one_hot, 3 if size is None else size, name, expr,
-                                                                identity, sizes, named_sizes, normalized_labels)
-    if expr is not None and variables is not None:  # parsed once here, so bad sizes are refused at once
-        variables = parse_variables(variables)
-        expression_sizes(variables, named_sizes, size, " ".join((expr, *(assume or []))))
     # (an entry exists only for options that were valid and a derivation that was proven)
     cache, shaping = _output_cache(no_cache, shaping, fmt is Format.text and target is None)
     kept = cache.get(shaping) if cache is not None else None
     if kept is not None:
         _emit(kept, target)
         return
-    from symgrad import api
     from symgrad.api import check_render_options, notation_of, render
     from symgrad.budget import deadline
 
     check_render_options(fmt.value, standalone=standalone, notation=notation.value, bold=bold.value, label=label)
-    with deadline(limit):  # the derivation, its checks and its rendering: one budget
-        if name == "network":
-            from symgrad.errors import UsageError
-
-            if expr is not None or size is not None or sizes or one_hot_class is not None:
-                raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), "
-                                 "not --expr/--n/--n-prev/--m/--one-hot")
-            derivation = api.derive_network(hidden or "tanh", output_layer or "softmax", sizes=named_sizes,
-                                            progress=_progress_reporter())
-        elif hidden is not None or output_layer is not None:
-            from symgrad.errors import UsageError
-
-            raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
-        elif one_hot_class is not None:
-            derivation = api.derive_one_hot(one_hot_class, 3 if size is None else size, progress=_progress_reporter())
-        else:
-            derivation = _run_derive(name, size, expr, wrt, variables, assume or [], identity, sizes,
-                                     named_sizes, normalized_labels)
+    with deadline(inputs.limit):  # the derivation, its checks and its rendering: one budget
+        derivation = inputs.derive()
         text = None
         if not (fmt is Format.text and target is None):
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
@@ -230,6 +201,120 @@ def _output_cache(no_cache: bool, shaping: dict, to_terminal: bool):
         console = _console()
         shaping = {**shaping, "terminal": [console.width, console.color_system, console.is_terminal]}
     return OutputCache(warn=_warning_line), shaping
+
+
+class _DeriveInputs:
+    """The inputs ``derive`` and ``codegen`` share (a built-in name, --expr …, network …, or
+    FILE.toml --identity NAME), parsed and refused at once (no SymPy yet); ``derive()`` then
+    makes the checked derivation (inside the caller's time budget ``limit``)."""
+
+    def __init__(self, name, expr, wrt, variables, assume, identity, n, sizes_text, n_prev, m, hidden,
+                 output_layer, normalized_labels, one_hot, time_limit):
+        from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, expression_sizes, parse_size, parse_sizes,
+                                    parse_time_limit, parse_variables, refuse_too_much_work)
+
+        self.options = dict(name=name, expr=expr, wrt=wrt, variables=variables, assume=assume, identity=identity,
+                            n=n, sizes_text=sizes_text, n_prev=n_prev, m=m, hidden=hidden,
+                            output_layer=output_layer, normalized_labels=normalized_labels, one_hot=one_hot)
+        size = None if n is None else parse_size(n)
+        self.limit = parse_time_limit(DEFAULT_DERIVE_TIME_LIMIT if time_limit is None else time_limit)
+        sizes = {key: value for key, value in (("n_prev", n_prev), ("m", m)) if value is not None}
+        refuse_too_much_work(name or "softmax-cross-entropy", 3 if size is None else size,
+                             {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()})
+        named_sizes = None if sizes_text is None else parse_sizes(sizes_text)
+        one_hot_class = None if one_hot is None else _one_hot_class(one_hot, 3 if size is None else size, name,
+                                                                    expr, identity, sizes, named_sizes,
+                                                                    normalized_labels)
+        if expr is not None and variables is not None:  # parsed once here, so bad sizes are refused at once
+            variables = parse_variables(variables)
+            expression_sizes(variables, named_sizes, size, " ".join((expr, *(assume or []))))
+        self.size, self.sizes, self.named_sizes, self.one_hot_class = size, sizes, named_sizes, one_hot_class
+        self.parsed_variables = variables
+
+    def derive(self):
+        from symgrad import api
+
+        o = self.options
+        if o["name"] == "network":
+            from symgrad.errors import UsageError
+
+            if o["expr"] is not None or self.size is not None or self.sizes or self.one_hot_class is not None:
+                raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), "
+                                 "not --expr/--n/--n-prev/--m/--one-hot")
+            return api.derive_network(o["hidden"] or "tanh", o["output_layer"] or "softmax",
+                                      sizes=self.named_sizes, progress=_progress_reporter())
+        if o["hidden"] is not None or o["output_layer"] is not None:
+            from symgrad.errors import UsageError
+
+            raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
+        if self.one_hot_class is not None:
+            return api.derive_one_hot(self.one_hot_class, 3 if self.size is None else self.size,
+                                      progress=_progress_reporter())
+        return _run_derive(o["name"], self.size, o["expr"], o["wrt"], self.parsed_variables, o["assume"] or [],
+                           o["identity"], self.sizes, self.named_sizes, o["normalized_labels"])
+
+    def command(self) -> str:
+        """The ``symgrad derive`` command line these inputs make (for a generated module's docstring)."""
+        import shlex
+
+        o, words = self.options, ["symgrad", "derive"]
+        if o["name"] is not None:
+            words.append(str(o["name"]))
+        for option, key in (("--expr", "expr"), ("--wrt", "wrt"), ("--vars", "variables"), ("--identity", "identity"),
+                            ("--n", "n"), ("--sizes", "sizes_text"), ("--n-prev", "n_prev"), ("--m", "m"),
+                            ("--hidden", "hidden"), ("--output-layer", "output_layer"), ("--one-hot", "one_hot")):
+            if o[key] is not None:
+                words += [option, str(o[key])]
+        for assumption in o["assume"] or []:
+            words += ["--assume", assumption]
+        if not o["normalized_labels"]:
+            words.append("--no-normalized-labels")
+        return shlex.join(words)
+
+
+class Target(str, Enum):
+    numpy = "numpy"
+    jax = "jax"
+    torch = "torch"
+
+
+@app.command(epilog=EPILOG)
+def codegen(
+    name: Annotated[Optional[str], typer.Argument(help="As for derive: a built-in derivation, network, or an identity file (*.toml) with --identity.", show_default=False)] = None,
+    expr: Annotated[Optional[str], typer.Option("--expr", help="As for derive: the loss, in the expression language (with --wrt and --vars).")] = None,
+    wrt: Annotated[Optional[str], typer.Option("--wrt", help="--expr: the variable(s) to differentiate by, e.g. W1,b1,W2,b2; backward() returns their gradients in this order.")] = None,
+    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n or 'W=n x p,X=p x m,b=n'.")] = None,
+    assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
+    identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the grad/jacobian identity to derive.")] = None,
+    n: Annotated[Optional[str], typer.Option("--n", help="The size n: a positive integer, or 'symbolic' (symbolic: code for every n; default 3: code that accepts n = 3 only).", show_default=False)] = None,
+    sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr and network: each size's value, e.g. n=symbolic,m=symbolic (symbolic: code for any size).")] = None,
+    n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer.")] = None,
+    m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch.")] = None,
+    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid.")] = None,
+    output_layer: Annotated[Optional[str], typer.Option("--output-layer", metavar="KIND", help="network: softmax (the default), sigmoid or identity.")] = None,
+    normalized_labels: Annotated[bool, typer.Option(help="Assume Σ_i y_i = 1 (one-hot or probability labels).")] = True,
+    one_hot: Annotated[Optional[str], typer.Option("--one-hot", metavar="K", help="softmax-cross-entropy with a one-hot label y = e_K.", show_default=False)] = None,
+    target_name: Annotated[Target, typer.Option("--target", "-t", case_sensitive=False, help="The array library of the generated code: numpy, jax (jax.numpy; works under jax.jit) or torch.")] = Target.numpy,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the module to this file (atomically) instead of stdout.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help="Seconds the whole derivation may take (0: no limit).")] = None,
+) -> None:
+    """Derive and check a gradient (as derive does) and write it as a Python module: forward(...)
+    returns the loss, backward(...) the gradients, both taking the variables by name. Nothing is
+    written unless every step is proven (exit 1)."""
+    inputs = _DeriveInputs(name, expr, wrt, variables, assume, identity, n, sizes_text, n_prev, m, hidden,
+                           output_layer, normalized_labels, one_hot, time_limit)
+    target = check_output_path(output)
+    from symgrad.budget import deadline
+    from symgrad.codegen import generate
+
+    with deadline(inputs.limit):
+        derivation = inputs.derive()
+    if not derivation.proven:
+        unproven = [str(k) for k, step in enumerate(derivation.steps, 1) if not (step.check and step.check.proven)]
+        _error_line(f"not every step could be proven (steps {', '.join(unproven)}): no code written "
+                    "(symgrad derive with the same options shows why)")
+        raise typer.Exit(EXIT_FAILED)
+    _emit(generate(derivation, target_name.value, command=inputs.command()), target)
 
 
 def _run_derive(name, size, expr, wrt, variables, assume, identity, sizes, named_sizes, normalized_labels):

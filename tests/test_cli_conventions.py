@@ -19,7 +19,7 @@ from support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "derivations"
-COMMANDS = ["derive", "verify", "export", "list"]
+COMMANDS = ["derive", "verify", "export", "list", "codegen"]
 ESCAPE = "\x1b"
 SUMMARY = re.compile(r"^(\d+) held, (\d+) failed, (\d+) undecided, (\d+) errors? in (\d+) files? \((\d+\.\d+) s\)$")
 
