@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from symgrad.errors import UsageError
@@ -30,6 +30,7 @@ SizeTable = Mapping[str, "int | str"]
 
 DEFAULT_SIZES = (1, 2, 3, 5, 8)  # as the catalog checks vector identities
 SOURCE = "<verify_identity>"  # what the identity's "file" is called in messages
+FIXED = "every n (no variable has length n)"  # the scope when nothing depends on n
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def verify_identity(lhs: str, rhs: str, *, vars: Shapes, n: int | str | Iterable
     shapes = _shapes(vars)
     equations = _equations(assume)
     matrices = any(isinstance(shape, str) and " x " in shape for shape in shapes.values())
+    fixed = False
     lines = ["[[identity]]", f"name = {_toml(f'{lhs} == {rhs}')}",
              "vars = { " + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in shapes.items()) + " }"]
     if matrices or sizes is not None:
@@ -127,7 +129,9 @@ def verify_identity(lhs: str, rhs: str, *, vars: Shapes, n: int | str | Iterable
                                                                 for k, v in (table or {}).items()) + " }"
                                              for table in values) + "]")
     else:
-        lines.append(f"n = [{', '.join(_toml(size) for size in _vector_sizes(n, shapes, (lhs, rhs, *equations)))}]")
+        listed = _vector_sizes(n, shapes, (lhs, rhs, *equations))
+        lines.append(f"n = [{', '.join(_toml(size) for size in listed)}]")
+        fixed = n is None and listed == [1]  # nothing has length n: one check covers every n
     # each expression on a line of its own: a message's line says which argument, its column where
     places: dict[int, str] = {}  # line → the argument on it
     starts: dict[int, int] = {}  # line → the characters before the expression (and its quote)
@@ -154,7 +158,11 @@ def verify_identity(lhs: str, rhs: str, *, vars: Shapes, n: int | str | Iterable
         raise IdentityFileError(_placed(str(error), places, starts), error.path, error.identity) from None
     except UnicodeEncodeError as error:
         raise UsageError(f"the identity is not valid text: {error}") from None
-    return _verdict(lhs, rhs, result)
+    verdict = _verdict(lhs, rhs, result)
+    if fixed:
+        return replace(verdict, scope=FIXED, detail=verdict.detail.replace("n = 1", FIXED, 1),
+                       counterexample=verdict.counterexample and verdict.counterexample.replace("n = 1", FIXED, 1))
+    return verdict
 
 
 def _toml(value: Any) -> str:

@@ -220,6 +220,19 @@ def test_check_returns_a_checked_derivation():
     assert checked.steps[-1].rhs == unchecked.steps[-1].rhs
 
 
+def test_codegen_calls_symgrad_codegen_generate(softmax_ce, monkeypatch):
+    """``.codegen(target)`` is ``symgrad.codegen.generate(derivation, target)``, imported when
+    called (a stand-in module here, so this runs before code generation lands)."""
+    import types
+
+    calls = []
+    stand_in = types.ModuleType("symgrad.codegen")
+    stand_in.generate = lambda derivation, target="numpy": calls.append((derivation, target)) or "# code\n"
+    monkeypatch.setitem(sys.modules, "symgrad.codegen", stand_in)
+    assert softmax_ce.codegen("jax") == "# code\n" and softmax_ce.codegen() == "# code\n"
+    assert calls == [(softmax_ce, "jax"), (softmax_ce, "numpy")]
+
+
 def test_steps_imports_no_later_stage():
     code = ("import sys, symgrad.steps; print(sorted(m for m in sys.modules if m.startswith('symgrad.')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -366,6 +379,7 @@ def test_a_false_identity_is_refuted_with_a_counterexample():
 def test_a_piecewise_identity_false_only_far_away_is_refuted_there():
     verdict = symgrad.verify_identity("relu(x - 1000)", "0 * x", vars={"x": "scalar"})
     assert verdict.refuted and "x = 1001" in verdict.counterexample
+    assert verdict.scope == "every n (no variable has length n)" and "n = 1" not in verdict.counterexample
     assert symgrad.verify_identity("relu(x) - relu(-x)", "x", vars="x=scalar").holds
 
 
