@@ -150,10 +150,15 @@ def derive(name: str | None = None, n: int | str | None = None, *, expr: str | N
                 raise UsageError(f"one_hot applies to softmax-cross-entropy, not to {name!r}")
             only("one_hot", "one_hot")
             return derive_one_hot(one_hot, 3 if n is None else n, check=check, progress=progress)
-        if name not in DERIVATIONS:
-            known = ", ".join(sorted([*DERIVATIONS, "network"]))
-            raise UsageError(f"unknown derivation {name!r}; known: {known} (or expr=..., file=...)")
-        only(name, "normalized_labels", *EXTRA_SIZES.get(name, ()))
+        if name not in DERIVATIONS:  # (the messages the command line has always printed)
+            known = ", ".join(sorted(DERIVATIONS))
+            raise UsageError(f"unknown derivation {name!r}; known: {known}")
+        accepted = EXTRA_SIZES.get(name, ())
+        for key in extra_sizes:
+            if key not in accepted:
+                raise UsageError(f"--{key.replace('_', '-')} does not apply to {name}"
+                                 + (f" (it takes --n{''.join(' --' + k.replace('_', '-') for k in accepted)})"))
+        only(name, "normalized_labels", *accepted)
         size = parse_size(3 if n is None else n)
         extra = {key: parse_size(value, key.replace("_", "-")) for key, value in extra_sizes.items()}
         refuse_too_much_work(name, size, extra)
