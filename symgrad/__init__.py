@@ -1,15 +1,31 @@
 """symgrad — symbolic, step-by-step, checked derivations of ML gradients.
 
 Flow: ``build`` (expressions) → ``derive`` (steps) → ``verify`` (checks) → ``render`` (LaTeX,
-text, Markdown, JSON) → ``cli``. ``derive`` and ``render`` are the public entry points; they are
-imported lazily so that ``symgrad --help`` does not pay for importing SymPy.
+text, Markdown, JSON) → ``cli``. The public names (README, "Python API"):
+
+- ``derive(...)`` → a ``Derivation`` (``.steps``, ``.result``, ``.to_latex()``, ``.check()`` …);
+- ``verify_identity(lhs, rhs, vars=...)`` → a ``Verdict`` (``.holds``, ``.counterexample`` …);
+- ``render(derivation, fmt)``; ``UsageError`` for bad input; ``Step``, ``Check``, ``Rule``.
+
+They are imported lazily so that ``symgrad --help`` does not pay for importing SymPy.
 """
 
-__all__ = ["__version__", "derive", "render", "UsageError", "Check", "Derivation", "Rule", "Step"]
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["__version__", "derive", "verify_identity", "render", "Derivation", "Verdict", "UsageError",
+           "Check", "Rule", "Step"]
 
 _HOMES = {"derive": "symgrad.api", "render": "symgrad.api", "UsageError": "symgrad.errors",
           "Check": "symgrad.steps", "Derivation": "symgrad.steps", "Rule": "symgrad.steps",
-          "Step": "symgrad.steps"}
+          "Step": "symgrad.steps", "verify_identity": "symgrad.verdict", "Verdict": "symgrad.verdict"}
+
+if TYPE_CHECKING:  # what type checkers see; at run time, module __getattr__ below imports on use
+    from symgrad.api import derive, render
+    from symgrad.errors import UsageError
+    from symgrad.steps import Check, Derivation, Rule, Step
+    from symgrad.verdict import Verdict, verify_identity
+
+    __version__: str
 
 
 def _version() -> str:
@@ -25,12 +41,12 @@ def _version() -> str:
 
         pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
         try:
-            return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
         except (OSError, KeyError, tomllib.TOMLDecodeError):
             return "0+unknown"
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
     if name in _HOMES:

@@ -10,18 +10,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
+from typing import IO, TYPE_CHECKING, Any
 
-from symgrad.derivation import DERIVATIONS
 from symgrad.errors import UsageError
 from symgrad.identity_file import IdentityFileError
 from symgrad.output.notation import NOTATIONS, Notation
-from symgrad.steps import Derivation
 from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
                             MAX_MATRIX_WORK, expression_sizes, parse_size, parse_sizes,
                             parse_time_limit, parse_variables, refuse_too_much_work)
-from symgrad.verify import check_derivation
+
+if TYPE_CHECKING:  # (SymPy is imported when something is derived or checked, not with this module:
+    from pathlib import Path  # a verify served from the cache never imports it)
+
+    from symgrad.cache import ResultCache
+    from symgrad.identity_file import Identity
+    from symgrad.steps import Derivation
+    from symgrad.verdicts import IdentityResult
 
 FORMATS = ("text", "latex", "markdown", "json")
 STDIN = "-"  # as a path: read one identity file from standard input
@@ -61,28 +68,154 @@ GENERAL = (  # ways to derive that are not a name
 )
 
 
-def derive(name: str = "softmax-cross-entropy", n: int | str = 3, *, normalized_labels: bool = True,
-           check: bool = True, progress: Callable[[int, int, str], None] | None = None,
-           time_limit: float | None = None, **sizes) -> Derivation:
-    """Build, derive and (by default) check a derivation. Raises UsageError on bad input, and
-    ``symgrad.budget.TimeLimitReached`` if ``time_limit`` seconds (if given) run out."""
-    if name not in DERIVATIONS:
-        known = ", ".join(sorted(DERIVATIONS))
-        raise UsageError(f"unknown derivation {name!r}; known: {known}")
-    size = parse_size(n)
-    builder = DERIVATIONS[name]
-    accepted = EXTRA_SIZES.get(name, ())
-    for key in sizes:
-        if key not in accepted:
-            raise UsageError(f"--{key.replace('_', '-')} does not apply to {name}"
-                             + (f" (it takes --n{''.join(' --' + k.replace('_', '-') for k in accepted)})"))
-    extra = {key: parse_size(value, key.replace("_", "-")) for key, value in sizes.items()}
-    refuse_too_much_work(name, size, extra)
+Shapes = Mapping[str, "int | str"] | str  # {"z": "n", "W": "n x p", "T": "scalar"} or "z=n,W=n x p,T=scalar"
+Sizes = Mapping[str, "int | str"] | str  # {"n": 3, "p": "symbolic"} or "n=3,p=symbolic"
+
+
+def derive(name: str | None = None, n: int | str | None = None, *, expr: str | None = None,
+           wrt: str | Sequence[str] | None = None, vars: Shapes | None = None, sizes: Sizes | None = None,
+           assume: str | Sequence[str] = (), hidden: str | Sequence[str] | None = None,
+           output_layer: str | None = None, one_hot: int | str | None = None,
+           file: str | PathLike[str] | None = None, identity: str | None = None,
+           normalized_labels: bool = True, check: bool = True,
+           progress: Callable[[int, int, str], None] | None = None, time_limit: float | None = None,
+           **extra_sizes: int | str) -> Derivation:
+    """Derive a gradient step by step and (by default) check every step: the one entry point
+    for everything ``symgrad derive`` derives. ``n`` is the size (an integer, or "symbolic": a
+    proof for every n); it defaults to 3.
+
+    - a built-in: ``derive("softmax-cross-entropy", n=3)`` (the default; ``one_hot=2``: a
+      one-hot label y = e_2, ``normalized_labels=False``: stop before Σy = 1), or
+      ``derive("softmax-layer", n=3, n_prev=2, m=2)``;
+    - any loss: ``derive(expr="binary_cross_entropy(sigmoid(z), y)", wrt="z", vars="z=n,y=n")``,
+      ``vars`` each variable's shape (a dict or the CLI's "z=n,W=n x p,T=scalar"), ``wrt`` one
+      variable or several ("W1,b1" or a list), ``sizes`` the value of each size name (a dict or
+      "n=3,p=2,m=2"), ``assume`` one equation or several ("sum(y) == 1");
+    - a network: ``derive("network", hidden=["tanh"], output_layer="softmax", sizes="n0=2,n1=3,n2=2,m=2")``;
+    - an identity's lhs, ending at its rhs: ``derive(file="ids.toml", identity="NAME")``.
+
+    Raises ``UsageError`` for bad or contradictory input, and ``symgrad.budget.TimeLimitReached``
+    when ``time_limit`` seconds (if given) run out.
+
+        >>> import symgrad
+        >>> d = symgrad.derive(expr="mse(tanh(z), y)", wrt="z", vars={"z": "n", "y": "n"}, n=2)
+        >>> d.proven
+        True
+    """
     from symgrad.budget import deadline
 
-    with deadline(parse_time_limit(time_limit)):
-        derivation = builder(size, normalized_labels=normalized_labels, **extra)
-        return check_derivation(derivation, progress) if check else derivation
+    limit = parse_time_limit(time_limit)
+    given = {"expr": expr, "wrt": wrt, "vars": vars, "sizes": sizes, "assume": assume or None, "hidden": hidden,
+             "output_layer": output_layer, "one_hot": one_hot, "file": file, "identity": identity,
+             "normalized_labels": None if normalized_labels else False,
+             **{key: value for key, value in extra_sizes.items()}}
+
+    def only(what: str, *allowed: str) -> None:
+        """A UsageError for any option given that ``what`` does not take."""
+        wrong = [key for key, value in given.items() if value is not None and key not in allowed]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to {what}"
+                             + (f" (it takes {', '.join(allowed)})" if allowed else ""))
+
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f"the derivation's name must be a string, not {name!r}")
+    if file is None and name is not None and name.endswith(".toml"):
+        file, name = name, None  # as on the command line: derive("ids.toml", identity=...)
+        given["file"] = file
+    with deadline(limit):
+        if expr is not None:
+            if name is not None:
+                raise UsageError("give either a derivation name or expr=, not both")
+            only("expr=", "expr", "wrt", "vars", "sizes", "assume")
+            if vars is None:
+                raise UsageError('expr= needs vars= (each variable\'s shape, e.g. vars="z=n,y=n")')
+            return derive_expression(expr, variables=_shapes(vars), wrt=_names(wrt, "wrt"),
+                                     assume=_equations(assume), n=n, sizes=_sizes(sizes),
+                                     check=check, progress=progress)
+        if file is not None:
+            if name is not None:
+                raise UsageError("give either a derivation name or file=, not both")
+            only("an identity file", "file", "identity")
+            return derive_identity(file, identity, n=3 if n is None else n, check=check, progress=progress)
+        name = "softmax-cross-entropy" if name is None else name
+        if name == "network":
+            only("network", "hidden", "output_layer", "sizes")
+            if n is not None:
+                raise UsageError("network takes its sizes as sizes= (n0, n1, …, m), not n=")
+            return derive_network(_names(hidden, "hidden") or ["tanh"], output_layer or "softmax",
+                                  sizes=_sizes(sizes), check=check, progress=progress)
+        if one_hot is not None:
+            if name != "softmax-cross-entropy":
+                raise UsageError(f"one_hot applies to softmax-cross-entropy, not to {name!r}")
+            only("one_hot", "one_hot")
+            return derive_one_hot(one_hot, 3 if n is None else n, check=check, progress=progress)
+        from symgrad.derivation import DERIVATIONS
+
+        if name not in DERIVATIONS:  # (the messages the command line has always printed)
+            known = ", ".join(sorted(DERIVATIONS))
+            raise UsageError(f"unknown derivation {name!r}; known: {known}")
+        accepted = EXTRA_SIZES.get(name, ())
+        for key in extra_sizes:
+            if key not in accepted:
+                raise UsageError(f"--{key.replace('_', '-')} does not apply to {name}"
+                                 + (f" (it takes --n{''.join(' --' + k.replace('_', '-') for k in accepted)})"))
+        only(name, "normalized_labels", *accepted)
+        size = parse_size(3 if n is None else n)
+        extra = {key: parse_size(value, key.replace("_", "-")) for key, value in extra_sizes.items()}
+        refuse_too_much_work(name, size, extra)
+        derivation = DERIVATIONS[name](size, normalized_labels=normalized_labels, **extra)
+        return _checked(derivation, progress) if check else derivation
+
+
+def _shapes(shapes: Shapes) -> dict[str, int | str]:
+    """Each variable's shape from a dict or the CLI's "z=n,W=n x p" (validated the same way)."""
+    if isinstance(shapes, str):
+        return parse_variables(shapes)
+    if not isinstance(shapes, Mapping):
+        raise UsageError(f'vars must be a dict such as {{"z": "n", "y": "n"}} or a string such as "z=n,y=n", '
+                         f"not {type(shapes).__name__}")
+    return parse_variables(_assignments_text(shapes, "vars", "shape"))
+
+
+def _sizes(sizes: Sizes | None) -> dict[str, int | str] | None:
+    """Each size name's value from a dict or the CLI's "n=3,p=2" (validated the same way)."""
+    if sizes is None or isinstance(sizes, str):
+        return None if sizes is None else parse_sizes(sizes)
+    if not isinstance(sizes, Mapping):
+        raise UsageError(f'sizes must be a dict such as {{"n": 3, "m": 2}} or a string such as "n=3,m=2", '
+                         f"not {type(sizes).__name__}")
+    return parse_sizes(_assignments_text(sizes, "sizes", "value"))
+
+
+def _assignments_text(values: Mapping[str, int | str], option: str, what: str) -> str:
+    """A dict as the CLI's "name=value,…" text, refusing what that text could not hold."""
+    parts = []
+    for key, value in values.items():
+        if not isinstance(key, str) or not isinstance(value, (int, str)) or isinstance(value, bool) \
+                or any(c in str(value) for c in ",="):
+            raise UsageError(f"{option}: {key!r}: {value!r} is not a {what} (a string or an integer)")
+        parts.append(f"{key}={value}")
+    return ",".join(parts) or ","
+
+
+def _names(names: str | Sequence[str] | None, option: str) -> list[str] | None:
+    """"W1,b1" or ["W1", "b1"] as a list of names (None: none given)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [part.strip() for part in names.split(",")]
+    if not all(isinstance(part, str) for part in names):
+        raise UsageError(f"{option} must be a string or a list of strings, not {names!r}")
+    return list(names)
+
+
+def _equations(assume: str | Sequence[str]) -> tuple[str, ...]:
+    """One assumption ("sum(y) == 1") or several, as a tuple."""
+    if isinstance(assume, str):
+        return (assume,)
+    if not all(isinstance(a, str) for a in assume):
+        raise UsageError(f"assume must be a string or a list of strings, not {assume!r}")
+    return tuple(assume)
 
 
 def derive_one_hot(k: int | str, n: int | str = 3, *, check: bool = True,
@@ -104,11 +237,12 @@ def derive_one_hot(k: int | str, n: int | str = 3, *, check: bool = True,
     k = parse_class(k, size)
     with deadline(parse_time_limit(time_limit)):
         derivation = build(size, k)
-        return check_derivation(derivation, progress) if check else derivation
+        return _checked(derivation, progress) if check else derivation
 
 
-def derive_expression(expression: str, *, variables: dict | str, wrt: str | list[str] | None = None, assume=(),
-                      n: int | str | None = None, sizes: dict | str | None = None, check: bool = True,
+def derive_expression(expression: str, *, variables: Mapping[str, int | str] | str,
+                      wrt: str | Sequence[str] | None = None, assume: Sequence[str] = (),
+                      n: int | str | None = None, sizes: Mapping[str, int | str] | str | None = None, check: bool = True,
                       progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """Derive the gradient of any loss written in the expression language, step by step.
     ``variables``: each name's shape ("z=n,T=scalar", or "W=n x p,X=p x m,b=n" for matrices);
@@ -120,26 +254,25 @@ def derive_expression(expression: str, *, variables: dict | str, wrt: str | list
     >>> d.proven
     True
     """
-    if isinstance(variables, str):
-        variables = parse_variables(variables)
-    if isinstance(sizes, str):
-        sizes = parse_sizes(sizes)
+    shapes = parse_variables(variables) if isinstance(variables, str) else dict(variables)
+    values = parse_sizes(sizes) if isinstance(sizes, str) else None if sizes is None else dict(sizes)
     assume = tuple(assume)
-    size, sizes = expression_sizes(variables, sizes, None if n is None else parse_size(n),
-                                   " ".join((expression, *assume)))
+    size, values = expression_sizes(shapes, values, None if n is None else parse_size(n),
+                                    " ".join((expression, *assume)))
     from symgrad.derivation.engine import Problem, derive_problem
 
     targets = [w.strip() for w in wrt.split(",")] if isinstance(wrt, str) else list(wrt or [])
     if len(targets) != len(set(targets)) or any(not t for t in targets):
         raise UsageError(f"--wrt {wrt!r}: name each variable once, separated by commas (W1,b1,W2,b2)")
     # several variables: one derivation, the levels they share (dZ[2]) derived once
-    problem = Problem(expression, variables, wrt=targets[0] if targets else None, assume=assume, size=size,
-                      name="expression", title=None, sizes=sizes, also=tuple(targets[1:]))
+    problem = Problem(expression, shapes, wrt=targets[0] if targets else None, assume=assume, size=size,
+                      name="expression", title=None, sizes=values, also=tuple(targets[1:]))
     derivation = derive_problem(problem)
-    return check_derivation(derivation, progress) if check else derivation
+    return _checked(derivation, progress) if check else derivation
 
 
-def derive_network(hidden: list[str] | str = ("tanh",), output: str = "softmax", *, sizes: dict | str | None = None,
+def derive_network(hidden: Sequence[str] | str = ("tanh",), output: str = "softmax", *,
+                   sizes: Mapping[str, int | str] | str | None = None,
                    check: bool = True, progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """The gradients of a network's cost by every W[l] and b[l], layer by layer from the output:
     ``hidden`` the hidden layers' activations ("tanh,sigmoid" or a list; any elementwise function),
@@ -150,17 +283,15 @@ def derive_network(hidden: list[str] | str = ("tanh",), output: str = "softmax",
     """
     from symgrad.derivation.network import derive_network as build, network_question
 
-    if isinstance(hidden, str):
-        hidden = [h.strip() for h in hidden.split(",") if h.strip()]
-    if isinstance(sizes, str):
-        sizes = parse_sizes(sizes)
-    question = network_question(list(hidden), output, sizes)
+    layers = [h.strip() for h in hidden.split(",") if h.strip()] if isinstance(hidden, str) else list(hidden)
+    values = parse_sizes(sizes) if isinstance(sizes, str) else None if sizes is None else dict(sizes)
+    question = network_question(layers, output, values)
     expression_sizes(question.variables, question.sizes, None, " ".join((question.cost, *question.assume)))
-    derivation = build(list(hidden), output, question.sizes)
-    return check_derivation(derivation, progress) if check else derivation
+    derivation = build(layers, output, question.sizes)
+    return _checked(derivation, progress) if check else derivation
 
 
-def derive_identity(path, identity: str | None = None, *, n: int | str = 3, check: bool = True,
+def derive_identity(path: str | PathLike[str], identity: str | None = None, *, n: int | str = 3, check: bool = True,
                     progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """Derive the lhs of a ``grad(...)``/``jacobian(...)`` identity of a file, ending at its rhs."""
     from pathlib import Path
@@ -179,9 +310,9 @@ def derive_identity(path, identity: str | None = None, *, n: int | str = 3, chec
         if not matches:
             import difflib
 
-            names = [i.name for i in identities]
-            near = difflib.get_close_matches(identity, names, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f" (it has: {', '.join(map(repr, names))})"
+            known = [i.name for i in identities]
+            near = difflib.get_close_matches(identity, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (it has: {', '.join(map(repr, known))})"
             raise UsageError(f"{path}: no identity named {identity!r}{hint}")
         chosen = matches[0]
     from symgrad.identity_file import SizeTable
@@ -189,7 +320,14 @@ def derive_identity(path, identity: str | None = None, *, n: int | str = 3, chec
     tables = [size for size in chosen.sizes if isinstance(size, SizeTable)]
     size = dict(tables[0].values) if tables else parse_size(n)  # matrices: the file's first size table
     derivation = derive_problem(problem_from_identity(chosen, size))
-    return check_derivation(derivation, progress) if check else derivation
+    return _checked(derivation, progress) if check else derivation
+
+
+def _checked(derivation: Derivation, progress: Callable[[int, int, str], None] | None) -> Derivation:
+    """The derivation with every step checked (the checker, and SymPy, imported on first use)."""
+    from symgrad.verify import check_derivation
+
+    return check_derivation(derivation, progress)
 
 
 def notation_of(notation: str, bold: str = "mathbf") -> Notation:
@@ -251,14 +389,14 @@ class Checked:
     (an ``IdentityFileError``, with ``path`` and perhaps ``identity``) per file or identity that
     could not; ``files`` are the identity files read (inputs: never to be overwritten)."""
 
-    results: list
-    problems: list
-    files: list
+    results: list[Any]
+    problems: list[Any]
+    files: list[Any]
     seconds: float = 0.0  # how long reading and checking took
 
 
-def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
-                   progress: Callable[[str], None] | None = None, cache=None):
+def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
+                   progress: Callable[[str], None] | None = None, cache: Any = None) -> IdentityResult:
     """``symgrad.verify.identity.check_identity`` with a time budget for each size: a size that
     runs out of time (or memory) is undecided, and the other sizes still run. Raises
     IdentityFileError for a mistake in the identity that shows only at some size. ``cache``: a
@@ -280,9 +418,10 @@ def check_identity(identity, time_limit: float | None = DEFAULT_TIME_LIMIT,
     return IdentityResult(identity, tuple(results))
 
 
-def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
+def check_files(paths: Iterable[str | PathLike[str]], *, time_limit: float | None = DEFAULT_TIME_LIMIT,
                 progress: Callable[[int, int, str], None] | None = None,
-                only_identity_files: bool = False, stdin=None, jobs: int = 1, cache=None) -> Checked:
+                only_identity_files: bool = False, stdin: IO[bytes] | IO[str] | None = None, jobs: int = 1,
+                cache: Any = None) -> Checked:
     """Read every identity file under ``paths`` and check each identity at each of its sizes;
     a bad file or identity is a problem and everything else is still checked. Raises UsageError
     only if there is nothing at all to check. The path ``-`` is one identity file read from
@@ -300,8 +439,9 @@ def check_files(paths, *, time_limit: float | None = DEFAULT_TIME_LIMIT,
     return Checked(results, problems + more, files, time.perf_counter() - started)
 
 
-def read_identities(paths, *, only_identity_files: bool = False, stdin=None,
-                    cache=None) -> tuple[list, list, list]:
+def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files: bool = False,
+                    stdin: IO[bytes] | IO[str] | None = None,
+                    cache: ResultCache | None = None) -> tuple[list[Identity], list[IdentityFileError], list[Path]]:
     """(identities, problems, files): every identity of the files under ``paths`` (``-``: standard
     input), read and validated but not checked, with one problem per file that cannot be read.
     ``cache``: a ``symgrad.cache.ResultCache`` that keeps what reading an unchanged file found."""
@@ -309,21 +449,21 @@ def read_identities(paths, *, only_identity_files: bool = False, stdin=None,
 
     from symgrad.identity_file import find_files, load_file
 
-    paths = [str(p) for p in paths]
-    if paths.count(STDIN) > 1:
+    named = [str(p) for p in paths]
+    if named.count(STDIN) > 1:
         raise UsageError("'-' (standard input) can be given only once")
-    others = [Path(p) for p in paths if p != STDIN]
+    others = [Path(p) for p in named if p != STDIN]
     files, problems = find_files(others) if others else ([], [])
     if only_identity_files:
         files = [file for file in files if holds_identities(file)]
-    identities = []
-    if STDIN in paths:
+    identities: list[Identity] = []
+    if STDIN in named:
         try:
             identities += load_stdin(stdin)
         except IdentityFileError as problem:
             problems.append(problem)
         files = [Path(STDIN_NAME), *files]
-    for file in files[1 if STDIN in paths else 0:]:
+    for file in files[1 if STDIN in named else 0:]:
         try:
             identities += load_file(file, cache)
         except IdentityFileError as problem:
@@ -332,7 +472,7 @@ def read_identities(paths, *, only_identity_files: bool = False, stdin=None,
     return identities, problems, files
 
 
-def holds_identities(path) -> bool:
+def holds_identities(path: str | PathLike[str]) -> bool:
     """Whether a file has an ``[[identity]]`` table header (read as bytes, without parsing)."""
     import re
     from pathlib import Path
@@ -347,33 +487,42 @@ def holds_identities(path) -> bool:
     return re.search(rb"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", head, re.M) is not None
 
 
-def load_stdin(stream=None) -> list:
+def load_stdin(stream: IO[bytes] | IO[str] | None = None) -> list[Identity]:
     """The identities of one identity file read from ``stream`` (default: standard input), named
     ``<stdin>`` in every message and report. Raises IdentityFileError."""
-    import dataclasses
     import sys
-    import tempfile
-    from pathlib import Path
 
-    from symgrad.identity_file import MAX_FILE_BYTES, IdentityFileError, load_file
+    from symgrad.identity_file import MAX_FILE_BYTES
 
     stream = stream if stream is not None else sys.stdin.buffer
     data = stream.read(MAX_FILE_BYTES + 1)
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
-    name = Path(STDIN_NAME)
+    return load_text(data, STDIN_NAME)
+
+
+def load_text(data: bytes, name: str) -> list[Identity]:
+    """The identities of one identity file's contents, read as ``symgrad verify`` reads a file
+    (the same checks, the same messages), and called ``name`` in every message and report.
+    Raises IdentityFileError."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from symgrad.identity_file import IdentityFileError, load_file
+
     with tempfile.TemporaryDirectory(prefix="symgrad-stdin-") as folder:
         temporary = Path(folder) / "stdin.toml"
         temporary.write_bytes(data)
         try:
             identities = load_file(temporary)
         except IdentityFileError as error:
-            raise IdentityFileError(str(error).replace(str(temporary), STDIN_NAME), name,
+            raise IdentityFileError(str(error).replace(str(temporary), name), Path(name),
                                     error.identity) from None
-    return [dataclasses.replace(identity, path=name) for identity in identities]
+    return [dataclasses.replace(identity, path=Path(name)) for identity in identities]
 
 
-def list_identities(paths) -> tuple[list[dict], list]:
+def list_identities(paths: Iterable[str | PathLike[str]]) -> tuple[list[dict[str, Any]], list[IdentityFileError]]:
     """What ``symgrad list FILE…`` shows, without checking anything: for each identity its name,
     file, variables, sizes and whether ``derive --identity`` can derive it; and the problems."""
     identities, problems, _ = read_identities(paths)
@@ -381,21 +530,22 @@ def list_identities(paths) -> tuple[list[dict], list]:
              "derivable": is_derivable(i)} for i in identities], problems
 
 
-def is_derivable(identity) -> bool:
+def is_derivable(identity: Identity) -> bool:
     """Whether the lhs is ``grad(...)`` or ``jacobian(...)``, which ``derive --identity`` derives."""
     import ast
 
     from symgrad.language import LanguageError, parse_tree
 
     try:
-        body = parse_tree(identity.lhs, matrices=True).body  # matrix identities derive too (@, transpose)
+        tree = parse_tree(identity.lhs, matrices=True)  # matrix identities derive too (@, transpose)
     except LanguageError:
         return False
+    body = tree.body if isinstance(tree, ast.Expression) else None
     return isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in ("grad", "jacobian")
 
 
-def verify_paths(paths, progress: Callable[[int, int, str], None] | None = None,
-                 time_limit: float | None = DEFAULT_TIME_LIMIT) -> list:
+def verify_paths(paths: Iterable[str | PathLike[str]], progress: Callable[[int, int, str], None] | None = None,
+                 time_limit: float | None = DEFAULT_TIME_LIMIT) -> list[IdentityResult]:
     """Load every identity file under ``paths`` and check each identity at each of its sizes.
     Raises UsageError (an IdentityFileError) for the first problem with the files themselves."""
     checked = check_files(paths, time_limit=time_limit, progress=progress)

@@ -8,8 +8,10 @@ writes it and still be turned mechanically into the explicit objects the checker
 - ``GradientMatrix(f, X)``: ∂f/∂X of a scalar f, shaped like X (dW, db, dZ as ML code holds them).
 - ``SumExcluding(term, i, j, n)``: Σ_{i≠j} term, the off-diagonal part of a sum over 1..n.
 
-Every object here knows how to become explicit (``as_explicit`` / ``doit``) for a concrete n;
-printing lives in ``symgrad.output``.
+Every object here knows how to become explicit (``as_explicit`` / ``doit``) for a concrete n.
+symgrad's own printing lives in ``symgrad.output``; SymPy's own printers (``str``,
+``sympy.latex``, ``sympy.pretty``) write these objects as the math too (``a - y``, not
+``Vec(a, 3) - Vec(y, 3)``), like a ``MatrixSymbol``, through ``_sympystr``/``_latex``/``_pretty``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,76 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
+from typing import Any
+
+from sympy import Add, Basic, Derivative, Expr, Integer, Mul, Pow, Sum, Symbol, sympify
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter
 
 
-class _Named(MatrixExpr):
-    """A whole vector or matrix named by its ``IndexedBase`` (printed bold, entries base[…])."""
+def _printer_of_symgrad(printer: Any) -> bool:
+    """Whether ``printer`` is one of symgrad's (``symgrad.output``, the markup printer below)."""
+    return type(printer).__module__.split(".")[0] == "symgrad"
+
+
+def _as_printed_before(printer: Any, expr: Basic, **kwargs: Any) -> Any:
+    """What ``printer`` makes of ``expr`` by its own methods, as SymPy dispatches when the object
+    has no print method of its own: symgrad's printers keep their notation byte for byte."""
+    for cls in type(expr).__mro__:
+        method = getattr(printer, "_print_" + cls.__name__, None)
+        if method is not None:
+            return method(expr, **kwargs)
+    return printer.emptyPrinter(expr)
+
+
+class _PrintsAsMath:
+    """SymPy's printers write the object as the math (``_math_str``, ``_math_latex``,
+    ``_math_pretty``); symgrad's printers as before."""
+
+    def _sympystr(self, printer: Any, **kwargs: Any) -> Any:
+        if _printer_of_symgrad(printer):
+            return _as_printed_before(printer, self, **kwargs)
+        return self._math_str(printer)
+
+    def _latex(self, printer: Any, **kwargs: Any) -> Any:
+        if _printer_of_symgrad(printer):
+            return _as_printed_before(printer, self, **kwargs)
+        return self._math_latex(printer)
+
+    def _pretty(self, printer: Any, **kwargs: Any) -> Any:
+        if _printer_of_symgrad(printer):
+            return _as_printed_before(printer, self, **kwargs)
+        return self._math_pretty(printer)
+
+    def _math_str(self, printer: Any) -> str:
+        raise NotImplementedError
+
+    def _math_latex(self, printer: Any) -> str:
+        raise NotImplementedError
+
+    def _math_pretty(self, printer: Any) -> Any:
+        raise NotImplementedError
+
+
+def _name_symbol(head: Basic) -> Symbol:
+    """The plain symbol a whole vector or matrix is printed as (its IndexedBase's label)."""
+    return Symbol(_label(head))
+
+
+class _Named(_PrintsAsMath, MatrixExpr):
+    """A whole vector or matrix named by its ``IndexedBase`` (printed bold, entries base[…]).
+    SymPy's printers write it as a ``MatrixSymbol`` of that name (plain, or bold with
+    ``mat_symbol_style="bold"``)."""
+
+    def _math_str(self, printer: Any) -> str:
+        return str(printer._print(_name_symbol(self.base)))
+
+    def _math_latex(self, printer: Any) -> str:
+        return str(printer._print_Symbol(_name_symbol(self.base), style=printer._settings["mat_symbol_style"]))
+
+    def _math_pretty(self, printer: Any) -> Any:
+        return printer._print_Symbol(_name_symbol(self.base), printer._settings["mat_symbol_style"] == "bold")
 
     @property
     def base(self):
@@ -63,8 +127,22 @@ class MatVar(_Named):
         return self.base[i + 1, j + 1]
 
 
-class _Differential(MatrixExpr):
-    """∂f/∂x as a whole; subclasses fix the layout (shape and which derivative sits at (i, j))."""
+class _Differential(_PrintsAsMath, MatrixExpr):
+    """∂f/∂x as a whole; subclasses fix the layout (shape and which derivative sits at (i, j)).
+    SymPy's printers write it ∂f/∂x (``str``: ``Derivative(f, x)``)."""
+
+    def _math_str(self, printer: Any) -> str:
+        return f"Derivative({printer._print(self.f)}, {printer._print(self.x)})"
+
+    def _math_latex(self, printer: Any) -> str:
+        return rf"\frac{{\partial {printer._print(self.f)}}}{{\partial {printer._print(self.x)}}}"
+
+    def _math_pretty(self, printer: Any) -> Any:
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        top = prettyForm(*printer._print(self.f).left("∂" if printer._use_unicode else "d"))
+        bottom = prettyForm(*printer._print(self.x).left("∂" if printer._use_unicode else "d"))
+        return prettyForm.__truediv__(top, bottom)
 
     def __new__(cls, f, x):
         return Basic.__new__(cls, f, x)
@@ -110,8 +188,10 @@ def _entry_of(variable, i, j):
     return variable.base[i + 1, j + 1]
 
 
-class SumExcluding(Expr):
-    """Σ_{i=1, i≠j}^{n} term: the sum over every index except ``j`` (j itself lies in 1..n)."""
+class SumExcluding(_PrintsAsMath, Expr):
+    """Σ_{i=1, i≠j}^{n} term: the sum over every index except ``j`` (j itself lies in 1..n).
+    SymPy's LaTeX writes it Σ_{i=1, i≠j}^{n}; ``str`` and ``pretty`` the equal full sum minus
+    the j-th term (which ``sympify`` reads back)."""
 
     is_commutative = True
 
@@ -137,6 +217,24 @@ class SumExcluding(Expr):
     @property
     def free_symbols(self):
         return (self.term.free_symbols - {self.index}) | self.excluded.free_symbols | self.upper.free_symbols
+
+    def _math_str(self, printer: Any) -> str:
+        return str(printer._print(self._as_full_sum()))
+
+    def _math_latex(self, printer: Any) -> str:
+        index, excluded = printer._print(self.index), printer._print(self.excluded)
+        term = str(printer._print(self.term))
+        if isinstance(self.term, Add) or term.lstrip().startswith("-"):
+            term = rf"\left({term}\right)"
+        return rf"\sum_{{\substack{{{index}=1\\ {index} \neq {excluded}}}}}^{{{printer._print(self.upper)}}} {term}"
+
+    def _math_pretty(self, printer: Any) -> Any:
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        return prettyForm(*printer._print(self._as_full_sum()).parens())
+
+    def _as_full_sum(self) -> Basic:
+        return Add(self.full_sum(), -self.term.xreplace({self.index: self.excluded}))
 
     def _eval_derivative(self, s):
         return SumExcluding(self.term.diff(s), self.index, self.excluded, self.upper)
@@ -165,13 +263,43 @@ def index_symbols(expr: Basic) -> list[Symbol]:
     return sorted((x for x in expr.free_symbols if isinstance(x, Symbol) and x.is_integer), key=str)
 
 
-class Entrywise(ElementwiseApplyFunction):
+class Entrywise(_PrintsAsMath, ElementwiseApplyFunction):
     """f applied to every entry (e^z, tanh(Z), 𝟙[Z > 0]): SymPy's ElementwiseApplyFunction without
     its shortcut for a 1 × 1 matrix, which applies f to the matrix itself (Heaviside of a vector
-    raises), so that a derivation at a symbolic n can be instantiated at n = 1."""
+    raises), so that a derivation at a symbolic n can be instantiated at n = 1. SymPy's printers
+    write it as the function applied to the whole (``exp(z)``, ``tanh(W*X + b)``)."""
 
     def __new__(cls, function, expr):
         return Basic.__new__(cls, function, expr)
+
+    def _applied(self, argument: Basic) -> Basic:
+        (variable,) = self.function.variables
+        return self.function.expr.xreplace({variable: argument})
+
+    _SLOT = "SYMGRADARGUMENT"
+
+    def _argument_text(self, text: str, wrap: tuple[str, str]) -> str:
+        """The argument's text, bracketed unless it is a name or the body is f(x) itself."""
+        body = self._applied(Symbol(self._SLOT))
+        named = isinstance(self.expr, (_Named, Symbol)) or type(self.expr).__name__ == "MatrixSymbol"
+        applied = body.is_Function and bool(body.args) and body.args[0] == Symbol(self._SLOT)
+        return text if named or applied else wrap[0] + text + wrap[1]
+
+    def _written(self, printer: Any, wrap: tuple[str, str]) -> str:
+        """The function's body printed with the argument's text in place of its variable."""
+        text = self._argument_text(str(printer._print(self.expr)), wrap)
+        return str(printer._print(self._applied(Symbol(self._SLOT)))).replace(self._SLOT, text)
+
+    def _math_str(self, printer: Any) -> str:
+        return self._written(printer, ("(", ")"))
+
+    def _math_latex(self, printer: Any) -> str:
+        return self._written(printer, (r"\left(", r"\right)"))
+
+    def _math_pretty(self, printer: Any) -> Any:
+        from sympy.printing.str import sstr
+
+        return printer._print(self._applied(Symbol(self._argument_text(sstr(self.expr), ("(", ")")))))
 
 
 def plain_sympy(expr: Basic) -> Basic:
