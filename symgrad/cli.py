@@ -113,7 +113,8 @@ def derive(
     sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers, or 'symbolic' for a proof for every value); n may come from --n instead.")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
-    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid (any elementwise function; default tanh). Sizes n0 (input), n1 … nL (layers) and m (batch) come from --sizes.")] = None,
+    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid (any elementwise function; default tanh), or g for an abstract activation g[l]. Sizes n0 (input), n1 … nL (layers) and m (batch) come from --sizes.")] = None,
+    generic: Annotated[bool, typer.Option("--generic", help="network: the generic layer, every hidden activation an abstract g[l] (--hidden g; with --hidden N,…: that many layers).")] = False,
     output_layer: Annotated[Optional[str], typer.Option("--output-layer", metavar="KIND", help="network: the output layer: softmax (with cross-entropy, the default), sigmoid (binary cross-entropy) or identity (squared error).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
                                         help="Output: text (terminal), latex, markdown, json (certificate).")] = Format.text,
@@ -156,12 +157,14 @@ def derive(
             if expr is not None or size is not None or sizes or one_hot_class is not None:
                 raise UsageError("network takes --hidden, --output-layer and --sizes (n0=…,n1=…,m=…), "
                                  "not --expr/--n/--n-prev/--m/--one-hot")
+            if generic:  # every hidden layer's activation an abstract g[l]
+                hidden = ",".join("g" for _ in (hidden or "g").split(","))
             derivation = api.derive_network(hidden or "tanh", output_layer or "softmax", sizes=named_sizes,
                                             progress=_progress_reporter())
-        elif hidden is not None or output_layer is not None:
+        elif hidden is not None or output_layer is not None or generic:
             from symgrad.errors import UsageError
 
-            raise UsageError("--hidden and --output-layer go with `symgrad derive network`")
+            raise UsageError("--hidden, --generic and --output-layer go with `symgrad derive network`")
         elif one_hot_class is not None:
             derivation = api.derive_one_hot(one_hot_class, 3 if size is None else size, progress=_progress_reporter())
         else:

@@ -206,6 +206,8 @@ class AbstractFunction(Function):
         return self.__reduce_ex__(2)
 
     def _latex(self, printer):
+        if hasattr(printer, "_print_AbstractFunction"):  # symgrad's printers: the name in their notation
+            return printer._print_AbstractFunction(self)
         return rf"{self.symbol_tex()}\left({printer._print(self.args[0])}\right)"
 
     def _sympystr(self, printer):
@@ -214,6 +216,8 @@ class AbstractFunction(Function):
     def _pretty(self, printer):
         from sympy.printing.pretty.stringpict import prettyForm
 
+        if hasattr(printer, "_print_AbstractFunction"):
+            return printer._print_AbstractFunction(self)
         return prettyForm(*prettyForm(*printer._print(self.args[0]).parens()).left(self.symbol_text()))
 
 
