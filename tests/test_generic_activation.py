@@ -27,8 +27,8 @@ from tests.support import compile_latex, needs_latex, run
 from tests.test_networks import final_forms, numeric_gradient, random_values, softmax_columns
 
 RNG = np.random.default_rng(20261205)
-TWO_LAYER = "g=function,W1=h x p,X=p x m,b1=h,W2=n x h,b2=n,Y=n x m"
-COST = "sum((W2 @ g(W1 @ X + b1) + b2 - Y) ** 2) / m / 2"
+TWO_LAYER = "g=function,W1=h x p,X=p x m,b1=h,W2=n x h,Y=n x m"
+COST = "sum((W2 @ g(W1 @ X + b1) - Y) ** 2) / m / 2"
 
 
 # -- the language -----------------------------------------------------------------------------------
