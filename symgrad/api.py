@@ -51,7 +51,7 @@ BUILTINS = (
     Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
             "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
     Builtin("network", "hidden layers A[l] = g(W[l] A[l-1] + b[l]) and an output layer over a batch: "
-            "dZ[l], dW[l], db[l] for every layer", ("--hidden", "--output-layer", "--sizes")),
+            "dZ[l], dW[l], db[l] for every layer", ("--hidden", "--generic", "--output-layer", "--sizes")),
 )
 
 
@@ -275,7 +275,8 @@ def derive_network(hidden: Sequence[str] | str = ("tanh",), output: str = "softm
                    sizes: Mapping[str, int | str] | str | None = None,
                    check: bool = True, progress: Callable[[int, int, str], None] | None = None) -> Derivation:
     """The gradients of a network's cost by every W[l] and b[l], layer by layer from the output:
-    ``hidden`` the hidden layers' activations ("tanh,sigmoid" or a list; any elementwise function),
+    ``hidden`` the hidden layers' activations ("tanh,sigmoid" or a list; any elementwise function, or
+    "g": an abstract activation g[l], declared as the function g1, g2, … of its layer),
     ``output`` softmax (cross-entropy), sigmoid (binary cross-entropy) or identity (squared error),
     ``sizes`` n0 … nL and m ("n0=2,n1=3,n2=2,m=2", ints or "symbolic"; missing ones small).
 

@@ -113,7 +113,8 @@ def derive(
     sizes_text: Annotated[Optional[str], typer.Option("--sizes", metavar="NAME=VALUE,...", help="--expr: the value of each size name of --vars, e.g. n=3,p=2,m=2 (positive integers, or 'symbolic' for a proof for every value); n may come from --n instead.")] = None,
     n_prev: Annotated[Optional[str], typer.Option("--n-prev", help="softmax-layer: units of the previous layer (default 2).")] = None,
     m: Annotated[Optional[str], typer.Option("--m", help="softmax-layer: examples in the batch (default 2).")] = None,
-    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid (any elementwise function; default tanh). Sizes n0 (input), n1 … nL (layers) and m (batch) come from --sizes.")] = None,
+    hidden: Annotated[Optional[str], typer.Option("--hidden", metavar="G,G,...", help="network: the hidden layers' activations, e.g. tanh,sigmoid (any elementwise function; default tanh), or g for an abstract activation g[l]. Sizes n0 (input), n1 … nL (layers) and m (batch) come from --sizes.")] = None,
+    generic: Annotated[bool, typer.Option("--generic", help="network: the generic layer, every hidden activation an abstract g[l] (--hidden g; with --hidden N,…: that many layers).")] = False,
     output_layer: Annotated[Optional[str], typer.Option("--output-layer", metavar="KIND", help="network: the output layer: softmax (with cross-entropy, the default), sigmoid (binary cross-entropy) or identity (squared error).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False,
                                         help="Output: text (terminal), latex, markdown, json (certificate).")] = Format.text,
@@ -130,6 +131,7 @@ def derive(
                                            ".symgrad_cache/ (also: environment variable SYMGRAD_NO_CACHE=1).")] = False,
 ) -> None:
     """Derive a gradient step by step, check every step, and print it."""
+    hidden = _generic_hidden(generic, name, hidden)
     # everything the printed output depends on (the time limit does not: a proven result is the
     # same under any limit); a derivation proven before prints again without SymPy
     shaping = {"name": name, "expr": expr, "wrt": wrt, "vars": variables, "assume": assume, "identity": identity,
@@ -171,6 +173,17 @@ def derive(
         raise typer.Exit(EXIT_FAILED)
     if cache is not None:
         cache.put(shaping, text)
+
+
+def _generic_hidden(generic: bool, name: Optional[str], hidden: Optional[str]) -> Optional[str]:
+    """--generic: every hidden layer's activation an abstract g[l] (as many as --hidden names)."""
+    if not generic:
+        return hidden
+    if name != "network":
+        from symgrad.errors import UsageError
+
+        raise UsageError("--generic goes with `symgrad derive network`")
+    return ",".join("g" for _ in (hidden or "g").split(","))
 
 
 def _emit(text: str, target: Optional[Path]) -> None:

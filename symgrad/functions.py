@@ -159,3 +159,141 @@ def sign_of_value(function: Elementwise, argument_sign: str | None) -> str | Non
     if argument_sign is None:
         return None
     return "positive" if function.positive else "real"
+
+
+# -- declared (abstract) functions ---------------------------------------------------------------
+# ``--vars 'g=function'`` declares g an abstract scalar function applied entry by entry, as a
+# course writes a layer's activation g[l]: nothing is known of it but that it is differentiable.
+# Its entry in the table is built from its name: its value is g(x), a SymPy function whose
+# derivative is g′(x), another undefined function (so SymPy's own ``diff`` gives g′(u)·u′ by the
+# chain rule, and the exact checker proves steps with g symbolically). The numeric check
+# substitutes concrete smooth functions for g, g′ (``concrete_interpretation``).
+
+from sympy import Function, sin  # noqa: E402
+
+
+class AbstractFunction(Function):
+    """g(x) (order 0), g′(x) (order 1), g″(x) …: an undefined real function of one real argument
+    and its derivatives. ``fdiff`` is the chain rule's only knowledge of it."""
+
+    nargs = 1
+    base_name = "g"
+    order = 0
+
+    def fdiff(self, argindex=1):
+        return abstract_sympy(self.base_name, self.order + 1)(self.args[0])
+
+    def _eval_is_real(self):
+        return True if self.args[0].is_real else None
+
+    def _eval_is_extended_real(self):
+        return True if self.args[0].is_extended_real else None
+
+    @classmethod
+    def symbol_text(cls, unicode: bool = True) -> str:
+        return cls.base_name + ("′" * cls.order if unicode else "'" * cls.order)
+
+    @classmethod
+    def symbol_tex(cls) -> str:
+        name = cls.base_name
+        tex_name = name[0] + (f"_{{{name[1:]}}}" if name[1:] else "")
+        return tex_name + "'" * cls.order
+
+    def __reduce_ex__(self, protocol):  # the class is made from its name: pickled as (name, order)
+        return _rebuild_abstract, (self.base_name, self.order, self.args)
+
+    def __reduce__(self):
+        return self.__reduce_ex__(2)
+
+    def _latex(self, printer):
+        if hasattr(printer, "_print_AbstractFunction"):  # symgrad's printers: the name in their notation
+            return printer._print_AbstractFunction(self)
+        return rf"{self.symbol_tex()}\left({printer._print(self.args[0])}\right)"
+
+    def _sympystr(self, printer):
+        return f"{self.symbol_text()}({printer._print(self.args[0])})"
+
+    def _pretty(self, printer):
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        if hasattr(printer, "_print_AbstractFunction"):
+            return printer._print_AbstractFunction(self)
+        return prettyForm(*prettyForm(*printer._print(self.args[0]).parens()).left(self.symbol_text()))
+
+
+_ABSTRACT_CLASSES: dict[tuple[str, int], type] = {}
+DECLARED: dict[str, Elementwise] = {}  # abstract entries built so far, by name (a cache: each is
+# a function of its name alone, so a name declared in one problem means the same in the next)
+
+
+def abstract_sympy(name: str, order: int = 0) -> type:
+    """The SymPy function class of g (order 0) or of its order-th derivative; one class per
+    (name, order), so g built twice is one function."""
+    key = (name, order)
+    if key not in _ABSTRACT_CLASSES:
+        class_name = name if order == 0 else f"{name}_{'prime' * order}"
+        _ABSTRACT_CLASSES[key] = type(class_name, (AbstractFunction,),
+                                      {"base_name": name, "order": order, "__module__": __name__})
+    return _ABSTRACT_CLASSES[key]
+
+
+def _rebuild_abstract(name: str, order: int, args: tuple):
+    return abstract_sympy(name, order)(*args)
+
+
+def abstract(name: str) -> Elementwise:
+    """The table's entry for a declared function g: value g(x), derivative g′(x)."""
+    if name not in DECLARED:
+        g, g_prime = abstract_sympy(name), abstract_sympy(name, 1)
+        tex_name = g.symbol_tex()
+        DECLARED[name] = Elementwise(
+            name, g, lambda out, x, _p=g_prime: _p(x),
+            rf"${tex_name}'$ its derivative (${tex_name}$ is any differentiable function)", tex_name,
+            f"the declared function {name}", "a", "A")
+    return DECLARED[name]
+
+
+def elementwise(name: str) -> Elementwise | None:
+    """The table's entry for ``name``: a built-in function, a declared one, or None."""
+    return ELEMENTWISE.get(name) or DECLARED.get(name)
+
+
+def is_elementwise(name: str) -> bool:
+    return name in ELEMENTWISE or name in DECLARED
+
+
+def concrete_interpretation(function, variant: int):
+    """For the numeric check: a concrete smooth function standing for g^(order), as an mpmath
+    function of one argument. ``variant`` 0 is sin-like, 1 tanh-like and polynomial; each name
+    gets its own scale, so g1 and g2 differ and a step confusing them is caught."""
+    import mpmath
+
+    scale = mpmath.mpf(1) + mpmath.mpf(sum(map(ord, function.base_name)) % 11) / 8
+    order = function.order
+    if variant % 2 == 0:  # g(x) = sin(c x) + x/3
+        def value(x):
+            x = mpmath.mpf(x) if not isinstance(x, (mpmath.mpf, mpmath.mpc)) else x
+            if order == 0:
+                return mpmath.sin(scale * x) + x / 3
+            if order == 1:
+                return scale * mpmath.cos(scale * x) + mpmath.mpf(1) / 3
+            return mpmath.diff(lambda t: mpmath.sin(scale * t) + t / 3, x, order)
+    else:  # g(x) = tanh(c x) + x²/5
+        def value(x):
+            if order == 0:
+                return mpmath.tanh(scale * x) + x ** 2 / 5
+            if order == 1:
+                return scale * (1 - mpmath.tanh(scale * x) ** 2) + 2 * x / 5
+            return mpmath.diff(lambda t: mpmath.tanh(scale * t) + t ** 2 / 5, x, order)
+    return value
+
+
+def concrete_sympy(function, variant: int = 0):
+    """The SymPy expression of the same concrete function at x (for tests and exact checks)."""
+    from sympy import Rational as _R, Symbol as _Symbol
+
+    x = _Symbol("x", real=True)
+    scale = 1 + _R(sum(map(ord, function.base_name)) % 11, 8)
+    g = sin(scale * x) + x / 3 if variant % 2 == 0 else tanh(scale * x) + x ** 2 / 5
+    return x, g.diff(x, function.order) if function.order else g
+

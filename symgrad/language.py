@@ -160,10 +160,13 @@ class _StaticCheck:
     """Walks a parsed tree once and raises a ``LanguageError`` for anything outside the
     language, before SymPy sees any of it."""
 
-    def __init__(self, source: str, offset: int, matrices: bool = False):
+    def __init__(self, source: str, offset: int, matrices: bool = False, declared=()):
         self.source = source
         self.offset = offset
         self.functions = {**FUNCTIONS, **MATRIX_FUNCTIONS} if matrices else FUNCTIONS
+        self.declared = frozenset(declared)  # functions the user declared (g=function): one argument
+        if self.declared:
+            self.functions = {**self.functions, **{name: (None, 1) for name in self.declared}}
         self.operators = {k: v for k, v in _OPERATORS.items() if not (matrices and k is ast.MatMult)}
 
     def column(self, node: ast.AST) -> int | None:
@@ -210,6 +213,9 @@ class _StaticCheck:
     def name(self, node: ast.Name) -> None:
         if node.id.startswith("__") and node.id.endswith("__"):
             self.fail(f"{node.id} is a dunder name: names like that are not part of the language", node)
+        if node.id in self.declared:
+            self.fail(f"{node.id} is a declared function (g=function): apply it to one argument, as in "
+                      f"{node.id}(W1 @ X + b1), it is not a value", node)
 
     def binary(self, node: ast.BinOp, depth: int) -> _Bound:
         if type(node.op) in self.operators:
@@ -695,11 +701,12 @@ FUNCTIONS = {
 
 
 # -- entry points --------------------------------------------------------------------------------
-def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False) -> ast.AST:
+def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False, functions=()) -> ast.AST:
     """The checked syntax tree of one expression (or ``lhs == rhs`` if allowed): everything that
     does not depend on the variables' sizes is checked here, so loading a file reports it.
     ``matrices``: also accept ``@`` and the matrix functions (the derivation engine's typed tree
-    handles them; ``evaluate`` does not yet)."""
+    handles them; ``evaluate`` does not yet). ``functions``: names declared as abstract functions
+    of one argument (``g=function``), applied entry by entry (the derivation engine only)."""
     if not isinstance(text, str):
         raise LanguageError("an expression must be a string")
     if len(text) > MAX_LENGTH:
@@ -724,7 +731,7 @@ def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False) 
         raise LanguageError(f"syntax error: {error.msg}{hint}", column) from None
     except (RecursionError, MemoryError, ValueError):
         raise LanguageError("expression too deeply nested") from None
-    checker = _StaticCheck(source, offset, matrices)
+    checker = _StaticCheck(source, offset, matrices, functions)
     body = tree.body
     if isinstance(body, ast.Compare):
         operator = _COMPARISONS.get(type(body.ops[0]), "?")

@@ -99,7 +99,7 @@ def _shape(name: str, text: str) -> int | str:
         for size in (rows, cols):
             _check_size_name(name, text, size)
         return f"{rows} x {cols}"
-    if text == "scalar":
+    if text in ("scalar", "function"):  # function: an abstract g applied entry by entry (g(W @ X + b))
         return text
     if text.isdigit():
         if int(text) < 1:
@@ -158,12 +158,12 @@ def expression_sizes(variables: dict, sizes: dict | None, n: int | str | None, t
     if "n" in sizes and n is not None and sizes["n"] != n:
         raise UsageError(f"n is given twice: --n {n} and --sizes n={sizes['n']}")
     n = sizes.get("n", 3 if n is None else n)
-    used = list(dict.fromkeys(d for shape in variables.values() if isinstance(shape, str) and shape != "scalar"
-                              for d in shape.split(" x ")))
+    used = list(dict.fromkeys(d for shape in variables.values() if isinstance(shape, str)
+                              and shape not in ("scalar", "function") for d in shape.split(" x ")))
     for name, shape in variables.items():
         if isinstance(shape, int) and n != "symbolic" and shape != n:
             raise UsageError(f"--vars: {name} has length {shape}, but n = {n}: declare it with length n")
-        for size in shape.split(" x ") if isinstance(shape, str) and shape != "scalar" else ():
+        for size in shape.split(" x ") if isinstance(shape, str) and shape not in ("scalar", "function") else ():
             if size != "n" and size not in sizes:
                 hint = " (a matrix is written ROWS x COLS, with spaces)" if "x" in size[1:-1] else ""
                 raise UsageError(f"--vars: {name}={shape}: size {size} has no value: give it with --sizes "

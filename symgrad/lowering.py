@@ -27,7 +27,7 @@ from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, S
 
 from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
                           MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
-from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS, sign_of_value
+from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS, elementwise, is_elementwise, sign_of_value
 from symgrad.model import Assumption, Definition, Model
 from symgrad.notation import index_symbol
 
@@ -101,7 +101,7 @@ class Lowering:
 
     def __init__(self, kinds: dict[str, str], size: Expr, wrt: str | tuple[str, ...] | None,
                  shapes: dict[str, tuple] | None = None, sizes: dict[str, Expr] | None = None,
-                 names: dict[Node, str] | None = None):
+                 names: dict[Node, str] | None = None, functions=()):
         """``kinds``: name → "vector" / "scalar" (length n), or ``shapes``: name → tuple of
         size names; ``sizes``: each size name → an Integer or a symbol (default: n → ``size``);
         ``names``: the names a recipe gives some intermediates (a network's Z1, A1)."""
@@ -117,8 +117,9 @@ class Lowering:
         self.scalars = {name: Symbol(name, real=True) for name, shape in self.shapes.items() if not shape}
         self.named: dict[Node, Named] = {}
         self.order: list[Named] = []  # definition order: every name after the names it uses
-        self.index_scheme = index_scheme(tuple(self.sizes), set(kinds) | {"L", "J"})
-        self.taken = set(kinds) | reserved_names(self.sizes, self.index_scheme)
+        self.functions = frozenset(functions)  # declared functions (g=function): names no index or intermediate takes
+        self.index_scheme = index_scheme(tuple(self.sizes), set(kinds) | {"L", "J"} | self.functions)
+        self.taken = set(kinds) | reserved_names(self.sizes, self.index_scheme) | self.functions
         self.used_indices: dict = {}  # index symbol → its size name, for the model's ranges
 
     def depends(self, node: Node) -> bool:
@@ -168,6 +169,8 @@ class Lowering:
         matrix = node.kind == MATRIX
         table, fallback = (MATRIX_PREFERRED, MATRIX_FALLBACK) if matrix else (PREFERRED, FALLBACK)
         preferred = table.get(node.function) if isinstance(node, Apply) else None
+        if preferred is None and isinstance(node, Apply) and elementwise(node.function) is not None:
+            preferred = getattr(elementwise(node.function), "matrix_name" if matrix else "vector_name")
         if preferred is None:
             depends = self.depends(node)
             preferred = ("Z" if depends else "T") if matrix else ("u" if depends else "t")
@@ -183,7 +186,8 @@ class Lowering:
 
     def _describe(self, node: Node) -> str:
         if isinstance(node, Apply):
-            return DESCRIPTIONS.get(node.function, node.function)
+            entry = elementwise(node.function)
+            return DESCRIPTIONS.get(node.function, entry.description if entry else node.function)
         return "an elementwise expression"
 
     @property
@@ -295,7 +299,7 @@ class Lowering:
         """Functions of matrices: column by column (softmax), entry by entry, or index sums."""
         name, args = node.function, node.args
         at = lambda arg, where: self.at(arg, where)  # noqa: E731
-        if name in ELEMENTWISE:
+        if is_elementwise(name):
             return self._apply(node, index)
         rows, cols = args[0].shape
         if name == "transpose":
@@ -323,9 +327,9 @@ class Lowering:
 
     def _apply(self, node: Apply, index) -> Expr:
         name, args = node.function, node.args
-        if name in ELEMENTWISE:  # scalar arguments broadcast (maximum(0, z))
+        if is_elementwise(name):  # scalar arguments broadcast (maximum(0, z)); g=function too
             where = _as_tuple(index)
-            return ELEMENTWISE_FUNCTIONS[name].value(*(self.at(a, _broadcast(a, where)) for a in args))
+            return elementwise(name).value(*(self.at(a, _broadcast(a, where)) for a in args))
         size_name = args[0].shape[0]
         b = self.bound(index, size_name)
         size = self.size_of(size_name)
@@ -432,10 +436,10 @@ def sign_of(node: Node) -> str | None:
     if isinstance(node, Apply):
         if node.function in MATRIX_FUNCTIONS:
             return "real" if sign_of(node.args[0]) else None
-        if node.function in ELEMENTWISE_FUNCTIONS:
+        if is_elementwise(node.function):
             if not all(sign_of(a) for a in node.args[1:]):
                 return None
-            return sign_of_value(ELEMENTWISE_FUNCTIONS[node.function], sign_of(node.args[0]))
+            return sign_of_value(elementwise(node.function), sign_of(node.args[0]))
         if node.function == "softmax":
             return "positive" if sign_of(node.args[0]) else None
         if node.function in ("sum", "mean", "norm", "dot", "mse", "logsumexp", "log_softmax"):

@@ -21,7 +21,7 @@ import ast
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS
+from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS, abstract, elementwise, is_elementwise
 from symgrad.language import FUNCTIONS, LanguageError
 
 VECTOR, SCALAR, MATRIX = "vector", "scalar", "matrix"
@@ -168,7 +168,7 @@ class Apply(Node):
     @property
     def shape(self) -> tuple:
         name, first = self.function, self.args[0].shape
-        if name in ELEMENTWISE:  # several arguments: scalars broadcast over the others' shape
+        if is_elementwise(name):  # several arguments: scalars broadcast over the others' shape
             return max((arg.shape for arg in self.args), key=len)
         if name in ("softmax", "log_softmax"):
             return first
@@ -222,15 +222,16 @@ class Derivative(Node):
         return (self.of,)
 
 
-def to_tree(tree: ast.AST, kinds: dict, size_name: str = "n", more_sizes=()) -> Node:
+def to_tree(tree: ast.AST, kinds: dict, size_name: str = "n", more_sizes=(), functions=()) -> Node:
     """The typed tree of a checked ``ast`` (from ``language.parse_tree``). ``kinds`` maps each
     declared variable to ``"vector"`` or ``"scalar"`` (a vector of length ``size_name``), or to
     its shape, a tuple of size names (``("n", "p")``). Every size name, and ``size_name``, may be
     used as a number, as may the names in ``more_sizes`` (sizes no variable is declared over, m in
-    sum(z) / m). Shape errors are ``LanguageError``s."""
+    sum(z) / m). ``functions``: names declared as abstract functions (g=function), applied entry
+    by entry like tanh. Shape errors are ``LanguageError``s."""
     shapes = {name: tuple(k) if isinstance(k, tuple) else (size_name,) * len(DEFAULT_SHAPES[k])
               for name, k in kinds.items()}
-    return _Converter(shapes, size_name, more_sizes).node(tree.body if isinstance(tree, ast.Expression) else tree)
+    return _Converter(shapes, size_name, more_sizes, functions).node(tree.body if isinstance(tree, ast.Expression) else tree)
 
 
 def _describe(shape: tuple) -> str:
@@ -242,8 +243,13 @@ def _describe(shape: tuple) -> str:
 
 
 class _Converter:
-    def __init__(self, shapes: dict[str, tuple], size_name: str, more_sizes=()):
+    def __init__(self, shapes: dict[str, tuple], size_name: str, more_sizes=(), functions=()):
         self.shapes = shapes
+        self.functions = frozenset(functions)
+        for name in self.functions:
+            if name in FUNCTIONS or name in MATRIX_FUNCTIONS:
+                raise LanguageError(f"{name!r} cannot be declared a function: it is a function of the language")
+            abstract(name)  # its entry in the function table (functions.py)
         self.sizes = {size_name, *more_sizes} | {d for shape in shapes.values() for d in shape if isinstance(d, str)}
 
     def node(self, n: ast.AST) -> Node:
@@ -251,6 +257,9 @@ class _Converter:
         if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
             return Number(Fraction(str(n.value)) if isinstance(n.value, float) else Fraction(n.value), column)
         if isinstance(n, ast.Name):
+            if n.id in self.functions:
+                raise LanguageError(f"{n.id} is a declared function: apply it to one argument, as in {n.id}(x)",
+                                    column)
             if n.id in self.sizes and n.id not in self.shapes:
                 return Size(n.id, column)
             if n.id not in self.shapes:
@@ -282,7 +291,7 @@ class _Converter:
         if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
             return self.arith(_OPS[type(n.op)], self.node(n.left), self.node(n.right), column)
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-            known = sorted({*FUNCTIONS, *MATRIX_FUNCTIONS})
+            known = sorted({*FUNCTIONS, *MATRIX_FUNCTIONS, *self.functions})
             if n.func.id not in known:
                 import difflib
 
@@ -335,8 +344,8 @@ class _Converter:
             if len(args) != 1 or args[0].kind != MATRIX:
                 raise LanguageError(f"{name} takes one matrix", column)
             return Apply(name, args, column)
-        if name in ELEMENTWISE:
-            function = ELEMENTWISE_FUNCTIONS[name]
+        if name in ELEMENTWISE or name in self.functions:
+            function = elementwise(name)
             if len(args) != function.arity:
                 raise LanguageError(f"{name} takes {function.arity} argument{'s' if function.arity > 1 else ''}",
                                     column)

@@ -99,7 +99,12 @@ def derive_problem(problem: Problem) -> Derivation:
 class _Engine:
     def __init__(self, problem: Problem):
         self.problem = problem
-        self.shapes = _shapes(problem.variables)
+        self.functions = _functions(problem.variables)  # declared functions (g=function)
+        self.shapes = _shapes({k: v for k, v in problem.variables.items() if k not in self.functions})
+        clash = sorted(set(self.functions) & ({d for shape in self.shapes.values() for d in shape}
+                                              | set(problem.sizes or ())))
+        if clash:
+            raise UsageError(f"{clash[0]!r} is both a size and a declared function: rename one of them")
         self.kinds = {name: KIND_OF_RANK[len(shape)] for name, shape in self.shapes.items()}
         self.more_sizes = tuple(problem.sizes or ())  # size names usable as numbers (/ m)
         # several size names (matrices, a vector over m, or a size used only as a number: / m)
@@ -115,7 +120,8 @@ class _Engine:
             self.fixed = self.size_value != "symbolic"
             size = N if not self.fixed else Integer(self.size_value)
             _check_lengths(problem.variables, self.size_value)
-        tree = to_tree(parse_tree(problem.expression, matrices=True), self.shapes, more_sizes=self.more_sizes)
+        tree = to_tree(parse_tree(problem.expression, matrices=True, functions=self.functions), self.shapes,
+                       more_sizes=self.more_sizes, functions=self.functions)
         self.jacobian = isinstance(tree, DerivativeNode) and tree.function == "jacobian"
         if isinstance(tree, DerivativeNode):
             self.function, self.wrt = tree.of, tree.wrt.name
@@ -141,9 +147,11 @@ class _Engine:
                 raise UsageError(f"the expression does not depend on {target}: its gradient is 0")
         self.target_nodes = [Var(t, self.kinds[t], None, self.shapes[t]) for t in self.targets]
         self.wrt_node = self.target_nodes[0]
-        names = {to_tree(parse_tree(text, matrices=True), self.shapes, more_sizes=self.more_sizes): name
+        names = {to_tree(parse_tree(text, matrices=True, functions=self.functions), self.shapes,
+                         more_sizes=self.more_sizes, functions=self.functions): name
                  for text, name in problem.names.items()}
-        self.ctx = Lowering(self.kinds, size, self.targets, shapes=self.shapes, sizes=sizes, names=names)
+        self.ctx = Lowering(self.kinds, size, self.targets, shapes=self.shapes, sizes=sizes, names=names,
+                            functions=self.functions)
         self.ctx.prepare(self.function)
         if self.jacobian:
             if isinstance(self.function, Var):
@@ -250,7 +258,8 @@ class _Engine:
         local = jacobian_of(self.ctx, root, Var(self.wrt, VECTOR))
         self._local_steps(local)
         if self.problem.rhs is not None:
-            rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.kinds)
+            rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True, functions=self.functions), self.kinds,
+                               functions=self.functions)
             if rhs_tree.kind != MATRIX:
                 raise UsageError("the right-hand side of a jacobian identity must be a matrix")
             rhs = self.ctx.matrix_entry(rhs_tree, self.i, self.j)
@@ -271,8 +280,9 @@ class _Engine:
     def _assumptions(self) -> dict[str, Assumption]:
         out = {}
         for text in self.problem.assume:
-            tree = parse_tree(text, allow_equation=True, matrices=True).body
-            left, right = (to_tree(ast.Expression(side), self.shapes, more_sizes=self.more_sizes)
+            tree = parse_tree(text, allow_equation=True, matrices=True, functions=self.functions).body
+            left, right = (to_tree(ast.Expression(side), self.shapes, more_sizes=self.more_sizes,
+                                   functions=self.functions)
                            for side in (tree.left, tree.comparators[0]))
             if self.several and (left.shape and right.shape and left.shape != right.shape or
                                  MATRIX in (left.kind, right.kind)):
@@ -510,7 +520,8 @@ class _Engine:
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
-        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.shapes, more_sizes=self.more_sizes)
+        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True, functions=self.functions), self.shapes,
+                           more_sizes=self.more_sizes, functions=self.functions)
         if rhs_tree.shape != node.shape:
             raise UsageError(f"the identity's right-hand side has shape {rhs_tree.shape}, but the gradient is "
                              f"shaped like {self.wrt}: {node.shape}")
@@ -612,7 +623,8 @@ class _Engine:
         if self.problem.rhs is None:
             self._note_unused_sums(component)
             return
-        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True), self.kinds)
+        rhs_tree = to_tree(parse_tree(self.problem.rhs, matrices=True, functions=self.functions), self.kinds,
+                               functions=self.functions)
         if rhs_tree.kind != VECTOR:
             raise UsageError("the identity's right-hand side must be a vector, like the gradient")
         rhs = self.ctx.entry(rhs_tree, j)
@@ -701,6 +713,21 @@ def _tidy(expr: Expr) -> Expr:
         candidates.append(factor_terms(cancel(expr)))
     best = min(candidates, key=lambda e: (count_ops(e), len(str(e))))
     return best if count_ops(best) <= count_ops(expr) else expr
+
+
+def _functions(variables: dict) -> tuple[str, ...]:
+    """The names declared as abstract functions (g=function), refused where they clash with a
+    function of the language or an index."""
+    from symgrad.language import FUNCTIONS, MATRIX_FUNCTIONS
+
+    names = tuple(name for name, declared in variables.items() if declared == "function")
+    for name in names:
+        if name in FUNCTIONS or name in MATRIX_FUNCTIONS or name in ("grad", "jacobian"):
+            raise UsageError(f"{name!r} cannot be declared a function: {name} is already a function of the language")
+        if not str(name).isidentifier() or name in ("i", "j", "k", "l", "n", "L", "J"):
+            raise UsageError(f"{name!r} cannot be a function name (i, j, k, l, n, L, J are indices, sizes "
+                             "and the loss)")
+    return names
 
 
 def _shapes(variables: dict) -> dict[str, tuple]:

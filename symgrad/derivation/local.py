@@ -28,7 +28,7 @@ from sympy.core.relational import Relational
 from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatrix
 
 from symgrad.derivation import rules
-from symgrad.functions import ELEMENTWISE
+from symgrad.functions import ELEMENTWISE, elementwise
 from symgrad.lowering import Lowering, Named
 from symgrad.notation import Vec, bold_markup, entry_markup, math_markup, name_markup
 from symgrad.steps import Rule
@@ -102,6 +102,8 @@ def jacobian_of(ctx: Context, parent: Named, child: Node) -> Local:
     """∂parent_i/∂child_j by the rule registered for the parent's function (arithmetic:
     differentiate the template)."""
     key = parent.node.function if isinstance(parent.node, Apply) else "arithmetic"
+    if key not in RULES and isinstance(parent.node, Apply) and elementwise(key) is not None:
+        return _elementwise(ctx, parent, child)  # a declared function (g=function): the same rule
     return RULES.get(key, _differentiate_template)(ctx, parent, child)
 
 
@@ -156,7 +158,7 @@ def _log_softmax(ctx: Context, parent: Named, child: Node) -> Local:
 def _elementwise(ctx: Context, parent: Named, child: Node) -> Local:
     I, J = indices(ctx, parent.node, child)  # noqa: E741 - (i,) or (i, s)
     out, c = parent.head, child_head(ctx, child)
-    function = ELEMENTWISE[parent.node.function]
+    function = elementwise(parent.node.function)
     args = parent.node.args
     positions = [k for k, arg in enumerate(args) if arg == child]
     if not positions or any(arg != child and depends_on(arg, _name_of(child)) and arg not in ctx.named

@@ -53,13 +53,18 @@ class NetworkQuestion:
     title: str
 
 
+GENERIC = "g"  # --hidden g (or --generic): an abstract activation g[l], declared per layer as g1, g2, …
+
+
 def network_question(hidden: list[str], output: str = "softmax", sizes: dict | None = None) -> NetworkQuestion:
-    """The question for hidden activations ``hidden`` (any elementwise function of the table),
-    ``output`` (softmax, sigmoid, identity) and ``sizes`` (n0 … nL and m; each an int or
-    "symbolic"; missing ones small and fixed)."""
-    unknown = [g for g in hidden if g not in ELEMENTWISE]
+    """The question for hidden activations ``hidden`` (any elementwise function of the table, or
+    ``g``: an abstract activation g[l], a declared function g1, g2, … of its layer), ``output``
+    (softmax, sigmoid, identity) and ``sizes`` (n0 … nL and m; each an int or "symbolic";
+    missing ones small and fixed)."""
+    unknown = [g for g in hidden if g not in ELEMENTWISE and g != GENERIC]
     if unknown:
-        raise UsageError(f"unknown activation {unknown[0]!r} for --hidden (known: {', '.join(ELEMENTWISE)})")
+        raise UsageError(f"unknown activation {unknown[0]!r} for --hidden (known: {', '.join(ELEMENTWISE)}, "
+                         f"and {GENERIC} for an abstract activation g[l])")
     if output not in OUTPUTS:
         raise UsageError(f"unknown output {output!r} for --output-layer (known: {', '.join(OUTPUTS)})")
     layers = len(hidden) + 1
@@ -72,7 +77,8 @@ def network_question(hidden: list[str], output: str = "softmax", sizes: dict | N
     values = {name: given.get(name, DEFAULT_SIZES["input"] if name == "n0" else DEFAULT_SIZES["m"] if name == "m"
                                else DEFAULT_SIZES["output"] if name == f"n{layers}" else DEFAULT_HIDDEN_SIZE)
               for name in names_of_sizes}
-    variables = {"X": "n0 x m"}
+    variables = {f"g{layer}": "function" for layer in range(1, layers) if hidden[layer - 1] == GENERIC}
+    variables["X"] = "n0 x m"
     names: dict[str, str] = {}
     activation = "X"
     for layer in range(1, layers + 1):
@@ -80,15 +86,19 @@ def network_question(hidden: list[str], output: str = "softmax", sizes: dict | N
         variables[f"b{layer}"] = f"n{layer}"
         z = f"W{layer} @ {activation} + b{layer}"
         names[z] = f"Z{layer}"
-        activation = f"{hidden[layer - 1]}({z})" if layer < layers else OUTPUTS[output].activation.format(z=z)
+        function = f"g{layer}" if layer < layers and hidden[layer - 1] == GENERIC else \
+            hidden[layer - 1] if layer < layers else None
+        activation = f"{function}({z})" if function else OUTPUTS[output].activation.format(z=z)
         if activation != z:
             names[activation] = f"A{layer}"
     variables["Y"] = f"n{layers} x m"
     out = OUTPUTS[output]
     cost = out.cost.format(a=activation)
     wrt = tuple(name for layer in range(layers, 0, -1) for name in (f"W{layer}", f"b{layer}"))
+    shown = [f"g{k + 1}" if h == GENERIC else h for k, h in enumerate(hidden)]
+    generic = " (g[l]: any differentiable activation)" if GENERIC in hidden else ""
     title = (f"A network with {len(hidden)} hidden layer{'s' if len(hidden) != 1 else ''} "
-             f"({', '.join(hidden) or 'none'}) and {out.description}")
+             f"({', '.join(shown) or 'none'}{generic}) and {out.description}")
     return NetworkQuestion(cost, variables, values, wrt, names, (out.assume,) if out.assume else (), title)
 
 

@@ -103,9 +103,23 @@ class PaperLatexPrinter(OrderingMixin, LatexPrinter):
             base = rf"\left({base}\right)"
         return rf"{{{base}}}^{{\odot {self._print(expr.exp)}}}"
 
+    def abstract_name(self, function) -> str:
+        """A declared function g1 (and its derivatives) as the notation writes it: g_{1}', g^{[1]}'."""
+        name = self.notation.latex_name(function.base_name)
+        if "^" in name or "_" in name:
+            name = f"{{{name}}}"
+        return name + "'" * function.order
+
+    def _print_AbstractFunction(self, expr):
+        return rf"{self.abstract_name(type(expr))}\left({self._print(expr.args[0])}\right)"
+
     def _print_ElementwiseApplyFunction(self, expr):
-        """A function entry by entry: e^{z}, \tanh(Z)."""
+        """A function entry by entry: e^{z}, \tanh(Z), g'(Z) for a declared g."""
+        from symgrad.functions import AbstractFunction
+
         body, argument = expr.function.expr, self._print(expr.expr)
+        if isinstance(body, AbstractFunction):
+            return rf"{self.abstract_name(body.func)}\left({argument}\right)"
         if body.func.__name__ == "exp":
             return rf"e^{{{argument}}}"
         if body.func.__name__ == "Heaviside" and len(body.args) == 2 and body.args[1] == 0:

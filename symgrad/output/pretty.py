@@ -135,9 +135,20 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             base = prettyForm(*base.parens())
         return prettyForm(*base.right("^⊙" + str(expr.exp)))
 
+    def abstract_name(self, function) -> str:
+        """A declared function g1 and its derivatives: g₁′, g^[1]′ (course)."""
+        return self.name(function.base_name) + "′" * function.order
+
+    def _print_AbstractFunction(self, expr):
+        return prettyForm(*prettyForm(*self._print(expr.args[0]).parens()).left(self.abstract_name(type(expr))))
+
     def _print_ElementwiseApplyFunction(self, expr):
-        """A function entry by entry: exp(z), tanh(Z), 𝟙[Z > 0] (the step with θ(0) = 0)."""
+        """A function entry by entry: exp(z), tanh(Z), 𝟙[Z > 0] (the step with θ(0) = 0), g′(Z)."""
+        from symgrad.functions import AbstractFunction
+
         body = expr.function.expr
+        if isinstance(body, AbstractFunction):
+            return prettyForm(*prettyForm(*self._print(expr.expr).parens()).left(self.abstract_name(body.func)))
         if body.func.__name__ == "Heaviside" and len(body.args) == 2 and body.args[1] == 0:
             inside = prettyForm(*self._print(expr.expr).right(" > 0"))
             return prettyForm(*prettyForm(*inside.parens("[", "]")).left("𝟙"))

@@ -19,6 +19,7 @@ from sympy import (S, Abs, Add, And, Basic, Derivative, Float, Heaviside, Indexe
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 
+from symgrad.functions import AbstractFunction, concrete_interpretation
 from symgrad.verify.concrete import ConcreteModel
 
 DIGITS = 50
@@ -62,9 +63,12 @@ def _compare(kind, difference) -> bool:
 class State:
     """Slot values at one point (``None`` = not yet computed) and a cache of derivative values."""
 
-    def __init__(self, values: list, derivative_cache: dict | None = None):
+    def __init__(self, values: list, derivative_cache: dict | None = None, variant: int = 0):
         self.values = values
         self.derivative_cache = derivative_cache if derivative_cache is not None else {}
+        # which concrete function stands for a declared g (functions.concrete_interpretation):
+        # points alternate between two, so a step wrong for some g is caught by one of them
+        self.variant = variant
 
 
 Compiled = Callable[[State], "mpmath.mpf"]
@@ -109,8 +113,8 @@ class NumericProgram:
         return value
 
     # -- points -----------------------------------------------------------------------------
-    def state_at(self, base_values: list) -> State:
-        return State(list(base_values) + [None] * (len(self.definitions) - len(self.base)))
+    def state_at(self, base_values: list, variant: int = 0) -> State:
+        return State(list(base_values) + [None] * (len(self.definitions) - len(self.base)), variant=variant)
 
     def point(self, number: int, elimination: dict) -> State:
         """Random point ``number`` (0, 1, …) of this model, the same for every step checked with
@@ -119,19 +123,19 @@ class NumericProgram:
         key = (number, tuple(sorted(elimination.items(), key=str)))
         if key not in self._points:
             rng = random.Random(f"{self.concrete.model.name}:{sorted(self.concrete.model.sizes.items())}:{number}")
-            self._points[key] = self.random_state(rng, elimination)
+            self._points[key] = self.random_state(rng, elimination, variant=number % 2)
         return self._points[key]
 
-    def random_state(self, rng: random.Random, elimination: dict) -> State:
+    def random_state(self, rng: random.Random, elimination: dict, variant: int = 0) -> State:
         """Random values in [-2, 2] (exact binary fractions, so the point is reproducible) for
         every base variable, then the eliminated variable computed from its assumption."""
         values = [mpmath.mpf(rng.randint(-2**20, 2**20)) / 2**19 for _ in self.base]
-        return self.state_from(values, elimination)
+        return self.state_from(values, elimination, variant)
 
-    def state_from(self, base_values: list, elimination: dict) -> State:
+    def state_from(self, base_values: list, elimination: dict, variant: int = 0) -> State:
         """A fresh state at the working precision: base values as given (exact binary
         fractions), eliminated variables computed from their solutions, nothing cached."""
-        state = self.state_at(base_values)
+        state = self.state_at(base_values, variant)
         for variable, solution in elimination.items():
             state.values[self.slots[variable]] = self.compile(solution)(state)
         return state
@@ -150,7 +154,8 @@ class NumericProgram:
         for digits in CONFIRM_DIGITS:
             with mpmath.workdps(digits):
                 try:
-                    fresh = self.state_from([mpmath.mpf(v) if v is not None else None for v in base], elimination)
+                    fresh = self.state_from([mpmath.mpf(v) if v is not None else None for v in base], elimination,
+                                            state.variant)
                     lv, rv = left(fresh), right(fresh)
                 except ZeroDivisionError:
                     return "unstable", digits
@@ -171,7 +176,7 @@ class NumericProgram:
             if k in self.depends[m]:
                 values[m] = None
         values[k] = value
-        return State(values)
+        return State(values, variant=state.variant)
 
     # -- compilation ------------------------------------------------------------------------
     def compile(self, expr: Basic) -> Compiled:
@@ -216,6 +221,9 @@ class NumericProgram:
             return lambda state: mpmath.sign(_off_kink(parts[0](state)))
         if isinstance(expr, erf):
             return lambda state: mpmath.erf(parts[0](state))
+        if isinstance(expr, AbstractFunction):  # a declared g, g′: a concrete smooth function per point
+            variants = [concrete_interpretation(type(expr), v) for v in (0, 1)]
+            return lambda state: variants[state.variant % 2](parts[0](state))
         if isinstance(expr, Heaviside):  # never evaluated at the kink, so H(0) is not needed
             return lambda state: mpmath.mpf(1 if _off_kink(parts[0](state)) > 0 else 0)
         if isinstance(expr, (Max, Min)):
