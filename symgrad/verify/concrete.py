@@ -16,7 +16,7 @@ from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Inte
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
-from symgrad.model import Model
+from symgrad.model import Model, TemplateMatrix
 from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbols
 
 
@@ -66,6 +66,8 @@ class ConcreteModel:
         ``doit`` on the entries and turn ∂L/∂a_i (L being a bare symbol) into 0."""
         if isinstance(expr, MatrixBase):
             return ImmutableMatrix(expr)
+        if isinstance(expr, TemplateMatrix):
+            return expr.as_explicit()
         if isinstance(expr, (Vec, PartialD, MatVar, GradientMatrix)):
             rows, cols = (int(d) for d in expr.shape)
             return ImmutableMatrix(rows, cols, lambda r, c: expr._entry(r, c))
