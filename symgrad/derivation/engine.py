@@ -302,7 +302,7 @@ class _Engine:
             count = int(length)
             i, j = local.free[:2]
             (p, c) = local.lhs.expr.base, local.lhs.variables[0].base
-            entries = TemplateMatrix(local.cases, (i, count), (j, count))  # every entry by one rule: O(1), not n²
+            entries = TemplateMatrix(local.value, (i, count), (j, count))  # every entry by one rule: O(1), not n²
             whole = PartialD(Vec(p, length), Vec(c, length))
             self.steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, whole, entries))
             self.steps.append(Step(local.matrix_title, Rule.MATRIX_FORM, whole, local.matrix))

@@ -414,10 +414,26 @@ def _real(value) -> bool:
 
 
 def _unfolds_to_kinks(prover: ExactProver, entry) -> bool:
+    if not _model_has_kinks(prover.concrete.model):
+        return False  # unfolding puts in definitions only, and none of them has a kink
     try:
         return has_kinks(prover._prepared(entry[0] - entry[1], {}))
     except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
         return False
+
+
+_KINKS_OF_MODEL: dict[int, tuple] = {}
+
+
+def _model_has_kinks(model) -> bool:
+    """Whether any definition (or assumption) of the model has a kink: when none has, no entry
+    can gain one by unfolding (a model is immutable once built; keyed by identity)."""
+    known = _KINKS_OF_MODEL.get(id(model))
+    if known is None or known[0] is not model:
+        known = (model, any(has_kinks(d.body) for d in model.definitions)
+                 or any(has_kinks(a.equation) for a in model.assumptions.values()))
+        _KINKS_OF_MODEL[id(model)] = known
+    return known[1]
 
 
 def case_refutation(program: NumericProgram, prover: ExactProver, entries, sample, elimination, seed: str,
