@@ -12,12 +12,16 @@ import random
 from collections.abc import Callable
 
 import mpmath
-from sympy import Integer
+import numpy
+from sympy import Derivative, Integer, Sum
 
 from sympy.matrices.expressions import MatMul, MatrixExpr
 
 from symgrad.steps import Check, Derivation, Rule, Step
+from symgrad.model import TemplateMatrix
+from symgrad.notation import SumExcluding
 from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.grid import GridModel, Unsupported, base_arrays, disagreements
 from symgrad.verify.cases import has_kinks
 from symgrad.verify.exact import ExactProver
 from symgrad.verify.index_form import IndexProver, NotGeneric
@@ -29,6 +33,9 @@ UNDECIDED_POINTS = 24  # more points for entries the exact check could not decid
 MAX_EXTRA_POINTS = 10  # points drawn in place of ones where a side is not finite
 EXACT_POINTS = 4  # exact evaluations per undecided entry
 MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
+LARGE_RANGE = 64  # beyond this length, entries are never written out one by one
+LARGE_NUMERIC_ENTRIES = 4  # 50-digit entries per step at a large size (the float screen sees all)
+MAX_SCREEN_ENTRIES = 4 * 1024 * 1024  # the float screen's grid (numpy arrays of this many floats)
 
 Progress = Callable[[int, int, str], None]
 
@@ -66,10 +73,12 @@ class StepChecker:
         self.exact = ExactEvaluator(self.concrete)
         self.index_prover = IndexProver(model) if index_proofs else None
         self.proven_sides: dict = {}  # lhs → matrix-level right-hand sides proven equal to it
+        self._grids: dict = {}  # the float screen's model at each random point
 
     def check(self, step: Step, seed: str) -> Check:
         elimination = self.concrete.joint_elimination(tuple(step.assumptions))
         general = self._index_proof(step)
+        large = self._large(step)
         if general is not None and general.proven:
             lhs, rhs, free = self.index_prover.index_form(step)
             # the same sample of index values for every step over the same ranges, so the
@@ -77,13 +86,25 @@ class StepChecker:
             ranges = [self.model.range_of(index) for index in free]
             sampler = random.Random(f"{self.model.name}:{sorted(self.model.sizes.items())}:{ranges}")
             total, values = self._sample_indices(free, sampler)
+            screen, screen_text = self._screen(lhs, rhs, free, elimination)
+            if screen is False:
+                return Check(False, False, screen_text)
+            if large and screen is True:
+                # at a large size the float screen has evaluated every entry; the 50-digit
+                # check looks at a few entries whose evaluation stays O(n) (a sum of n numerical
+                # derivatives, each O(n), would be O(n²) per entry)
+                values = [v for v in values if not _sum_of_derivatives(lhs.xreplace(v))
+                          and not _sum_of_derivatives(rhs.xreplace(v))][:LARGE_NUMERIC_ENTRIES]
             try:
                 entries = [(self.concrete.explicit(lhs.xreplace(v)), self.concrete.explicit(rhs.xreplace(v)))
                            for v in values]
             except (ValueError, TypeError) as error:
                 return Check(None, None, f"could not make the step explicit: {error}")
-            numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), elimination,
-                                                    exact=self.exact)
+            if entries:
+                numeric, counterexample = numeric_check(self.numeric, entries, range(len(entries)), elimination,
+                                                        exact=self.exact)
+            else:
+                numeric, counterexample = True, ""
             if numeric is False:
                 return Check(False, False, f"refuted numerically: {counterexample}")
             regional, region_text = region_check(self.numeric, self.prover, entries, range(len(entries)),
@@ -94,10 +115,26 @@ class StepChecker:
             self._remember_side(step)
             where = _entries(total)
             parts = [f"exact: all {where}, in index form", *general.used]
-            parts.append(_numeric_text(numeric, counterexample, len(entries), where))
+            if entries or screen is not True:
+                parts.append(_numeric_text(numeric, counterexample, len(entries), where))
+            if screen_text:
+                parts.append(screen_text)
             if region_text:
                 parts.append(region_text)
             return Check(True, numeric, "; ".join(parts))
+        if large:
+            # not proven in index form, and too large to write out entry by entry: the float
+            # screen looks at every entry for a counterexample; without one it stays undecided
+            try:
+                lhs, rhs, free = self.index_prover.index_form(step)
+            except (NotGeneric, TypeError, ValueError) as error:
+                return Check(None, None, f"not proven: no index form ({error}), and too large to write out")
+            screen, screen_text = self._screen(lhs, rhs, free, elimination)
+            if screen is False:
+                return Check(False, False, screen_text)
+            reason = general.reason if general is not None else "no index form"
+            return Check(None, screen, f"exact: not proven in index form ({reason}); "
+                                       + (screen_text or "numeric: not evaluated"))
         congruent = self._factor_by_factor(step, seed)
         if congruent is not None:
             return congruent
@@ -105,6 +142,55 @@ class StepChecker:
         if check.exact:
             self._remember_side(step)
         return check
+
+    def _large(self, step: Step) -> bool:
+        """A step over an index range longer than ``LARGE_RANGE`` (or holding a template matrix
+        that long): its entries are never written out one by one."""
+        sides = [step.lhs, step.rhs]
+        dims = [d for side in sides if isinstance(side, MatrixExpr) for d in side.shape]
+        dims += [self.model.range_of(x) for x in step.free_indices]
+        dims += [d for side in sides for t in side.atoms(TemplateMatrix) for d in t.shape]
+        return any(getattr(d, "is_Integer", False) and int(d) > LARGE_RANGE for d in dims)
+
+    def _screen(self, lhs, rhs, free, elimination) -> tuple[bool | None, str]:
+        """The float screen of every entry (``grid.py``) at the random points of the numeric
+        check: (False, counterexample) on a disagreement confirmed at 50 digits or exactly;
+        (True, what was done); (None, "") where the screen does not apply."""
+        ranges = [self.model.range_of(index) for index in free]
+        try:
+            total = 1
+            for bound in ranges:
+                total *= int(bound)
+        except TypeError:
+            return None, ""
+        if total > MAX_SCREEN_ENTRIES or _model_has_kinks(self.model):
+            return None, ""
+        points = 0
+        for number in range(NUMERIC_POINTS):
+            try:
+                state = self.numeric.point(number, elimination)
+                base = [float(v) for v in state.values[:len(self.numeric.base)]]
+                grid = self._grids.get((number, tuple(sorted(elimination.items(), key=str))))
+                if grid is None:
+                    grid = GridModel(self.model, base_arrays(self.model, base))
+                    self._grids[(number, tuple(sorted(elimination.items(), key=str)))] = grid
+                with numpy.errstate(all="ignore"):
+                    left, right = grid.grid(lhs, free, ranges), grid.grid(rhs, free, ranges)
+            except (Unsupported, ZeroDivisionError, NumericError, ValueError, TypeError, IndexError,
+                    KeyError, OverflowError):
+                return None, ""
+            bad = disagreements(left, right)
+            if len(bad):
+                where = {index: Integer(int(k) + 1) for index, k in zip(free, bad[0])}
+                entry = [(self.concrete.explicit(lhs.xreplace(where)), self.concrete.explicit(rhs.xreplace(where)))]
+                verdict, text = numeric_check(self.numeric, entry, [0], elimination, range(number, number + 1),
+                                              exact=self.exact)
+                if verdict is False:
+                    at = ", ".join(f"{index} = {value}" for index, value in where.items())
+                    return False, f"refuted numerically (float screen of every entry, then 50 digits) at {at}: {text}"
+            points += 1
+        return True, (f"float screen: all {_entries(total)} at {points} random points (numpy; derivatives "
+                      "by complex step)")
 
     def _remember_side(self, step: Step) -> None:
         """A proven matrix-level equality without assumptions, for products proven factor by factor."""
@@ -181,6 +267,15 @@ class StepChecker:
         else:
             picks = sorted({tuple(rng.choice(r) for r in ranges) for _ in range(MAX_NUMERIC_ENTRIES)})
         return total, [{index: Integer(v) for index, v in zip(free, pick)} for pick in picks]
+
+
+def _sum_of_derivatives(expr) -> bool:
+    """A sum over a range longer than ``LARGE_RANGE`` with a derivative inside: n numerical
+    derivatives at 50 digits, each O(n)."""
+    return any(t.has(Derivative) and any(getattr(hi - lo, "is_Integer", False) and int(hi - lo) >= LARGE_RANGE
+                                         for _, lo, hi in t.limits)
+               for t in expr.atoms(Sum)) or any(
+        isinstance(t, SumExcluding) and t.has(Derivative) for t in expr.atoms(SumExcluding))
 
 
 def _is_product(expr) -> bool:
