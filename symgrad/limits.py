@@ -23,7 +23,7 @@ import re
 from symgrad.errors import UsageError
 
 EXTRA_SIZES = {"softmax-layer": ("n_prev", "m")}  # sizes a derivation takes besides n
-MAX_N = 256  # fixed sizes beyond this cannot finish in reasonable time and memory
+MAX_N = 1024  # fixed sizes beyond this: past the 10 s / 1 GB targets (see the module docstring)
 MAX_MATRIX_WORK = 9500  # over matrices: n²m + n m²/12 (64, 1, 2 is 8213: about 50 s)
 DEFAULT_TIME_LIMIT = 60.0  # seconds per identity and size (verify, export, the pytest plugin)
 DEFAULT_DERIVE_TIME_LIMIT = 300.0  # seconds for a whole derivation

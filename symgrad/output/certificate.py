@@ -41,14 +41,22 @@ def certificate(derivation: Derivation) -> dict:
         definitions, direct, assumptions, sides = symbolic_certificate_parts(derivation)
         sides = [(*side, None) for side in sides]
         base = []
+        templates = None
     else:
         concrete = ConcreteModel(model)
         entries = model.abbreviation_entries()
         unfolder = IndexProver(model)
-        definitions = {srepr(e): srepr(concrete.explicit(readable(unfolder.base_form(e)), sums=KEEP))
-                       for e in entries}
-        direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), sums=KEEP))
-                  for e in entries}
+        if len(entries) <= MAX_LISTED_DEFINITIONS:
+            definitions = {srepr(e): srepr(concrete.explicit(readable(unfolder.base_form(e)), sums=KEEP))
+                           for e in entries}
+            direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), sums=KEEP))
+                      for e in entries}
+        else:  # n entries of n-term sums: the templates below say the same in O(1)
+            definitions, direct = {}, {}
+        templates = [{"lhs": srepr(d.template_lhs()), "rhs": srepr(concrete.explicit(d.body, sums=KEEP)),
+                      "free_indices": [str(x) for x in d.index],
+                      "index_ranges": {str(x): [1, _size_text(model.range_of(x))] for x in d.index}}
+                     for d in model.definitions]
         assumptions = {name: srepr(concrete.explicit(a.equation, sums=KEEP))
                        for name, a in model.assumptions.items()}
         sides = []
@@ -97,6 +105,7 @@ def certificate(derivation: Derivation) -> dict:
         "base_variables": base,
         "definitions": definitions,
         "direct_definitions": direct,
+        **({"definition_templates": templates, "reading": READING} if templates is not None else {}),
         "assumptions": assumptions,
         "assumption_index_ranges": {
             name: {str(x): [1, _size_text(model.range_of(x))] for x in index_symbols(a.equation)
@@ -112,6 +121,18 @@ def certificate(derivation: Derivation) -> dict:
     }
 
 
+MAX_LISTED_DEFINITIONS = 256  # abbreviation entries listed one by one in definitions / direct_definitions
+READING = (
+    "To re-check from this file alone (SymPy and numpy, no symgrad): sympify every srepr text. "
+    "definition_templates give each abbreviation's definition one level down, as a template over "
+    "its index ranges (a_i := e^{z_i}/Σ_k e^{z_k} for i = 1..n); definitions (base variables) and "
+    "direct_definitions (one level) list the same per entry at small sizes. A step with "
+    "free_indices states lhs = rhs at every value of its indices over index_ranges; a step with "
+    "'matrix' is a matrix side read at its entry (row_index, col_index), e.g. the n × n Jacobian as "
+    "one template. Expand each template at every index value, unroll each Sum over its concrete "
+    "range, evaluate derivatives as 'derivatives' says, substitute the assumptions, and compare "
+    "(exactly, or numerically at random points). 'check' says how symgrad checked the step: "
+    "'in index form' means proven once for every index value in the range.")
 MATRIX_TEMPLATE = ("a matrix side written by one rule: lhs and rhs are its entry (row, col) as "
                    "templates in free_indices; the matrix is every instance over index_ranges, row "
                    "index down, column index across (a dimension of size 1 has no index)")

@@ -174,8 +174,15 @@ class ConcreteModel:
         if total not in self.sum_symbols:
             symbol = Symbol(f"σ_{len(self.sum_symbols)}")
             self.sum_symbols[total] = symbol
-            self.sum_expansions[symbol] = self.explicit(total, EXPAND)
+            self.sum_expansions[symbol] = total  # written out when first needed (n terms)
         return self.sum_symbols[total]
+
+    def _expansion(self, symbol: Symbol) -> Basic:
+        """The n terms of an abbreviated sum, written out once, on first use."""
+        value = self.sum_expansions[symbol]
+        if isinstance(value, Sum) and value in self.sum_symbols:
+            value = self.sum_expansions[symbol] = self.explicit(value, EXPAND)
+        return value
 
     def unfold_once(self, atom: Basic) -> Basic:
         """The definition of one abbreviation, in explicit form (closed sums abbreviated).
@@ -183,7 +190,7 @@ class ConcreteModel:
         A sum that becomes closed only at a concrete index (Σ_k e^{Z_ks} at s = 2) is
         abbreviated here too, so that A_12 and A_22 share one σ instead of each carrying n terms."""
         if atom in self.sum_expansions:
-            return self.sum_expansions[atom]
+            return self._expansion(atom)
         if atom not in self._unfold_memo:
             body = self.model.definition_for(atom)
             closed = {total: self._abbreviate_sum(total) for total in body.atoms(Sum) if _is_closed(total)}
@@ -197,7 +204,7 @@ class ConcreteModel:
         for atom in expr.free_symbols:
             if atom in self.sum_expansions:
                 if not keep_sums:
-                    mapping[atom] = self.unfold(self.sum_expansions[atom], keep_sums)
+                    mapping[atom] = self.unfold(self._expansion(atom), keep_sums)
             elif self.model.is_abbreviation(atom):
                 mapping[atom] = self.unfold(self.unfold_once(atom), keep_sums)
         return expr.xreplace(mapping) if mapping else expr
