@@ -156,7 +156,7 @@ def test_a_wrong_entry_in_the_middle_of_the_jacobian_is_refuted(checked):
     wrong = TemplateMatrix(matrix.template + KroneckerDelta(i, 512) * KroneckerDelta(j, 513) / 1000,
                            (i, N), (j, N))
     detail = _refuted(checked, Step(step.title, step.rule, step.lhs, wrong))
-    assert "i' = 512" in detail and "j' = 513" in detail or "512" in detail
+    assert "= 512, " in detail and "= 513:" in detail and "refuted numerically" in detail
 
 
 def test_a_wrong_sign_in_one_gradient_component_is_refuted(checked):
@@ -164,7 +164,7 @@ def test_a_wrong_sign_in_one_gradient_component_is_refuted(checked):
     (j,) = step.free_indices
     wrong = step.rhs * (1 - 2 * KroneckerDelta(j, 700))
     detail = _refuted(checked, Step(step.title, step.rule, step.lhs, wrong, step.free_indices, step.assumptions))
-    assert "700" in detail
+    assert "j = 700:" in detail
 
 
 def test_a_wrong_sign_in_the_gradient_vector_is_refuted(checked):
@@ -173,4 +173,4 @@ def test_a_wrong_sign_in_the_gradient_vector_is_refuted(checked):
     a, y = IndexedBase(Symbol("a", positive=True)), IndexedBase(Symbol("y", real=True))
     wrong = TemplateMatrix((a[i] - y[i]) * (1 - 2 * KroneckerDelta(i, 700)), (i, N), (1, 1))
     detail = _refuted(checked, Step(step.title, step.rule, step.lhs, wrong, (), step.assumptions))
-    assert "700" in detail
+    assert "= 700:" in detail

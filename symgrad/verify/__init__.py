@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import mpmath
 import numpy
-from sympy import Derivative, Integer, Sum
+from sympy import Integer, Sum, Symbol
 
 from sympy.matrices.expressions import MatMul, MatrixExpr
 
@@ -33,7 +33,7 @@ UNDECIDED_POINTS = 24  # more points for entries the exact check could not decid
 MAX_EXTRA_POINTS = 10  # points drawn in place of ones where a side is not finite
 EXACT_POINTS = 4  # exact evaluations per undecided entry
 MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
-LARGE_RANGE = 64  # beyond this length, entries are never written out one by one
+LARGE_RANGE = 16  # beyond this length, entries are never written out one by one
 LARGE_NUMERIC_ENTRIES = 4  # 50-digit entries per step at a large size (the float screen sees all)
 MAX_SCREEN_ENTRIES = 4 * 1024 * 1024  # the float screen's grid (numpy arrays of this many floats)
 
@@ -90,6 +90,7 @@ class StepChecker:
         self.index_prover = IndexProver(model) if index_proofs else None
         self.proven_sides: dict = {}  # lhs → matrix-level right-hand sides proven equal to it
         self._grids: dict = {}  # the float screen's model at each random point
+        self._proofs: dict = {}  # index-form claims already decided (``_proof_key``)
 
     def check(self, step: Step, seed: str) -> Check:
         elimination = self.concrete.joint_elimination(tuple(step.assumptions))
@@ -269,9 +270,29 @@ class StepChecker:
             return None
         equations = [self.model.assumptions[name].equation for name in step.assumptions]
         try:
-            return self.index_prover.prove(step, equations)
+            key = self._proof_key(step)
         except NotGeneric:
             return None
+        if key is not None and key in self._proofs:
+            return self._proofs[key]  # the same identity, its indices named differently (∂a_i/∂z_j thrice)
+        try:
+            result = self.index_prover.prove(step, equations)
+        except NotGeneric:
+            return None
+        if key is not None:
+            self._proofs[key] = result
+        return result
+
+    def _proof_key(self, step: Step):
+        """The step's index form with its free indices renamed by position (and their ranges),
+        under its assumptions: equal keys are the same claim."""
+        lhs, rhs, free = self.index_prover.index_form(step)
+        placeholders = [Symbol(f"ι{k}", integer=True, positive=True) for k in range(len(free))]
+        if any(p in lhs.free_symbols | rhs.free_symbols for p in placeholders):
+            return None
+        rename = dict(zip(free, placeholders))
+        return (lhs.xreplace(rename), rhs.xreplace(rename), tuple(self.model.range_of(x) for x in free),
+                tuple(sorted(step.assumptions)))
 
     def _sample_indices(self, free, rng) -> tuple[int, list[dict]]:
         """How many index values there are, and a sample of them (as substitutions)."""
