@@ -10,8 +10,8 @@ every index value) and screens every entry numerically.
 Every measurement runs in a fresh Python process, so peak memory (ru_maxrss) is its own. Times
 are the process's CPU seconds (user + system) for the work after the imports, the median of
 ``--runs`` runs: on a shared machine the wall clock measures the neighbours (the wall-clock
-median is printed too). The plain route gets ``--cap`` seconds of wall clock per run; past it
-the cell reads "> cap", and slower sizes are not tried.
+median is printed too). The plain route gets ``--cap`` CPU seconds per run (RLIMIT_CPU); past
+it the cell reads "> cap" and the ratio is a lower bound, and larger sizes are not tried.
 
 Run:  python bench/bench_derive.py                      (n = 2 … 1024, 3 runs, cap 300 s)
       python bench/bench_derive.py --quick              (n = 2, 8, 64, 1024; 1 run; cap 60 s)
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import signal
 import statistics
 import subprocess
 import sys
-import time
 
 SIZES = [2, 8, 16, 32, 64, 128, 256, 512, 1024]
 
@@ -62,13 +63,22 @@ print(cpu() - c, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SEL
 """
 
 
-def measure(code: str, timeout: float | None) -> dict | None:
-    """cpu s, wall s, peak MB, output bytes of one fresh process; None past ``timeout`` (wall)."""
+def measure(code: str, cap: float | None) -> dict | None:
+    """cpu s, wall s, peak MB, output bytes of one fresh process; None past ``cap`` seconds of
+    CPU (RLIMIT_CPU: the child is stopped by SIGXCPU; a wall clock ten times longer as a guard)."""
+    def limit():
+        if cap is not None:
+            seconds = int(cap) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=timeout, check=True)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=limit,
+                              timeout=None if cap is None else 10 * cap, check=cap is None)
     except subprocess.TimeoutExpired:
         return None
+    if done.returncode != 0:
+        if cap is not None and done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            return None
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
     cpu, wall, kilobytes, size = done.stdout.split()
     return {"cpu": float(cpu), "wall": float(wall), "mb": int(kilobytes) / 1024, "bytes": int(size)}
 
@@ -82,7 +92,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help=f"default {SIZES}")
     parser.add_argument("--runs", type=int, default=None, help="runs per size (median; default 3)")
     parser.add_argument("--plain-runs", type=int, default=None, help="runs of the plain route (default: --runs)")
-    parser.add_argument("--cap", type=float, default=None, help="seconds of wall clock per plain run (default 300)")
+    parser.add_argument("--cap", type=float, default=None, help="CPU seconds per plain run (default 300)")
     parser.add_argument("--plain-max", type=int, default=1024, help="largest n for the plain route")
     parser.add_argument("--quick", action="store_true", help="n = 2, 8, 64, 1024, one run, cap 60 s")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
@@ -102,13 +112,12 @@ def main() -> None:
         if not over:
             for _ in range(plain_runs):
                 print(f"n = {n}: plain SymPy (cap {cap:.0f} s)", file=sys.stderr, flush=True)
-                started = time.perf_counter()
                 result = measure(PLAIN.format(n=n), cap)
                 if result is None:
                     over = plain_over = True
                     break
                 plain.append(result)
-                if time.perf_counter() - started > cap / 2:
+                if result["cpu"] > cap / 2:
                     break  # one run this long is the measurement
         row = {"n": n, "symgrad_cpu_s": median_of(ours, "cpu"), "symgrad_wall_s": median_of(ours, "wall"),
                "symgrad_peak_mb": max(r["mb"] for r in ours), "certificate_bytes": ours[0]["bytes"],
@@ -126,21 +135,25 @@ def main() -> None:
     table = [header]
     for row in rows:
         if row["plain_cpu_s"] is not None:
-            plain_cell, ratio_cell = f"{row['plain_cpu_s']:.2f}", f"{row['ratio']:.0f}×"
+            plain_cell, ratio_cell = f"{row['plain_cpu_s']:.2f}", _ratio(row["ratio"])
         elif row["plain_over_cap"]:
-            plain_cell, ratio_cell = f"> {cap:.0f}", f"> {row['ratio_at_least']:.0f}×"
+            plain_cell, ratio_cell = f"> {cap:.0f}", "> " + _ratio(row["ratio_at_least"])
         else:
             plain_cell, ratio_cell = "—", "—"
         table.append([str(row["n"]), f"{row['symgrad_cpu_s']:.2f}", f"{row['symgrad_wall_s']:.2f}",
                       f"{row['symgrad_peak_mb']:.0f}", _size(row["certificate_bytes"]), plain_cell, ratio_cell])
     widths = [max(len(r[k]) for r in table) for k in range(len(header))]
     print(f"symgrad derive --n N --format json (every step checked) vs plain SymPy (diff + simplify of the "
-          f"gradient); CPU seconds, median of {runs} run(s) (plain: {plain_runs}), plain capped at {cap:.0f} s wall")
+          f"gradient); CPU seconds, median of {runs} run(s) (plain: {plain_runs}), plain capped at {cap:.0f} CPU s")
     for k, line in enumerate(table):
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
         if k == 0:
             print("  ".join("-" * w for w in widths))
     print("— : not run (n above --plain-max); > cap: the plain route ran out of time at this size (or a smaller one)")
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.1f}×" if value < 10 else f"{value:.0f}×"
 
 
 def _size(count: int) -> str:
