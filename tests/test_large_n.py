@@ -9,8 +9,16 @@ import json
 
 import numpy as np
 import pytest
-from sympy import (Derivative, Function, Indexed, IndexedBase, KroneckerDelta, Symbol, lambdify,
-                   sympify)
+from sympy import (
+    Derivative,
+    Function,
+    Indexed,
+    IndexedBase,
+    KroneckerDelta,
+    Symbol,
+    lambdify,
+    sympify,
+)
 
 from symgrad import derive, render
 from symgrad.model import TemplateMatrix

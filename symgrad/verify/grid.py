@@ -20,8 +20,22 @@ caller confirms it at the same point exactly or at rising precision before it re
 from __future__ import annotations
 
 import numpy as np
-from sympy import (Add, Derivative, Eq, Indexed, IndexedBase, KroneckerDelta, Mul, Ne, Piecewise, Pow, Sum,
-                   Symbol, exp, log)
+from sympy import (
+    Add,
+    Derivative,
+    Eq,
+    Indexed,
+    IndexedBase,
+    KroneckerDelta,
+    Mul,
+    Ne,
+    Piecewise,
+    Pow,
+    Sum,
+    Symbol,
+    exp,
+    log,
+)
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Or
 
 from symgrad.notation import plain_sympy
@@ -44,10 +58,10 @@ class GridModel:
         """``base_values``: base IndexedBase or Symbol → 1-D array of its entries (1-based,
         entry 0 unused) or a float; one point."""
         self.model = model
-        for base, shape in model.shapes.items():
+        for shape in model.shapes.values():
             if len(shape) != 1:
                 raise Unsupported("matrices are not handled by the grid screen")
-        for head, shape in model.abbreviation_shapes.items():
+        for shape in model.abbreviation_shapes.values():
             if len(shape) > 1:
                 raise Unsupported("matrices are not handled by the grid screen")
         self.lengths = {base: int(shape[0]) for base, shape in model.shapes.items()}
@@ -280,4 +294,4 @@ def base_arrays(model, values: list) -> dict:
     return arrays
 
 
-__all__ = ["GridModel", "Unsupported", "base_arrays", "disagreements", "IndexedBase"]
+__all__ = ["GridModel", "IndexedBase", "Unsupported", "base_arrays", "disagreements"]
