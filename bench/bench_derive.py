@@ -1,40 +1,56 @@
-"""Time and peak memory of ``symgrad derive`` (build + check every step + render) for
-n = 2 … 128, beside the plain-SymPy route measured in the same run.
+"""Time, peak memory and certificate size of ``symgrad derive`` (build + check every step +
+render the JSON certificate) for n = 2 … 1024, beside the plain-SymPy route measured in the
+same run (issue 17).
 
-The plain route is what a user would write by hand: L with Σ_k e^{z_k} written out,
-``diff`` by each z_j, ``simplify`` of the difference from a_j − y_j (with y_n = 1 − Σ y_others).
-It proves only the final identity, no steps; symgrad proves every step, exactly and numerically.
+The plain route is what a user would write by hand: L with Σ_k e^{z_k} written out, ``diff``
+by each z_j, ``simplify`` of the difference from a_j − y_j (with y_n = 1 − Σ y_others). It
+proves only the final identity, no steps; symgrad proves every step (in index form: once for
+every index value) and screens every entry numerically.
 
-Every measurement runs in a fresh Python process, so peak memory (ru_maxrss) and import costs
-are its own. Run:  python bench/bench_derive.py            (plain route up to n = 32)
-                   python bench/bench_derive.py --sizes 2 8 64 --plain-max 16 --format json
+Every measurement runs in a fresh Python process, so peak memory (ru_maxrss) is its own. Times
+are the process's CPU seconds (user + system) for the work after the imports, the median of
+``--runs`` runs: on a shared machine the wall clock measures the neighbours (the wall-clock
+median is printed too). The plain route gets ``--cap`` CPU seconds per run (RLIMIT_CPU); past
+it the cell reads "> cap" and the ratio is a lower bound, and larger sizes are not tried.
+
+Run:  python bench/bench_derive.py                      (n = 2 … 1024, 3 runs, cap 300 s)
+      python bench/bench_derive.py --quick              (n = 2, 8, 64, 1024; 1 run; cap 60 s)
+      python bench/bench_derive.py --sizes 8 64 --runs 5 --cap 120 --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import signal
+import statistics
 import subprocess
 import sys
-import time
 
-from rich.console import Console
-from rich.table import Table
+SIZES = [2, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 SYMGRAD = """
-import resource, time
-t = time.perf_counter()
+import resource, time, sys
 from symgrad import derive, render
+import symgrad.verify, symgrad.output.certificate
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c, t = cpu(), time.perf_counter()
 d = derive("softmax-cross-entropy", n={n})
-render(d, "{fmt}")
+text = render(d, "json")
 assert d.proven
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(cpu() - c, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(text.encode()))
 """
 
 PLAIN = """
 import resource, time
-t = time.perf_counter()
 import sympy as sp
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c, t = cpu(), time.perf_counter()
 n = {n}
 z, y = sp.symbols(f"z1:{{n + 1}}", real=True), sp.symbols(f"y1:{{n + 1}}", real=True)
 s = sum(sp.exp(zk) for zk in z)
@@ -43,57 +59,105 @@ L = -sum(yi * sp.log(ai) for yi, ai in zip(y, a))
 last = {{y[-1]: 1 - sum(y[:-1])}}
 for j in range(n):
     assert sp.simplify((L.diff(z[j]) - (a[j] - y[j])).subs(last)) == 0
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(cpu() - c, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 0)
 """
 
 
-def measure(code: str, timeout: float) -> tuple[float, float] | None:
-    """(seconds, peak MB) of one fresh process, or None on timeout."""
+def measure(code: str, cap: float | None) -> dict | None:
+    """cpu s, wall s, peak MB, output bytes of one fresh process; None past ``cap`` seconds of
+    CPU (RLIMIT_CPU: the child is stopped by SIGXCPU; a wall clock ten times longer as a guard)."""
+    def limit():
+        if cap is not None:
+            seconds = int(cap) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=timeout, check=True)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=limit,
+                              timeout=None if cap is None else 10 * cap, check=cap is None)
     except subprocess.TimeoutExpired:
         return None
-    seconds, kilobytes = done.stdout.split()
-    return float(seconds), int(kilobytes) / 1024
+    if done.returncode != 0:
+        if cap is not None and done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            return None
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    cpu, wall, kilobytes, size = done.stdout.split()
+    return {"cpu": float(cpu), "wall": float(wall), "mb": int(kilobytes) / 1024, "bytes": int(size)}
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
-    parser.add_argument("--plain-max", type=int, default=32, help="largest n for the plain route")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per measurement")
-    parser.add_argument("--format", default="json", choices=["text", "latex", "markdown", "json"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help=f"default {SIZES}")
+    parser.add_argument("--runs", type=int, default=None, help="runs per size (median; default 3)")
+    parser.add_argument("--plain-runs", type=int, default=None, help="runs of the plain route (default: --runs)")
+    parser.add_argument("--cap", type=float, default=None, help="CPU seconds per plain run (default 300)")
+    parser.add_argument("--plain-max", type=int, default=1024, help="largest n for the plain route")
+    parser.add_argument("--quick", action="store_true", help="n = 2, 8, 64, 1024, one run, cap 60 s")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
     args = parser.parse_args()
+    sizes = args.sizes or ([2, 8, 64, 1024] if args.quick else SIZES)
+    runs = args.runs or (1 if args.quick else 3)
+    plain_runs = args.plain_runs or runs
+    cap = args.cap or (60.0 if args.quick else 300.0)
 
-    console = Console(stderr=True)
     rows = []
-    for n in args.sizes:
-        console.log(f"n = {n}: symgrad")
-        ours = measure(SYMGRAD.format(n=n, fmt=args.format), args.timeout)
-        plain = None
-        if n <= args.plain_max:
-            console.log(f"n = {n}: plain SymPy")
-            plain = measure(PLAIN.format(n=n), args.timeout)
-        rows.append({"n": n, "symgrad_s": ours and ours[0], "symgrad_mb": ours and ours[1],
-                     "plain_s": plain and plain[0], "plain_mb": plain and plain[1],
-                     "speedup": (plain[0] / ours[0]) if ours and plain else None})
+    plain_over = False  # once the plain route runs out of time, larger sizes would too
+    for n in sizes:
+        print(f"n = {n}: symgrad × {runs}", file=sys.stderr, flush=True)
+        ours = [m for m in (measure(SYMGRAD.format(n=n), None) for _ in range(runs)) if m]
+        plain: list[dict] = []
+        over = plain_over or n > args.plain_max
+        if not over:
+            for _ in range(plain_runs):
+                print(f"n = {n}: plain SymPy (cap {cap:.0f} s)", file=sys.stderr, flush=True)
+                result = measure(PLAIN.format(n=n), cap)
+                if result is None:
+                    over = plain_over = True
+                    break
+                plain.append(result)
+                if result["cpu"] > cap / 2:
+                    break  # one run this long is the measurement
+        row = {"n": n, "symgrad_cpu_s": median_of(ours, "cpu"), "symgrad_wall_s": median_of(ours, "wall"),
+               "symgrad_peak_mb": max(r["mb"] for r in ours), "certificate_bytes": ours[0]["bytes"],
+               "plain_cpu_s": median_of(plain, "cpu") if plain else None,
+               "plain_over_cap": over and not plain and n <= args.plain_max, "runs": len(ours), "plain_runs": len(plain)}
+        if plain:
+            row["ratio"] = row["plain_cpu_s"] / row["symgrad_cpu_s"]
+        elif row["plain_over_cap"]:
+            row["ratio_at_least"] = cap / row["symgrad_cpu_s"]
+        rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"cap_s": cap, "rows": rows}, indent=2))
         return
-    table = Table(title=f"symgrad derive (every step checked, --format {args.format}) vs plain SymPy "
-                        "(diff + simplify of the final identity only)")
-    for column in ("n", "symgrad s", "symgrad peak MB", "plain SymPy s", "plain peak MB", "plain / symgrad"):
-        table.add_column(column, justify="right")
-
-    def cell(value, spec):
-        return "—" if value is None else format(value, spec)
+    header = ["n", "symgrad s", "(wall s)", "peak MB", "certificate", "plain SymPy s", "plain / symgrad"]
+    table = [header]
     for row in rows:
-        table.add_row(str(row["n"]), cell(row["symgrad_s"], ".2f"), cell(row["symgrad_mb"], ".0f"),
-                      cell(row["plain_s"], ".2f"), cell(row["plain_mb"], ".0f"), cell(row["speedup"], ".1f"))
-    Console().print(table)
-    print("— : not run (n above --plain-max) or over --timeout")
+        if row["plain_cpu_s"] is not None:
+            plain_cell, ratio_cell = f"{row['plain_cpu_s']:.2f}", _ratio(row["ratio"])
+        elif row["plain_over_cap"]:
+            plain_cell, ratio_cell = f"> {cap:.0f}", "> " + _ratio(row["ratio_at_least"])
+        else:
+            plain_cell, ratio_cell = "—", "—"
+        table.append([str(row["n"]), f"{row['symgrad_cpu_s']:.2f}", f"{row['symgrad_wall_s']:.2f}",
+                      f"{row['symgrad_peak_mb']:.0f}", _size(row["certificate_bytes"]), plain_cell, ratio_cell])
+    widths = [max(len(r[k]) for r in table) for k in range(len(header))]
+    print(f"symgrad derive --n N --format json (every step checked) vs plain SymPy (diff + simplify of the "
+          f"gradient); CPU seconds, median of {runs} run(s) (plain: {plain_runs}), plain capped at {cap:.0f} CPU s")
+    for k, line in enumerate(table):
+        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    print("— : not run (n above --plain-max); > cap: the plain route ran out of time at this size (or a smaller one)")
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.1f}×" if value < 10 else f"{value:.0f}×"
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024:.0f} KB" if count < 1024 * 1024 else f"{count / 1024 / 1024:.1f} MB"
 
 
 if __name__ == "__main__":

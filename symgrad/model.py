@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from sympy import Basic, Eq, Expr, Indexed, IndexedBase, Integer, Symbol
+from sympy import Basic, Eq, Expr, ImmutableMatrix, Indexed, IndexedBase, Integer, Symbol, Tuple, sympify
+from sympy.matrices.expressions import MatrixExpr
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,65 @@ class Model:
     def family(self, atom: Basic) -> Basic:
         """The vector an entry belongs to (its IndexedBase), or the symbol itself."""
         return atom.base if isinstance(atom, Indexed) else atom
+
+
+class TemplateMatrix(MatrixExpr):
+    """A matrix at a fixed size whose every entry follows one rule: entry (r, c) is ``template``
+    with the row index set to r and the column index to c (1-based). The n × n softmax Jacobian
+    is one object of O(1) size instead of n² SymPy entries: the checker proves the template once
+    in index form (every entry is an instance), the printers elide it like any matrix (they read
+    only the entries they show), and the certificate writes it as the template with its index
+    ranges.
+
+    ``rows`` and ``cols`` are ``(index, size)``; a dimension of size 1 may give the index as
+    the number 1 (a row ∂L/∂a: ``(1, 1), (i, n)``)."""
+
+    def __new__(cls, template, rows, cols):
+        return Basic.__new__(cls, sympify(template), Tuple(*map(sympify, rows)), Tuple(*map(sympify, cols)))
+
+    @property
+    def template(self) -> Expr:
+        return self.args[0]
+
+    @property
+    def row_index(self):
+        return self.args[1][0]
+
+    @property
+    def col_index(self):
+        return self.args[2][0]
+
+    @property
+    def shape(self):
+        return (self.args[1][1], self.args[2][1])
+
+    @property
+    def indices(self) -> tuple:
+        """The index symbols the template is written in (row first), without the fixed 1."""
+        return tuple(x for x in (self.row_index, self.col_index) if isinstance(x, Symbol))
+
+    def entry_template(self, row, col) -> Expr:
+        """Entry (row, col), 1-based, possibly symbolic: the template with its indices replaced
+        (simultaneously, so swapping i and j is safe)."""
+        mapping = {index: value for index, value in ((self.row_index, row), (self.col_index, col))
+                   if isinstance(index, Symbol)}
+        return self.template.xreplace(mapping)
+
+    def _entry(self, i, j, **kwargs):
+        return self.entry_template(Integer(int(i) + 1), Integer(int(j) + 1))
+
+    def as_explicit(self):
+        rows, cols = (int(d) for d in self.shape)
+        return ImmutableMatrix(rows, cols, lambda r, c: self._entry(r, c))
+
+    def _shown(self, printer):
+        """What the printers show: the explicit matrix when small (exactly as before), else this
+        object itself — their elision reads only the entries it shows."""
+        rows, cols = (int(d) for d in self.shape)
+        return self.as_explicit() if rows <= 16 and cols <= 16 else self
+
+    def _latex(self, printer):
+        return printer._print_MatrixBase(self._shown(printer))
+
+    def _pretty(self, printer):
+        return printer._print_MatrixBase(self._shown(printer))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from sympy import (Add, Derivative, Expr, ImmutableMatrix, Indexed, IndexedBase, Integer, KroneckerDelta, Mul, Sum, Symbol,
+from sympy import (Add, Derivative, Expr, Indexed, IndexedBase, Integer, KroneckerDelta, Mul, Sum, Symbol,
                    Transpose, cancel, count_ops, factor_terms)
 from sympy.matrices.expressions import MatMul
 
@@ -36,7 +36,7 @@ from symgrad.derivation.matrix_form import read_matrix, tree_matrix
 from symgrad.errors import UsageError
 from symgrad.language import LanguageError, parse_tree
 from symgrad.lowering import Lowering, Named, index_names
-from symgrad.model import Assumption, Definition
+from symgrad.model import Assumption, Definition, TemplateMatrix
 from symgrad.notation import GradientMatrix, MatVar, PartialD, Vec, index_symbols, math_markup, name_markup
 from symgrad.steps import Derivation, Rule, Step
 from symgrad.tree import (KIND_OF_RANK, MATRIX, SCALAR, VECTOR, Apply, Arith, Derivative as DerivativeNode,
@@ -312,9 +312,7 @@ class _Engine:
             count = int(length)
             i, j = local.free[:2]
             (p, c) = local.lhs.expr.base, local.lhs.variables[0].base
-            (diagonal, _), (off_diagonal, _) = local.cases.args
-            entries = ImmutableMatrix(count, count, lambda r, k: diagonal.xreplace({i: r + 1}) if r == k
-                                      else off_diagonal.xreplace({i: r + 1, j: k + 1}))
+            entries = TemplateMatrix(local.value, (i, count), (j, count))  # every entry by one rule: O(1), not n²
             whole = PartialD(Vec(p, length), Vec(c, length))
             self.steps.append(Step(rf"The ${count} \times {count}$ Jacobian", Rule.MATRIX_FORM, whole, entries))
             self.steps.append(Step(local.matrix_title, Rule.MATRIX_FORM, whole, local.matrix))
@@ -340,7 +338,7 @@ class _Engine:
                     self._gradient_is_local(parent, gradients):
                 count = int(self.size_value)
                 upstream = gradients[parent]
-                row = ImmutableMatrix(1, count, lambda _, k: upstream.xreplace({i: k + 1}))
+                row = TemplateMatrix(upstream, (1, 1), (i, count))
                 matrix_steps = [s for s in self.steps if s.rule is Rule.MATRIX_FORM and s.lhs == PartialD(whole_p, whole_c)]
                 self.steps.append(Step("The same product with the entries written out", Rule.SUBSTITUTE, PartialD(self.loss, whole_c),
                                        MatMul(row, matrix_steps[0].rhs), assumptions=self.used))

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 
 from sympy import Basic, ImmutableMatrix, srepr
+from sympy.matrices.expressions import MatrixExpr
 from sympy.printing.repr import ReprPrinter
 
 from symgrad.notation import index_symbols, plain_sympy
 from symgrad.output.latex import PaperLatexPrinter, step_lines
 from symgrad.steps import Derivation
 from symgrad.verify.concrete import KEEP, ConcreteModel
-from symgrad.verify.index_form import IndexProver, readable
+from symgrad.verify.index_form import IndexProver, NotGeneric, readable
 
 FORMAT_VERSION = 1
 DERIVATIVES = ("∂f/∂x for a base variable x: f written in the base variables (definitions), then "
@@ -38,29 +39,46 @@ def certificate(derivation: Derivation) -> dict:
         from symgrad.verify.symbolic import symbolic_certificate_parts
 
         definitions, direct, assumptions, sides = symbolic_certificate_parts(derivation)
+        sides = [(*side, None) for side in sides]
         base = []
+        templates = None
     else:
         concrete = ConcreteModel(model)
         entries = model.abbreviation_entries()
         unfolder = IndexProver(model)
-        definitions = {srepr(e): srepr(concrete.explicit(readable(unfolder.base_form(e)), sums=KEEP))
-                       for e in entries}
-        direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), sums=KEEP))
-                  for e in entries}
+        if len(entries) <= MAX_LISTED_DEFINITIONS:
+            definitions = {srepr(e): srepr(concrete.explicit(readable(unfolder.base_form(e)), sums=KEEP))
+                           for e in entries}
+            direct = {srepr(e): srepr(concrete.explicit(model.definition_for(e), sums=KEEP))
+                      for e in entries}
+        else:  # n entries of n-term sums: the templates below say the same in O(1)
+            definitions, direct = {}, {}
+        templates = [{"lhs": srepr(d.template_lhs()), "rhs": srepr(concrete.explicit(d.body, sums=KEEP)),
+                      "free_indices": [str(x) for x in d.index],
+                      "index_ranges": {str(x): [1, _size_text(model.range_of(x))] for x in d.index}}
+                     for d in model.definitions]
         assumptions = {name: srepr(concrete.explicit(a.equation, sums=KEEP))
                        for name, a in model.assumptions.items()}
         sides = []
         srepr_memo = _MemoReprPrinter()
         for step in derivation.steps:
+            matrix = None
             if step.free_indices:  # a template: exported as written, with its index ranges
                 lhs, rhs = (srepr_memo.doprint(plain_sympy(side)) for side in (step.lhs, step.rhs))
+                free = step.free_indices
+            elif (template := _matrix_template(unfolder, step)) is not None:
+                # a matrix whose every entry follows one rule (the n × n Jacobian, a product of
+                # such matrices): its entry (row, col) as a template over the index ranges
+                lhs, rhs, free, matrix = template
+                lhs, rhs = srepr_memo.doprint(lhs), srepr_memo.doprint(rhs)
             else:
                 lhs, rhs = (_side(concrete.side_instances(side, (), KEEP), srepr_memo)
                             for side in (step.lhs, step.rhs))
-            sides.append((lhs, rhs, step.free_indices))
+                free = ()
+            sides.append((lhs, rhs, free, matrix))
         base = [srepr(e) for e in model.base_entries()]
     steps = []
-    for step, (lhs, rhs, free), latex in zip(derivation.steps, sides, latex_lines):
+    for step, (lhs, rhs, free, matrix), latex in zip(derivation.steps, sides, latex_lines):
         check = step.check
         steps.append({
             "title": _markup(step.title),
@@ -69,6 +87,7 @@ def certificate(derivation: Derivation) -> dict:
             "rhs": rhs,
             "free_indices": [str(i) for i in free],
             "index_ranges": {str(i): [1, _size_text(model.range_of(i))] for i in free},
+            **({"matrix": matrix} if matrix else {}),
             "latex": latex,
             "assumptions": list(step.assumptions),
             "check": {"exact": check.exact if check else None,
@@ -86,6 +105,7 @@ def certificate(derivation: Derivation) -> dict:
         "base_variables": base,
         "definitions": definitions,
         "direct_definitions": direct,
+        **({"definition_templates": templates, "reading": READING} if templates is not None else {}),
         "assumptions": assumptions,
         "assumption_index_ranges": {
             name: {str(x): [1, _size_text(model.range_of(x))] for x in index_symbols(a.equation)
@@ -99,6 +119,43 @@ def certificate(derivation: Derivation) -> dict:
         "proven": derivation.proven,
         "notes": [_markup(note) for note in derivation.notes],
     }
+
+
+MAX_LISTED_DEFINITIONS = 256  # abbreviation entries listed one by one in definitions / direct_definitions
+READING = (
+    "To re-check from this file alone (SymPy and numpy, no symgrad): sympify every srepr text. "
+    "definition_templates give each abbreviation's definition one level down, as a template over "
+    "its index ranges (a_i := e^{z_i}/Σ_k e^{z_k} for i = 1..n); definitions (base variables) and "
+    "direct_definitions (one level) list the same per entry at small sizes. A step with "
+    "free_indices states lhs = rhs at every value of its indices over index_ranges; a step with "
+    "'matrix' is a matrix side read at its entry (row_index, col_index), e.g. the n × n Jacobian as "
+    "one template. Expand each template at every index value, unroll each Sum over its concrete "
+    "range, evaluate derivatives as 'derivatives' says, substitute the assumptions, and compare "
+    "(exactly, or numerically at random points). 'check' says how symgrad checked the step: "
+    "'in index form' means proven once for every index value in the range.")
+MATRIX_TEMPLATE = ("a matrix side written by one rule: lhs and rhs are its entry (row, col) as "
+                   "templates in free_indices; the matrix is every instance over index_ranges, row "
+                   "index down, column index across (a dimension of size 1 has no index)")
+
+
+def _matrix_template(prover: IndexProver, step):
+    """(lhs, rhs, free, description) of a matrix-level step (no free indices, a side an n × m
+    matrix) read at a generic entry, when every entry of both sides follows one rule (matrix
+    notation, templates and their products); None when a side holds written-out entries."""
+    sides = [side for side in (step.lhs, step.rhs) if isinstance(side, MatrixExpr)]
+    if not sides or sides[0].shape == (1, 1):
+        return None
+    try:
+        lhs, rhs, free = prover.index_form(step)
+    except (NotGeneric, TypeError, ValueError):
+        return None
+    rows, cols = (_size_text(d) for d in sides[0].shape)
+    names = iter(str(x) for x in free)
+    return plain_sympy(lhs), plain_sympy(rhs), free, {
+        "shape": [rows, cols],
+        "row_index": next(names) if rows != 1 else None,
+        "col_index": next(names) if cols != 1 else None,
+        "reading": MATRIX_TEMPLATE}
 
 
 def _markup(markup: str) -> str:

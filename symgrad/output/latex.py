@@ -10,6 +10,7 @@ import re
 from sympy import Add, Eq, Indexed, IndexedBase, MatrixBase, Mul, Piecewise, Symbol
 from sympy.printing.latex import LatexPrinter
 
+from symgrad.model import TemplateMatrix
 from symgrad.notation import PartialD, Vec, name_markup, replace_names
 from symgrad.output.notation import SHORT_GREEK, Notation, layer_name
 from symgrad.output.ordering import OrderingMixin, is_sum, ordered_factors, ordered_terms
@@ -412,7 +413,7 @@ def rhs_pieces(printer: PaperLatexPrinter, expr) -> list[str]:
 
     if isinstance(expr, (Add, MatAdd)):
         return printer.add_terms(expr)
-    if isinstance(expr, MatMul) and any(isinstance(f, MatrixBase) for f in expr.args):
+    if isinstance(expr, MatMul) and any(isinstance(f, (MatrixBase, TemplateMatrix)) for f in expr.args):
         pieces: list[str] = []
         prefix = ""
         for factor in expr.args:
@@ -422,7 +423,7 @@ def rhs_pieces(printer: PaperLatexPrinter, expr) -> list[str]:
             text = printer.doprint(factor)
             if isinstance(factor, (Add, MatAdd)):
                 text = rf"\left({text}\right)"
-            if factor.is_Number or not isinstance(factor, MatrixBase) and not pieces and len(text) < 40:
+            if factor.is_Number or not isinstance(factor, (MatrixBase, TemplateMatrix)) and not pieces and len(text) < 40:
                 prefix += text + " "
                 continue
             pieces.append(prefix + text)

@@ -16,7 +16,7 @@ from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Inte
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
-from symgrad.model import Model
+from symgrad.model import Model, TemplateMatrix
 from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbols
 
 
@@ -66,6 +66,8 @@ class ConcreteModel:
         ``doit`` on the entries and turn ∂L/∂a_i (L being a bare symbol) into 0."""
         if isinstance(expr, MatrixBase):
             return ImmutableMatrix(expr)
+        if isinstance(expr, TemplateMatrix):
+            return expr.as_explicit()
         if isinstance(expr, (Vec, PartialD, MatVar, GradientMatrix)):
             rows, cols = (int(d) for d in expr.shape)
             return ImmutableMatrix(rows, cols, lambda r, c: expr._entry(r, c))
@@ -172,8 +174,15 @@ class ConcreteModel:
         if total not in self.sum_symbols:
             symbol = Symbol(f"σ_{len(self.sum_symbols)}")
             self.sum_symbols[total] = symbol
-            self.sum_expansions[symbol] = self.explicit(total, EXPAND)
+            self.sum_expansions[symbol] = total  # written out when first needed (n terms)
         return self.sum_symbols[total]
+
+    def _expansion(self, symbol: Symbol) -> Basic:
+        """The n terms of an abbreviated sum, written out once, on first use."""
+        value = self.sum_expansions[symbol]
+        if isinstance(value, Sum) and value in self.sum_symbols:
+            value = self.sum_expansions[symbol] = self.explicit(value, EXPAND)
+        return value
 
     def unfold_once(self, atom: Basic) -> Basic:
         """The definition of one abbreviation, in explicit form (closed sums abbreviated).
@@ -181,7 +190,7 @@ class ConcreteModel:
         A sum that becomes closed only at a concrete index (Σ_k e^{Z_ks} at s = 2) is
         abbreviated here too, so that A_12 and A_22 share one σ instead of each carrying n terms."""
         if atom in self.sum_expansions:
-            return self.sum_expansions[atom]
+            return self._expansion(atom)
         if atom not in self._unfold_memo:
             body = self.model.definition_for(atom)
             closed = {total: self._abbreviate_sum(total) for total in body.atoms(Sum) if _is_closed(total)}
@@ -195,7 +204,7 @@ class ConcreteModel:
         for atom in expr.free_symbols:
             if atom in self.sum_expansions:
                 if not keep_sums:
-                    mapping[atom] = self.unfold(self.sum_expansions[atom], keep_sums)
+                    mapping[atom] = self.unfold(self._expansion(atom), keep_sums)
             elif self.model.is_abbreviation(atom):
                 mapping[atom] = self.unfold(self.unfold_once(atom), keep_sums)
         return expr.xreplace(mapping) if mapping else expr

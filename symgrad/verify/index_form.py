@@ -65,6 +65,8 @@ def generic_entry(side: Basic, row: Basic, col: Basic) -> Basic:
     on the entries and so turns ∂L/∂a_i (L a bare symbol) into 0."""
     if not isinstance(side, MatrixExpr):
         return side
+    if hasattr(side, "entry_template"):  # model.TemplateMatrix: every entry by one rule
+        return side.entry_template(row, col)
     if isinstance(side, Vec):
         return side.base[row]
     if isinstance(side, PartialD):
