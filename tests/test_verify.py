@@ -55,9 +55,75 @@ def test_catalog_holds_with_json_junit_and_exports(catalog_run):
     names = {r["name"] for r in report["results"]}
     for expected in ("softmax cross-entropy gradient", "softmax Jacobian", "label smoothing", "tanh derivative"):
         assert expected in names
-    cases = ET.parse(junit).getroot().findall(".//testcase")
-    assert len(cases) == sum(len(r["sizes"]) for r in report["results"])
-    assert not ET.parse(junit).getroot().findall(".//failure")
+    root = ET.parse(junit).getroot()
+    assert len(root.findall(".//testcase")) == report["summary"]["identities"]  # one per identity, as counted
+    assert root.get("failures") == "0" and root.get("skipped") == str(report["summary"]["undecided"])
+    assert not root.findall(".//failure")
+
+
+MIXED = """
+[[identity]]
+name = "holds"
+vars = { z = "n" }
+n = [2, 3]
+lhs = "softmax(z + 1)"
+rhs = "softmax(z)"
+
+[[identity]]
+name = "undecided at symbolic n"
+vars = { z = "n" }
+n = [2, "symbolic"]
+lhs = "softmax(z + 1)"
+rhs = "softmax(z)"
+
+[[identity]]
+name = "refuted"
+vars = { z = "n" }
+n = [2]
+lhs = "softmax(z)"
+rhs = "-softmax(z)"
+
+[[identity]]
+name = "undecided"
+vars = { y = "n" }
+n = [2, 3]
+assume = ["sum(y**2) == 1"]
+lhs = "y"
+rhs = "y"
+"""
+
+
+def test_junit_counts_what_the_text_summary_counts(tmp_path):
+    """One run, one count: held, failed, undecided and errors in the text summary line are the
+    JUnit file's passed, <failure>, <skipped> and <error> test cases (an undecided identity is
+    neither passed nor failed, never an error)."""
+    import re
+
+    (tmp_path / "mixed.toml").write_text(MIXED, encoding="utf-8")
+    (tmp_path / "bad.toml").write_text("[[identity]]\nname = 'x'\n", encoding="utf-8")
+    junit = tmp_path / "out" / "r.xml"
+    junit.parent.mkdir()
+    result = run("verify", str(tmp_path), "--junit", str(junit), "-j", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    found = re.search(r"^(\d+) held, (\d+) failed, (\d+) undecided, (\d+) errors? in", result.stdout, re.M)
+    assert found, result.stdout
+    held, failed, undecided, errors = map(int, found.groups())
+    assert (held, failed, undecided, errors) == (1, 1, 2, 1)  # the file exercises every category
+    root = ET.parse(junit).getroot()
+    cases = root.findall(".//testcase")
+    kinds = [next((child.tag for child in case if child.tag in ("failure", "skipped", "error")), "passed")
+             for case in cases]
+    assert kinds.count("passed") == held and kinds.count("failure") == failed
+    assert kinds.count("skipped") == undecided and kinds.count("error") == errors
+    for key, value in (("tests", held + failed + undecided + errors), ("failures", failed),
+                       ("skipped", undecided), ("errors", errors)):
+        assert root.get(key) == str(value), key
+        assert sum(int(suite.get(key)) for suite in root.iter("testsuite")) == value, key
+    skipped = root.find(".//testcase[@name='undecided']/skipped")
+    assert skipped.get("message") == "undecided: undecided at n = 2, 3"
+    # held at n = 2, undecided at symbolic n: the identity is undecided (the issue's errors="1")
+    assert root.find(".//testcase[@name='undecided at symbolic n']/skipped").get("message") == \
+        "undecided: undecided at n = symbolic"
 
 
 def test_false_identity_fails_with_a_counterexample(tmp_path):
@@ -67,7 +133,8 @@ def test_false_identity_fails_with_a_counterexample(tmp_path):
     result = run("verify", str(path), "--junit", str(junit))
     assert result.returncode == 1
     assert "refuted numerically" in result.stdout and "z[1] = " in result.stdout and "y[1] = " in result.stdout
-    assert len(ET.parse(junit).getroot().findall(".//failure")) == 2
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert len(failures) == 1 and failures[0].get("message") == "refuted at n = 2, 3"  # one identity, two sizes
     data = json.loads(run("verify", str(path), "--format", "json").stdout)
     assert data["results"][0]["holds"] is False
 
