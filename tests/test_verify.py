@@ -263,6 +263,64 @@ def test_export_compiles(tmp_path):
     compile_latex(tex)
 
 
+def _overfull_lines(tex: Path, workdir: Path) -> list[str]:
+    """Compile ``tex`` (a copy, in ``workdir``) and return its log's Overfull \\hbox warnings."""
+    copy = workdir / tex.name
+    copy.write_text(tex.read_text(encoding="utf-8"), encoding="utf-8")
+    compile_latex(copy)
+    log = copy.with_suffix(".log").read_text(errors="replace").splitlines()
+    return [" ".join(log[k:k + 2]) for k, line in enumerate(log) if line.startswith("Overfull \\hbox")]
+
+
+@needs_latex
+@pytest.mark.parametrize("tex", sorted(CATALOG.glob("*.tex")), ids=lambda p: p.name)
+def test_committed_exports_compile_with_no_overfull_line(tmp_path, tex):
+    assert _overfull_lines(tex, tmp_path) == []
+
+
+@needs_latex
+def test_a_long_identity_is_broken_into_lines_that_fit(tmp_path):
+    """An rhs far wider than the page (a sum of long products, a function of a long sum, a long
+    factor in brackets) is broken between its pieces into a multline* with no Overfull \\hbox;
+    a short one stays one display line."""
+    from symgrad.identity_file import load_file
+    from symgrad.output.identity_latex import render_identities
+
+    long = " + ".join(f"sum(y * (log(softmax(z)) - sigmoid(z) * tanh(z) / (1 + exp(z))) * {k})" for k in range(1, 5))
+    path = tmp_path / "long.toml"
+    path.write_text(f'[[identity]]\nname = "long"\nvars = {{ z = "n", y = "n" }}\nn = [2]\nlhs = "softmax(z) * ({long})"\n'
+                    f'rhs = "({long}) * softmax(z) - softmax(z) * exp(-({long}))"\n'
+                    '[[identity]]\nname = "short"\nvars = { z = "n" }\nn = [2]\nlhs = "norm(z)"\nrhs = "sqrt(dot(z, z))"\n',
+                    encoding="utf-8")
+    document = render_identities(load_file(path), title="long")
+    assert document.count(r"\begin{multline*}") == 1 and document.count(r"\Bigl(") >= 3
+    assert r"\[ \left\lVert \mathbf{z}\right\rVert = \sqrt{\mathbf{z}^\top \mathbf{z}} \]" in document
+    (tmp_path / "doc").mkdir()
+    tex = tmp_path / "doc" / "long.tex"
+    tex.write_text(document, encoding="utf-8")
+    assert _overfull_lines(tex, tmp_path) == []
+
+
+def test_mean_norm_sqrt_abs_and_dot_print_as_the_math():
+    from symgrad.language import parse_tree
+    from symgrad.output.identity_latex import _SourcePrinter
+
+    printer = _SourcePrinter({"a": "n", "p": "n", "X": ("n", "m"), "eps": "scalar"})
+    expected = {
+        "mean(a)": r"\operatorname{mean}\left(\mathbf{a}\right)",
+        "mean(X)": r"\operatorname{mean}\left(\mathbf{X}\right)",
+        "norm(a - p)": r"\left\lVert \mathbf{a} - \mathbf{p}\right\rVert",
+        "sqrt(mean(a * a) + eps)": r"\sqrt{\operatorname{mean}\left(\mathbf{a} \odot \mathbf{a}\right) + \varepsilon}",
+        "abs(a - p)": r"\left\lvert \mathbf{a} - \mathbf{p}\right\rvert",
+        # a sum as a factor of a dot product is bracketed (it printed a - p + 1e-06^T a - p + 1e-06)
+        "dot(a - p + 0.000001, a - p + 0.000001)":
+            r"\left(\mathbf{a} - \mathbf{p} + 0.000001\right)^\top \left(\mathbf{a} - \mathbf{p} + 0.000001\right)",
+        "norm(a) / mean(a)": r"\frac{\left\lVert \mathbf{a}\right\rVert}{\operatorname{mean}\left(\mathbf{a}\right)}",
+    }
+    for text, latex in expected.items():
+        assert printer.print(parse_tree(text, matrices=True)) == latex, text
+
+
 def test_pytest_plugin_collects_identity_files(tmp_path):
     (tmp_path / "false.toml").write_text(FALSE, encoding="utf-8")
     shutil.copy(CATALOG / "classification.toml", tmp_path / "classification.toml")
