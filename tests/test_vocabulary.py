@@ -82,7 +82,7 @@ def test_the_smooth_vocabulary_derives_proven_and_matches_finite_differences(tex
 @pytest.mark.parametrize("text, variables", SMOOTH[:-1], ids=[t for t, _ in SMOOTH[:-1]])
 def test_the_smooth_vocabulary_derives_for_every_n(text, variables):
     """(Layer norm for every n is left out of the suite: it is proven, all 17 steps, but took 957 s of
-    wall time on the shared 2-core machine, step 16 alone 687 s; see bench/zoo_table.py's note.)"""
+    wall time on the shared 2-core machine, step 16 alone 687 s.)"""
     derivation = _derive(text, variables, "symbolic")
     assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
 
