@@ -332,9 +332,10 @@ def _validate(identity: Identity, declared: dict) -> None:
     an undeclared name or a shape error is reported when the file is read (by ``verify``,
     ``export`` and the pytest plugin alike), without "at n = …" unless it depends on n.
 
-    Without vectors of a fixed length no error depends on n, so n = 1 is enough (and cheap);
-    with them, vectors of length n get the smallest listed size: a mistake there is a mistake,
-    one that appears only at a larger size is reported by the check at that size."""
+    Vectors of length n get the smallest listed size (n = 1 when only "symbolic" is listed): a
+    mistake there is a mistake, one that appears only at a larger size is reported by the check at
+    that size. (Not n = 1 always: 1 / (1 − softmax(x)) is a division by zero at n = 1 only, and an
+    identity listed from n = 2 is not read there.)"""
     from sympy import Integer
 
     from symgrad.budget import TimeLimitReached, deadline
@@ -354,14 +355,10 @@ def _validate(identity: Identity, declared: dict) -> None:
         with deadline(VALIDATION_SECONDS):
             for expression, equation in expressions:
                 try:
-                    run(first if fixed else 1, expression, equation)
+                    run(first, expression, equation)
                 except LanguageError as error:
                     if fixed:
                         raise _located(identity, expression, equation, error, first, run, declared) from None
-                    try:  # the same mistake at every n: say it with the sizes the user wrote
-                        run(first, expression, equation)
-                    except LanguageError as at_first:
-                        error = at_first
                     raise _expression_error(identity, expression, error) from None
     except TimeLimitReached:  # too slow to validate here: the check (with its own budget) decides
         return

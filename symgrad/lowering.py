@@ -196,6 +196,17 @@ class Lowering:
         return set(self.sizes) != {"n"} or any(len(shape) == 2 for shape in self.shapes.values())
 
     # -- indices ---------------------------------------------------------------------------
+    def _check_positive_base(self, base: Node) -> None:
+        """1 − softmax(v) is positive only where v has two entries or more: over one entry
+        softmax is 1 and the base of x ** g is 0 (its power, and the derivative, undefined)."""
+        if (isinstance(base, Arith) and base.op == "-" and isinstance(base.left, Number) and base.left.value == 1
+                and isinstance(base.right, Apply) and base.right.function == "softmax"
+                and self.size_of(base.right.args[0].shape[0]) == 1):
+            from symgrad.language import LanguageError
+
+            raise LanguageError("x ** g needs a positive base, but 1 − softmax(…) over 1 entry is 0: "
+                                "use a size of 2 or more", base.column)
+
     def size_of(self, size_name) -> Expr:
         return self.sizes[size_name]
 
@@ -282,6 +293,7 @@ class Lowering:
                     "/": lambda: left / right}[node.op]()
         if isinstance(node, Power):
             if isinstance(node.exponent, Node):  # a declared scalar
+                self._check_positive_base(node.base)
                 return at(node.base) ** self.at(node.exponent, ())
             return at(node.base) ** _rational(node.exponent)
         if isinstance(node, MatProduct):
@@ -409,6 +421,14 @@ class Lowering:
         return Assumption(name or text, Eq(left, right), description or text)
 
 
+def below_one(node: Node) -> bool:
+    """Whether every entry of ``node`` is known to be below 1: σ(x) of a real x, or softmax(v)_i
+    of a real v with at least two entries (``Lowering`` refuses a power of 1 − softmax over one
+    entry, which is 0)."""
+    return (isinstance(node, Apply) and node.function in ("sigmoid", "softmax")
+            and sign_of(node.args[0]) is not None)
+
+
 def sign_of(node: Node) -> str | None:
     """"positive", "real" or None (may be complex, e.g. the log of a possibly negative value)."""
     if isinstance(node, Var):
@@ -423,6 +443,8 @@ def sign_of(node: Node) -> str | None:
             return None
         if node.op in ("+", "*", "/") and left == right == "positive":
             return "positive"
+        if node.op == "-" and below_one(node.right) and isinstance(node.left, Number) and node.left.value >= 1:
+            return "positive"  # c − σ(x), c − softmax(v)_i with c ≥ 1 and 0 < σ, softmax_i < 1
         return "real"
     if isinstance(node, Power):
         base = sign_of(node.base)

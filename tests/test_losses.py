@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
-from sympy import Integer, IndexedBase, Rational
+from sympy import Integer, IndexedBase, Rational, Symbol
 
 from symgrad.derivation.engine import derive_problem, problem_from_identity
 from symgrad.identity_file import load_file
@@ -40,6 +40,8 @@ def _sample(name, variable, rng):
         return Rational(rng.randint(1, 63), 64)
     if variable == "y" and name == "KLDivLoss" or variable == "var":
         return Rational(rng.randint(1, 128), 64)
+    if variable == "g":  # the focal loss's γ: 0 (cross-entropy) to 4, 2 the usual
+        return Rational(rng.randint(0, 256), 64)
     return Rational(rng.randint(-192, 192), 64)
 
 
@@ -54,7 +56,9 @@ def _points(identity, loss, count=8):
         point = {}
         for name in names:
             base = IndexedBase(name, real=True)
-            if name == "y" and identity.name in ("NLLLoss", "MultiMarginLoss"):  # one-hot
+            if identity.variables[name] == "scalar":
+                point[Symbol(name, real=True)] = _sample(identity.name, name, rng)
+            elif name == "y" and identity.name in ("NLLLoss", "MultiMarginLoss"):  # one-hot
                 hot = rng.randrange(N)
                 point.update({base[k + 1]: Rational(int(k == hot)) for k in range(N)})
             elif name == "y" and identity.name == "CrossEntropyLoss":  # probabilities
@@ -91,7 +95,7 @@ def _derive(identity):
 
 
 def _language_loss(identity):
-    variables = {name: Variable(name, N) for name in identity.variables}
+    variables = {name: Variable(name, None if kind == "scalar" else N) for name, kind in identity.variables.items()}
     return evaluate(_loss_text(identity), variables, constants={"n": N})
 
 
@@ -147,6 +151,8 @@ def _jax_losses(jnp, jax):
         "CosineEmbeddingLoss (y = -1)": lambda v: jnp.maximum(0.0, cosine(v["x"], v["x2"])),
         "MultiMarginLoss": lambda v: jnp.sum(jnp.where(jnp.arange(N) == jnp.argmax(v["y"]), 0.0,
                                                        jnp.maximum(0.0, 1 - v["x"][jnp.argmax(v["y"])] + v["x"]))) / N,
+        "FocalLoss": lambda v: -jnp.sum(v["y"] * (1 - jax.nn.softmax(v["x"])) ** v["g"]
+                                        * jax.nn.log_softmax(v["x"])),
         "TripletMarginLoss": lambda v: jnp.maximum(0.0, pairwise_distance(v["a"], v["p"])
                                                    - pairwise_distance(v["a"], v["q"]) + 1),
     }
@@ -164,8 +170,9 @@ def test_each_zoo_gradient_matches_jax_grad_in_every_region(identity):
     final = _derived(identity)
     wrt = _wrt(identity)
     for point in _points(identity, loss):
-        values = {name: jnp.array([float(point[IndexedBase(name, real=True)[k + 1]]) for k in range(N)])
-                  for name in identity.variables}
+        values = {name: float(point[Symbol(name, real=True)]) if kind == "scalar" else
+                  jnp.array([float(point[IndexedBase(name, real=True)[k + 1]]) for k in range(N)])
+                  for name, kind in identity.variables.items()}
         expected = jax.grad(lambda t: formula({**values, wrt: t}))(values[wrt])
         for k in range(N):
             derived = float(final[k].xreplace(point).evalf(30))

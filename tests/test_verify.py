@@ -55,9 +55,75 @@ def test_catalog_holds_with_json_junit_and_exports(catalog_run):
     names = {r["name"] for r in report["results"]}
     for expected in ("softmax cross-entropy gradient", "softmax Jacobian", "label smoothing", "tanh derivative"):
         assert expected in names
-    cases = ET.parse(junit).getroot().findall(".//testcase")
-    assert len(cases) == sum(len(r["sizes"]) for r in report["results"])
-    assert not ET.parse(junit).getroot().findall(".//failure")
+    root = ET.parse(junit).getroot()
+    assert len(root.findall(".//testcase")) == report["summary"]["identities"]  # one per identity, as counted
+    assert root.get("failures") == "0" and root.get("skipped") == str(report["summary"]["undecided"])
+    assert not root.findall(".//failure")
+
+
+MIXED = """
+[[identity]]
+name = "holds"
+vars = { z = "n" }
+n = [2, 3]
+lhs = "softmax(z + 1)"
+rhs = "softmax(z)"
+
+[[identity]]
+name = "undecided at symbolic n"
+vars = { z = "n" }
+n = [2, "symbolic"]
+lhs = "softmax(z + 1)"
+rhs = "softmax(z)"
+
+[[identity]]
+name = "refuted"
+vars = { z = "n" }
+n = [2]
+lhs = "softmax(z)"
+rhs = "-softmax(z)"
+
+[[identity]]
+name = "undecided"
+vars = { y = "n" }
+n = [2, 3]
+assume = ["sum(y**2) == 1"]
+lhs = "y"
+rhs = "y"
+"""
+
+
+def test_junit_counts_what_the_text_summary_counts(tmp_path):
+    """One run, one count: held, failed, undecided and errors in the text summary line are the
+    JUnit file's passed, <failure>, <skipped> and <error> test cases (an undecided identity is
+    neither passed nor failed, never an error)."""
+    import re
+
+    (tmp_path / "mixed.toml").write_text(MIXED, encoding="utf-8")
+    (tmp_path / "bad.toml").write_text("[[identity]]\nname = 'x'\n", encoding="utf-8")
+    junit = tmp_path / "out" / "r.xml"
+    junit.parent.mkdir()
+    result = run("verify", str(tmp_path), "--junit", str(junit), "-j", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    found = re.search(r"^(\d+) held, (\d+) failed, (\d+) undecided, (\d+) errors? in", result.stdout, re.M)
+    assert found, result.stdout
+    held, failed, undecided, errors = map(int, found.groups())
+    assert (held, failed, undecided, errors) == (1, 1, 2, 1)  # the file exercises every category
+    root = ET.parse(junit).getroot()
+    cases = root.findall(".//testcase")
+    kinds = [next((child.tag for child in case if child.tag in ("failure", "skipped", "error")), "passed")
+             for case in cases]
+    assert kinds.count("passed") == held and kinds.count("failure") == failed
+    assert kinds.count("skipped") == undecided and kinds.count("error") == errors
+    for key, value in (("tests", held + failed + undecided + errors), ("failures", failed),
+                       ("skipped", undecided), ("errors", errors)):
+        assert root.get(key) == str(value), key
+        assert sum(int(suite.get(key)) for suite in root.iter("testsuite")) == value, key
+    skipped = root.find(".//testcase[@name='undecided']/skipped")
+    assert skipped.get("message") == "undecided: undecided at n = 2, 3"
+    # held at n = 2, undecided at symbolic n: the identity is undecided (the issue's errors="1")
+    assert root.find(".//testcase[@name='undecided at symbolic n']/skipped").get("message") == \
+        "undecided: undecided at n = symbolic"
 
 
 def test_false_identity_fails_with_a_counterexample(tmp_path):
@@ -67,7 +133,8 @@ def test_false_identity_fails_with_a_counterexample(tmp_path):
     result = run("verify", str(path), "--junit", str(junit))
     assert result.returncode == 1
     assert "refuted numerically" in result.stdout and "z[1] = " in result.stdout and "y[1] = " in result.stdout
-    assert len(ET.parse(junit).getroot().findall(".//failure")) == 2
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert len(failures) == 1 and failures[0].get("message") == "refuted at n = 2, 3"  # one identity, two sizes
     data = json.loads(run("verify", str(path), "--format", "json").stdout)
     assert data["results"][0]["holds"] is False
 
@@ -194,6 +261,64 @@ def test_export_compiles(tmp_path):
     result = run("export", str(CATALOG / "classification.toml"), "-o", str(tex))
     assert result.returncode == 0, result.stderr
     compile_latex(tex)
+
+
+def _overfull_lines(tex: Path, workdir: Path) -> list[str]:
+    """Compile ``tex`` (a copy, in ``workdir``) and return its log's Overfull \\hbox warnings."""
+    copy = workdir / tex.name
+    copy.write_text(tex.read_text(encoding="utf-8"), encoding="utf-8")
+    compile_latex(copy)
+    log = copy.with_suffix(".log").read_text(errors="replace").splitlines()
+    return [" ".join(log[k:k + 2]) for k, line in enumerate(log) if line.startswith("Overfull \\hbox")]
+
+
+@needs_latex
+@pytest.mark.parametrize("tex", sorted(CATALOG.glob("*.tex")), ids=lambda p: p.name)
+def test_committed_exports_compile_with_no_overfull_line(tmp_path, tex):
+    assert _overfull_lines(tex, tmp_path) == []
+
+
+@needs_latex
+def test_a_long_identity_is_broken_into_lines_that_fit(tmp_path):
+    """An rhs far wider than the page (a sum of long products, a function of a long sum, a long
+    factor in brackets) is broken between its pieces into a multline* with no Overfull \\hbox;
+    a short one stays one display line."""
+    from symgrad.identity_file import load_file
+    from symgrad.output.identity_latex import render_identities
+
+    long = " + ".join(f"sum(y * (log(softmax(z)) - sigmoid(z) * tanh(z) / (1 + exp(z))) * {k})" for k in range(1, 5))
+    path = tmp_path / "long.toml"
+    path.write_text(f'[[identity]]\nname = "long"\nvars = {{ z = "n", y = "n" }}\nn = [2]\nlhs = "softmax(z) * ({long})"\n'
+                    f'rhs = "({long}) * softmax(z) - softmax(z) * exp(-({long}))"\n'
+                    '[[identity]]\nname = "short"\nvars = { z = "n" }\nn = [2]\nlhs = "norm(z)"\nrhs = "sqrt(dot(z, z))"\n',
+                    encoding="utf-8")
+    document = render_identities(load_file(path), title="long")
+    assert document.count(r"\begin{multline*}") == 1 and document.count(r"\Bigl(") >= 3
+    assert r"\[ \left\lVert \mathbf{z}\right\rVert = \sqrt{\mathbf{z}^\top \mathbf{z}} \]" in document
+    (tmp_path / "doc").mkdir()
+    tex = tmp_path / "doc" / "long.tex"
+    tex.write_text(document, encoding="utf-8")
+    assert _overfull_lines(tex, tmp_path) == []
+
+
+def test_mean_norm_sqrt_abs_and_dot_print_as_the_math():
+    from symgrad.language import parse_tree
+    from symgrad.output.identity_latex import _SourcePrinter
+
+    printer = _SourcePrinter({"a": "n", "p": "n", "X": ("n", "m"), "eps": "scalar"})
+    expected = {
+        "mean(a)": r"\operatorname{mean}\left(\mathbf{a}\right)",
+        "mean(X)": r"\operatorname{mean}\left(\mathbf{X}\right)",
+        "norm(a - p)": r"\left\lVert \mathbf{a} - \mathbf{p}\right\rVert",
+        "sqrt(mean(a * a) + eps)": r"\sqrt{\operatorname{mean}\left(\mathbf{a} \odot \mathbf{a}\right) + \varepsilon}",
+        "abs(a - p)": r"\left\lvert \mathbf{a} - \mathbf{p}\right\rvert",
+        # a sum as a factor of a dot product is bracketed (it printed a - p + 1e-06^T a - p + 1e-06)
+        "dot(a - p + 0.000001, a - p + 0.000001)":
+            r"\left(\mathbf{a} - \mathbf{p} + 0.000001\right)^\top \left(\mathbf{a} - \mathbf{p} + 0.000001\right)",
+        "norm(a) / mean(a)": r"\frac{\left\lVert \mathbf{a}\right\rVert}{\operatorname{mean}\left(\mathbf{a}\right)}",
+    }
+    for text, latex in expected.items():
+        assert printer.print(parse_tree(text, matrices=True)) == latex, text
 
 
 def test_pytest_plugin_collects_identity_files(tmp_path):

@@ -81,7 +81,8 @@ def test_the_smooth_vocabulary_derives_proven_and_matches_finite_differences(tex
 
 @pytest.mark.parametrize("text, variables", SMOOTH[:-1], ids=[t for t, _ in SMOOTH[:-1]])
 def test_the_smooth_vocabulary_derives_for_every_n(text, variables):
-    """(Layer norm for every n is left out: one step takes minutes in index form.)"""
+    """(Layer norm for every n is left out of the suite: it is proven, all 17 steps, but took 957 s of
+    wall time on the shared 2-core machine, step 16 alone 687 s.)"""
     derivation = _derive(text, variables, "symbolic")
     assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
 
@@ -144,7 +145,9 @@ def test_identities_of_logs_decided_through_the_exponential(tmp_path, lhs, rhs, 
 @pytest.mark.parametrize("size", [N, "symbolic"])
 def test_a_power_with_a_declared_scalar_exponent_of_a_positive_base(size):
     """x ** g, g a scalar variable: for exp(z) and softmax(z), whose values are positive."""
-    for text in ("sum(exp(z) ** g)", "dot(v, softmax(z) ** g)"):
+    for text in ("sum(exp(z) ** g)", "dot(v, softmax(z) ** g)",
+                 "-dot(v, (1 - softmax(z))**g * log(softmax(z)))",  # the focal loss: 0 < softmax < 1
+                 "dot(v, (1 - sigmoid(z))**g)", "dot(v, (2 - softmax(z))**g)"):
         variables = {"z": "n", "v": "n", "g": "scalar"}
         derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size=size)))
         assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
@@ -157,5 +160,12 @@ def test_a_power_with_a_variable_exponent_of_a_base_of_any_sign_is_refused():
 
     with pytest.raises(UsageError, match="positive"):
         derive_problem(Problem("sum(z ** g)", {"z": "n", "g": "scalar"}, wrt="z", size=N))
+    for text in ("dot(v, (0.5 - softmax(z))**g)", "dot(v, (1 - z)**g)", "dot(v, (1 - softmax(z) * 2)**g)"):
+        with pytest.raises(UsageError, match="positive"):
+            derive_problem(Problem(text, {"z": "n", "v": "n", "g": "scalar"}, wrt="z", size=N))
+    # over one entry softmax is 1 and 1 − softmax is 0: refused at n = 1, with the reason
+    with pytest.raises(UsageError, match="over 1 entry is 0"):
+        derive_problem(Problem("-dot(v, (1 - softmax(z))**g * log(softmax(z)))",
+                               {"z": "n", "v": "n", "g": "scalar"}, wrt="z", size=1))
     with pytest.raises(LanguageError, match="scalar variable"):
         evaluate("z ** z", {"z": Variable("z", 2)})

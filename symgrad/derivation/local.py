@@ -207,7 +207,11 @@ def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
         return _differentiate_matrix_template(ctx, parent, child)
     (i,), (j,) = indices(ctx, parent.node, child)
     u, c = parent.head, child_head(ctx, child)
-    value = factor_terms(parent.definition.body.diff(c[j]))
+    value = parent.definition.body.diff(c[j])
+    # Σ_k δ_jk (from a sum of the child inside the template, x_i − Σ_k x_k / n) is 1: j is in 1..n
+    value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta) and j not in e.variables,
+                          lambda e: deltasummation(e.function, e.limits[0]))
+    value = factor_terms(value.replace(lambda e: isinstance(e, Piecewise), lambda p: _in_range(p, j, ctx.size)))
     diagonal = _is_diagonal(value, i, j)
     title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
              else rf"Differentiate ${entry(u, 'i')}$ by ${entry(c, 'j')}$")

@@ -139,6 +139,15 @@ def rebind(expr: Basic, avoid: set) -> Basic:
     return expr.replace(lambda e: isinstance(e, Sum), fresh)
 
 
+def _centring(factor: Add, index) -> bool:
+    """δ_ij − c with c free of indices and of every variable (1/n): a centring's Jacobian."""
+    deltas = [t for t in Add.make_args(factor) if isinstance(t, KroneckerDelta) and index in t.args]
+    others = [t for t in Add.make_args(factor) if not isinstance(t, KroneckerDelta)]
+    return (len(deltas) == 1 and len(others) == len(Add.make_args(factor)) - 1
+            and all(not t.has(Indexed) and not t.has(KroneckerDelta) and not any(
+                getattr(x, "is_real", None) and not x.is_integer for x in t.free_symbols) for t in others))
+
+
 def collapse_delta_sums(expr: Basic) -> Basic:
     """Σ_i f_i δ_ij → f_j for every sum holding a Kronecker delta of its own index (the index
     on the other side lies in the same range, so SymPy's range condition holds)."""
@@ -150,6 +159,17 @@ def collapse_delta_sums(expr: Basic) -> Basic:
             if factor:  # δ_ij times the rest: keep the rest as written
                 (other,) = [x for x in factor[0].args if x != index]
                 out.append(term.xreplace({factor[0]: S.One}).xreplace({index: other}))  # (a lone δ: 1, not int 1)
+                continue
+            centring = [a for a in Mul.make_args(term) if isinstance(a, Add) and _centring(a, index)]
+            if len(centring) == 1 and list(Mul.make_args(term)).count(centring[0]) == 1:
+                # Σ_i (δ_ij − c) f_i with c a number (1/n from a mean): f_j − c Σ_i f_i, not expanded
+                rest = Mul(*[a for a in Mul.make_args(term) if a is not centring[0]])
+                for part in Add.make_args(centring[0]):
+                    if isinstance(part, KroneckerDelta):
+                        (other,) = [x for x in part.args if x != index]
+                        out.append(rest.xreplace({index: other}))
+                    else:
+                        out.append(Sum(part * rest, total.limits[0]))
                 continue
             for part in Add.make_args(expand(term)):
                 deltas = [d for d in part.atoms(KroneckerDelta) if index in d.args]

@@ -24,6 +24,9 @@ NAMED = {"softmax": r"\operatorname{softmax}", "log_softmax": r"\operatorname{lo
 GREEK = {**{name: latex for name, (latex, _) in SHORT_GREEK.items()}, "epsilon": r"\varepsilon",
          "alpha": r"\alpha", "beta": r"\beta", "gamma": r"\gamma", "tau": r"\tau", "sigma": r"\sigma", "mu": r"\mu"}
 PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.MatMult: 2, ast.Div: 2, ast.Pow: 4}
+# the mean of a vector (1/n Σᵢ xᵢ) or of every entry of a matrix, the Euclidean norm, √x, |x|
+DELIMITED = {"mean": r"\operatorname{{mean}}\left({0}\right)", "norm": r"\left\lVert {0}\right\rVert",
+             "sqrt": r"\sqrt{{{0}}}", "abs": r"\left\lvert {0}\right\rvert"}
 MATRIX_CALLS = {"transpose": r"{0}^\top", "colsum": r"\mathbf{{1}}^\top {0}", "rowsum": r"{0} \mathbf{{1}}"}
 
 
@@ -51,7 +54,7 @@ class _SourcePrinter:
             return f"{self.print(node.left)} = {self.print(node.comparators[0])}"
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
                 and not isinstance(node.value, bool):
-            return str(node.value)
+            return number_text(node.value)
         if isinstance(node, ast.Name):
             name = math_name(node.id)
             return rf"\mathbf{{{name}}}" if self.is_vector(node) else name
@@ -89,9 +92,15 @@ class _SourcePrinter:
             inner = self.print(node.args[0], 5)
             return MATRIX_CALLS[name].format(inner)
         if name not in FUNCTIONS or len(node.args) != FUNCTIONS[name][1] or node.keywords \
-                or name not in NAMED and name not in ("grad", "jacobian", "dot", "outer"):
+                or name not in NAMED and name not in ("grad", "jacobian", "dot", "outer", *DELIMITED):
             raise ValueError(f"cannot print a call of {name or 'this'}")
+        if name == "dot":  # xᵀy: a sum or product as either factor is bracketed
+            return rf"{self.print(node.args[0], 5)}^\top {self.print(node.args[1], 3)}"
+        if name == "outer":
+            return rf"{self.print(node.args[0], 3)} {self.print(node.args[1], 5)}^\top"
         args = [self.print(a) for a in node.args]
+        if name in DELIMITED:
+            return DELIMITED[name].format(args[0])
         if name == "grad":
             target = node.args[0]
             wrapped = isinstance(target, ast.UnaryOp) or (isinstance(target, ast.BinOp) and
@@ -99,11 +108,17 @@ class _SourcePrinter:
             return rf"\nabla_{{{args[1]}}} " + (rf"\left({args[0]}\right)" if wrapped else args[0])
         if name == "jacobian":
             return rf"\frac{{\partial {args[0]}}}{{\partial {args[1]}}}"
-        if name == "dot":
-            return rf"{args[0]}^\top {args[1]}"
-        if name == "outer":
-            return rf"{args[0]} {args[1]}^\top"
         return rf"{NAMED[name]}\left({', '.join(args)}\right)"
+
+
+def number_text(value) -> str:
+    """A number as it is written in decimal (0.000001, not Python's 1e-06)."""
+    if isinstance(value, int):
+        return str(value)
+    from decimal import Decimal
+
+    text = format(Decimal(repr(value)), "f")
+    return text[:-2] if text.endswith(".0") else text
 
 
 _UNPRINTABLE = (LanguageError, ValueError, KeyError, AttributeError, IndexError, TypeError, RecursionError)
@@ -165,6 +180,110 @@ def markup_text(text: str, printer: "_SourcePrinter") -> str:
     return "".join(out)
 
 
+# -- breaking a long equation into lines ------------------------------------------------------------
+# Widths are estimated in ems of display math (a letter ≈ 0.5 em, a relation or binary operator with
+# its spaces ≈ 1.3 em). The article class's text is 345 pt, 34.5 em at 10 pt; a line of multline*
+# loses its 10 pt indent, so an equation wider than LINE_EMS is broken, each line at most LINE_EMS.
+LINE_EMS = 30.0
+_OPERATOR_EMS = 1.3
+
+
+def width(node) -> float:
+    """The estimated width, in ems, of ``_SourcePrinter.print(node)``."""
+    if isinstance(node, ast.Expression):
+        return width(node.body)
+    if isinstance(node, ast.Constant):
+        return 0.5 * len(number_text(node.value))
+    if isinstance(node, ast.Name):
+        return 0.6 if node.id in GREEK or len(node.id) == 1 else 0.55 * len(node.id)
+    if isinstance(node, ast.UnaryOp):
+        return 0.8 + width(node.operand)
+    if isinstance(node, ast.Compare):
+        return width(node.left) + _OPERATOR_EMS + width(node.comparators[0])
+    if isinstance(node, ast.BinOp):
+        left, right = width(node.left), width(node.right)
+        if isinstance(node.op, ast.Div):
+            return max(left, right) + 0.4
+        if isinstance(node.op, ast.Pow):
+            return left + 0.7 * right + 0.8
+        brackets = 0.8 * sum(isinstance(side, ast.BinOp) and isinstance(side.op, (ast.Add, ast.Sub))
+                             for side in (node.left, node.right))
+        operator = _OPERATOR_EMS if isinstance(node.op, (ast.Add, ast.Sub)) else 0.8
+        return left + right + operator + brackets
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        args = [width(a) + (0.8 if isinstance(a, ast.BinOp) else 0) for a in node.args]
+        name = node.func.id
+        if name in ("dot", "outer"):
+            return sum(args) + 0.8
+        if name in ("sqrt", "abs", "norm"):
+            return args[0] + 1.2
+        if name == "grad":
+            return 1.5 + args[0]
+        if name == "jacobian":
+            return max(args) + 0.6
+        label = {"sigmoid": 0.6, "maximum": 1.6, "minimum": 1.6, "exp": 1.4, "log": 1.4, "tanh": 1.8}
+        return label.get(name, 0.5 * len(name)) + sum(args) + 0.9 * len(args) + 0.4
+    return 0.6 * len(ast.dump(node)) / 10  # not printed by this module: a generous guess
+
+
+def _wrap(pieces: list, opening: str, closing: str, ems: float = 1.0) -> list:
+    """Pieces bracketed: the opening on the first, the closing on the last."""
+    first, *rest = pieces
+    pieces = [(f"{opening}{first[0]}", first[1] + ems / 2), *rest]
+    return [*pieces[:-1], (f"{pieces[-1][0]}{closing}", pieces[-1][1] + ems / 2)]
+
+
+def _pieces(printer: "_SourcePrinter", node, parent: int = 0) -> list[tuple[str, float]]:
+    r"""``printer.print(node, parent)`` as pieces a line may end after, each (LaTeX, width): what
+    fits on a line is one piece; a wider sum, product or function of one argument is opened into
+    the pieces of its parts, a bracket around them written \Bigl( … \Bigr) (which, unlike
+    \left … \right, may open on one line and close on another)."""
+    if isinstance(node, ast.Expression):
+        node = node.body
+    if width(node) <= LINE_EMS:
+        return [(printer.print(node, parent), width(node))]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.MatMult)):
+        additive = isinstance(node.op, (ast.Add, ast.Sub))
+        if additive:
+            operator = "+ " if isinstance(node.op, ast.Add) else "- "
+            left, right = _pieces(printer, node.left, 1), _pieces(printer, node.right, 2)
+        else:
+            both = isinstance(node.op, ast.Mult) and printer.is_vector(node.left) and printer.is_vector(node.right)
+            operator = "\\odot " if both else ""
+            left, right = _pieces(printer, node.left, 2), _pieces(printer, node.right, 3)
+        joined = [*left, (f"{operator}{right[0][0]}", right[0][1] + (_OPERATOR_EMS if operator else 0)), *right[1:]]
+        level = PRECEDENCE[type(node.op)]
+        return _wrap(joined, r"\Bigl(", r"\Bigr)") if level < parent else joined
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _wrap(_pieces(printer, node.operand, 3), "-", "", 1.6)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1
+            and node.func.id in NAMED and node.func.id not in DELIMITED):
+        return _wrap(_pieces(printer, node.args[0]), rf"{NAMED[node.func.id]}\Bigl(", r"\Bigr)", 2.5)
+    return [(printer.print(node, parent), width(node))]
+
+
+def display(printer: "_SourcePrinter", lhs, rhs) -> str:
+    r"""``lhs = rhs`` as a display: \[ … \] when it fits on a line, otherwise multline* broken
+    between pieces (``_pieces``), a further line of the rhs starting with its sign or operator;
+    the rhs starts a line of its own (``= …``) when the lhs leaves too little room."""
+    if width(lhs) + _OPERATOR_EMS + width(rhs) <= LINE_EMS:
+        return rf"\[ {printer.print(lhs)} = {printer.print(rhs)} \]"
+    left, right = _pieces(printer, lhs), _pieces(printer, rhs)
+    pieces = [*left[:-1], (f"{left[-1][0]} =", left[-1][1] + _OPERATOR_EMS / 2),
+              (right[0][0], right[0][1] + _OPERATOR_EMS / 2), *right[1:]]
+    lines, current, used = [], "", 0.0
+    for text, ems in pieces:
+        if current and used + ems > LINE_EMS:
+            lines.append(current)
+            current, used = "", 0.0
+        current = f"{current} {text}".strip()
+        used += ems
+    lines.append(current)
+    lines = [line if k == 0 or not line.startswith("=") else line for k, line in enumerate(lines)]
+    body = " \\\\\n".join(lines)
+    return f"\\begin{{multline*}}\n{body}\n\\end{{multline*}}"
+
+
 def identity_latex(identity: Identity) -> tuple[str, list[str]]:
     """The display equation and the assumptions, as LaTeX."""
     printer = _SourcePrinter(identity.variables)
@@ -221,7 +340,7 @@ def render_identities(items: list, title: str) -> str:
             scope = rf"For $n \in \{{{', '.join(integers)}\}}${every_n}" if integers else "For every $n$"
         claim = r"(checked by \texttt{symgrad verify})" if checked else rf"(\textbf{{NOT verified}}: {why})"
         lines.append(rf"\noindent {scope}{condition} {claim}:")
-        lines.append(rf"\[ {equation} \]")
+        lines.append(display(printer, parse_tree(identity.lhs, matrices=True), parse_tree(identity.rhs, matrices=True)))
     lines += [r"\end{document}", ""]
     return "\n".join(lines)
 

@@ -95,8 +95,11 @@ def results_json(results: list[IdentityResult], timings: bool = False, problems=
 
 
 def results_junit(results: list[IdentityResult], timings: bool = False, problems=()) -> str:
-    """JUnit XML: one <testsuite> per file, one <testcase> per identity and size; a file or
-    identity that could not be checked is a <testcase> with an <error>. Any name gives a
+    """JUnit XML: one <testsuite> per file and one <testcase> per identity, counted as the text
+    summary and JSON count them: an identity that holds at every size passes, one refuted at a size
+    is a <failure>, one undecided at a size (and refuted at none) is <skipped message="undecided:
+    …"> (neither passed nor failed), and a file or identity that could not be checked is a
+    <testcase> with an <error>. Each size's verdict is in the test case's text. Any name gives a
     well-formed file (characters XML 1.0 forbids become U+FFFD)."""
     suites = ET.Element("testsuites", name="symgrad verify")
     by_file: dict[str, list] = {}
@@ -104,25 +107,33 @@ def results_junit(results: list[IdentityResult], timings: bool = False, problems
         by_file.setdefault(str(result.identity.path), []).append(result)
     for problem in problems:
         by_file.setdefault(str(getattr(problem, "path", None) or ""), []).append(problem)
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for file, members in by_file.items():
-        cases = [(result, r) for result in members if isinstance(result, IdentityResult) for r in result.results]
+        cases = [result for result in members if isinstance(result, IdentityResult)]
         bad = [p for p in members if not isinstance(p, IdentityResult)]
-        suite = ET.SubElement(suites, "testsuite", name=xml_text(file), tests=str(len(cases) + len(bad)),
-                              failures=str(sum(1 for _, r in cases if r.holds is False)),
-                              errors=str(sum(1 for _, r in cases if r.holds is None) + len(bad)))
-        for result, r in cases:
-            case = ET.SubElement(suite, "testcase", classname=xml_text(file),
-                                 name=xml_text(f"{result.identity.name} [n={r.size}]"))
+        counts = {"tests": len(cases) + len(bad),
+                  "failures": sum(1 for result in cases if result.holds is False),
+                  "errors": len(bad),
+                  "skipped": sum(1 for result in cases if result.holds is None)}
+        for key, value in counts.items():
+            totals[key] += value
+        suite = ET.SubElement(suites, "testsuite", name=xml_text(file), **{k: str(v) for k, v in counts.items()})
+        for result in cases:
+            case = ET.SubElement(suite, "testcase", classname=xml_text(file), name=xml_text(result.identity.name))
             if timings:
-                case.set("time", f"{r.seconds:.3f}")
-            if r.holds is False:
-                ET.SubElement(case, "failure", message="identity does not hold").text = xml_text(r.detail)
-            elif r.holds is None:
-                ET.SubElement(case, "error", message="undecided").text = xml_text(r.detail)
+                case.set("time", f"{result.seconds:.3f}")
+            sizes = "\n".join(f"{WORDS[r.holds]} at {_size_words(r.size)} ({r.method}): {r.detail}"
+                               for r in result.results)
+            if result.holds is False:
+                ET.SubElement(case, "failure", message=xml_text(verdict(result))).text = xml_text(sizes)
+            elif result.holds is None:
+                ET.SubElement(case, "skipped", message=xml_text(f"undecided: {verdict(result)}")).text = xml_text(sizes)
         for problem in bad:
             name = getattr(problem, "identity", None) or "(identity file)"
             case = ET.SubElement(suite, "testcase", classname=xml_text(file), name=xml_text(name))
             ET.SubElement(case, "error", message="could not be checked").text = xml_text(problem)
+    for key, value in totals.items():
+        suites.set(key, str(value))
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
