@@ -25,7 +25,7 @@ from fractions import Fraction
 
 from sympy import Basic, Eq, Expr, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, exp, log, sqrt
 
-from symgrad.tree import (ELEMENTWISE, MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
+from symgrad.tree import (MATRIX, MATRIX_FUNCTIONS, SCALAR, VECTOR, Apply, Arith,
                           MatProduct, Negate, Node, Number, Power, Size, Var, depends_on)
 from symgrad.functions import ELEMENTWISE as ELEMENTWISE_FUNCTIONS, elementwise, is_elementwise, sign_of_value
 from symgrad.model import Assumption, Definition, Model
