@@ -312,3 +312,22 @@ def test_terminal_reads_one_way_around_sums():
     product = printer.doprint(a[j] * (eps + total - eps * total) - t[j]).splitlines()
     middle = next(line for line in product if "tⱼ" in line)
     assert "aⱼ⋅⎜ε" in middle, "\n".join(product)
+
+
+def test_bound_indices_are_named_by_the_expressions_shape_not_by_creation_order():
+    """The network certificate named Σ_p and Σ_p′ differently from run to run: Dummy numbering
+    starts at a random offset, so the order Dummies were made in is no order at all."""
+    from sympy import Dummy, IndexedBase, Sum, Symbol, exp, srepr
+
+    from symgrad.verify.index_form import readable
+
+    x, W, k = IndexedBase("x"), IndexedBase("W"), Symbol("k")
+    texts = set()
+    for swap in (False, True):
+        first, second = Dummy("p", integer=True), Dummy("p", integer=True)
+        if swap:
+            first, second = second, first
+        e = exp(Sum(W[1, first] * x[first], (first, 1, 2))) / Sum(exp(Sum(W[k, second] * x[second], (second, 1, 2))),
+                                                                  (k, 1, 2))
+        texts.add(srepr(readable(e)))
+    assert len(texts) == 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, Product, S, Sum,
                    Wild, Symbol, cancel, exp, expand)
-from sympy import default_sort_key, factor_terms
+from sympy import default_sort_key, factor_terms, srepr
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
@@ -489,11 +489,48 @@ def readable(expr: Basic) -> Basic:
     expr = expr.replace(lambda e: isinstance(e, Sum) and any(lim[1] != 1 for lim in e.limits), _from_one)
     taken = {s.name for s in expr.atoms(Symbol) if not isinstance(s, Dummy)}
     mapping = {}
-    # by name, then creation order: two bound q's (Σ_q in Z inside Σ_k) must not be ordered
-    # by hash, or the certificate changes with PYTHONHASHSEED
-    for d in sorted(expr.atoms(Dummy), key=lambda d: (d.name, d.dummy_index)):
+    for d in _dummies_in_reading_order(expr):
         mapping[d] = _unused_index(d.name.lstrip("_"), taken)
     return expr.xreplace(mapping)
+
+
+def _dummies_in_reading_order(expr: Basic) -> list:
+    """The Dummy symbols in the order a reader meets them, decided by the expression's shape
+    alone: the terms of a sum or product are visited in the order of their text with every
+    Dummy written as its bare name. Neither creation order nor hashes enter (SymPy starts
+    Dummy numbering at a random offset, and hashes follow it), so the same expression gets the
+    same names (k, k′) in every run. Terms whose texts tie are alike up to renaming, and either
+    order gives the same result."""
+    texts: dict = {}
+
+    def text(e: Basic) -> str:
+        if e not in texts:
+            if isinstance(e, Dummy):
+                texts[e] = f"Dummy({e.name})"
+            elif not e.args:
+                texts[e] = srepr(e)
+            else:
+                parts = [text(a) for a in e.args]
+                texts[e] = f"{type(e).__name__}({','.join(sorted(parts) if e.is_commutative and isinstance(e, (Add, Mul)) else parts)})"
+        return texts[e]
+
+    order: list = []
+    seen: set = set()
+
+    def visit(e: Basic) -> None:
+        if isinstance(e, Dummy):
+            if e not in seen:
+                seen.add(e)
+                order.append(e)
+            return
+        args = list(e.args)
+        if isinstance(e, (Add, Mul)):
+            args.sort(key=text)
+        for a in args:
+            visit(a)
+
+    visit(expr)
+    return order
 
 
 def _unused_index(name: str, taken: set[str]) -> Symbol:
