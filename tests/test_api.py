@@ -166,7 +166,7 @@ def test_network_one_hot_and_identity_routes(tmp_path):
     ({"name": "network", "n": 3}, "not n="),
     ({"name": "no-such-thing"}, "unknown derivation"),
     ({"expr": "sum(z)", "vars": {"z": ["n"]}}, "not a shape"),
-    ({"expr": "sum(z)", "vars": "z=n", "sizes": {"n": 1000}}, "too large"),
+    ({"expr": "sum(z)", "vars": "z=n", "sizes": {"n": 5000}}, "too large"),
 ])
 def test_bad_or_contradictory_input_is_a_usage_error(kwargs, message):
     with pytest.raises(UsageError, match=message):

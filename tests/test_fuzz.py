@@ -30,7 +30,8 @@ SECONDS = 10  # any accepted input evaluates (or is refused) well within this, e
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 # The reasons a *well-typed* program may still be refused: documented limits and undefined values.
-LIMITS = ("too large to build", "too much work", "reaches degree", "digits", "undefined", "constrains nothing")
+LIMITS = ("too large to build", "too much work", "reaches degree", "digits", "undefined", "constrains nothing",
+          "too large to evaluate")
 
 
 class _TimeLimit(Exception):
