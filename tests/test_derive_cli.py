@@ -102,10 +102,10 @@ def test_a_matrix_loss_from_the_command_line_matches_finite_differences():
     cert = json.loads(result.stdout)
     assert cert["proven"] and cert["sizes"] == {"n": 3, "p": 2, "m": 2}
     final = cert["steps"][-1]
-    lhs, rhs = sympify(final["lhs"]), sympify(final["rhs"])
-    assert lhs.shape == rhs.shape == (3, 2)
-    for (r, c), entry in np.ndenumerate(np.array(lhs.tolist(), dtype=object)):  # entry (r, c) is ∂L/∂W_rc
-        assert isinstance(entry, Derivative) and str(entry.variables[0]) == f"W[{r + 1}, {c + 1}]"
+    assert final["matrix"]["shape"] == [3, 2]  # the whole matrix, written by one rule (its entry templates)
+    lhs_template, rhs_template = sympify(final["lhs"]), sympify(final["rhs"])
+    by_name = {str(x): x for x in (lhs_template.free_symbols | rhs_template.free_symbols)}
+    row, col = by_name[final["matrix"]["row_index"]], by_name[final["matrix"]["col_index"]]
     definitions = {sympify(k): sympify(v) for k, v in cert["definitions"].items()}
     rng = np.random.default_rng(12)
     arrays = {"W": rng.normal(size=(3, 2)), "X": rng.normal(size=(2, 2)), "b": rng.normal(size=3),
@@ -115,9 +115,14 @@ def test_a_matrix_loss_from_the_command_line_matches_finite_differences():
     for text in cert["base_variables"]:
         entry = sympify(text)
         numbers[entry] = float(arrays[str(entry.base)][tuple(int(k) - 1 for k in entry.indices)])
-    in_base = rhs.xreplace(definitions).doit()
-    assert in_base.atoms(Indexed) <= set(numbers), in_base.atoms(Indexed) - set(numbers)
-    derived = np.array(in_base.xreplace(numbers).evalf(), dtype=float)
+    derived = np.zeros((3, 2))
+    for r, c in np.ndindex(3, 2):  # entry (r, c): ∂L/∂W_rc = the rhs template there
+        at = {row: r + 1, col: c + 1}
+        entry = lhs_template.xreplace(at)
+        assert isinstance(entry, Derivative) and str(entry.variables[0]) == f"W[{r + 1}, {c + 1}]"
+        in_base = rhs_template.xreplace(at).doit().xreplace(definitions).doit()
+        assert in_base.atoms(Indexed) <= set(numbers), in_base.atoms(Indexed) - set(numbers)
+        derived[r, c] = float(in_base.xreplace(numbers).evalf())
     expected = _finite_differences(lambda W: _cost(W, arrays["X"], arrays["b"], arrays["Y"])[0], arrays["W"])
     np.testing.assert_allclose(derived, expected, atol=1e-6)
 
@@ -128,9 +133,9 @@ def test_n_comes_from_the_n_option_when_sizes_leaves_it_out():
     assert result.returncode == 0, result.stderr
     cert = json.loads(result.stdout)
     assert cert["sizes"] == {"n": 2, "p": 3} and cert["proven"]
-    entries = [step for step in cert["steps"] if step.get("index_ranges")]
+    entries = [step for step in cert["steps"] if step.get("index_ranges") and "matrix" not in step]
     assert entries[-1]["index_ranges"] == {"j": [1, 2], "q": [1, 3]}  # ∂L/∂W_jq: W is n × p = 2 × 3
-    assert not cert["steps"][-1].get("index_ranges")  # and it ends on the whole matrix
+    assert cert["steps"][-1]["matrix"]["shape"] == [2, 3]  # and it ends on the whole matrix (as a template)
 
 
 def test_a_vector_over_another_size_name():
