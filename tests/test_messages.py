@@ -230,7 +230,11 @@ def _printed_atoms(expr) -> set[str]:
 
     from symgrad.output.pretty import TerminalPrinter
 
+    from symgrad.model import TemplateMatrix
+
     printer = TerminalPrinter()
+    # a matrix written by one rule (the Jacobian) shows its entries: the atoms of those entries
+    expr = expr.replace(lambda e: isinstance(e, TemplateMatrix), lambda e: e.as_explicit())
     atoms = {a for a in expr.atoms(Indexed)} | {s for s in expr.free_symbols
                                                  if isinstance(s, Symbol) and not s.is_integer}
     return {printer.doprint(a) for a in atoms}
