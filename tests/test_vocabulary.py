@@ -144,10 +144,13 @@ def test_identities_of_logs_decided_through_the_exponential(tmp_path, lhs, rhs, 
 
 @pytest.mark.parametrize("size", [N, "symbolic"])
 def test_a_power_with_a_declared_scalar_exponent_of_a_positive_base(size):
-    """x ** g, g a scalar variable: for exp(z) and softmax(z), whose values are positive."""
-    for text in ("sum(exp(z) ** g)", "dot(v, softmax(z) ** g)",
-                 "-dot(v, (1 - softmax(z))**g * log(softmax(z)))",  # the focal loss: 0 < softmax < 1
-                 "dot(v, (1 - sigmoid(z))**g)", "dot(v, (2 - softmax(z))**g)"):
+    """x ** g, g a scalar variable: for exp(z) and softmax(z), whose values are positive. (At a
+    symbolic n the two short ones only: the focal loss's symbolic proof, minutes long, is the
+    catalog's FocalLoss, checked by test_verify's run of derivations/.)"""
+    texts = ("sum(exp(z) ** g)", "dot(v, softmax(z) ** g)",
+             "-dot(v, (1 - softmax(z))**g * log(softmax(z)))",  # the focal loss: 0 < softmax < 1
+             "dot(v, (1 - sigmoid(z))**g)", "dot(v, (2 - softmax(z))**g)")
+    for text in texts if size == N else texts[:2]:
         variables = {"z": "n", "v": "n", "g": "scalar"}
         derivation = check_derivation(derive_problem(Problem(text, variables, wrt="z", size=size)))
         assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]

@@ -68,6 +68,9 @@ def _read(expr: Basic, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr
     if isinstance(expr, Sum) and len(expr.limits) == 1:
         return _sum(expr, row, col, ranges, reasons)
     if isinstance(expr, Sum) and len(expr.limits) == 2:  # Σ_i Σ_p W_iw M_ip X_jp: Wᵀ M Xᵀ
+        separated = _separated(expr)
+        if separated is not None:  # Σ_i Σ_d W_ip X_jd = (Σ_i W_ip)(Σ_d X_jd): an outer product
+            return _read(separated, row, col, ranges, reasons)
         for outer, inner in (expr.limits, expr.limits[::-1]):
             factors = Mul.make_args(expr.function)
             held = Mul(*[f for f in factors if f.has(inner[0])])
@@ -149,6 +152,24 @@ def _entry(entry: Indexed, row, col, ranges: dict) -> MatrixExpr:
     if col is not None and indices == (row,):  # a vector added to every column: b 1ᵀ
         return MatMul(Vec(base, ranges[row]), OneMatrix(1, ranges[col]))
     raise _Unreadable(f"{entry} is not an entry at ({row}, {col})")
+
+
+def _separated(total: Sum) -> Expr | None:
+    """A double sum whose every factor holds at most one of its two indices, as the product of
+    two single sums (and the factors holding neither); None when a factor holds both, or when
+    one index's limits mention the other."""
+    (first, *first_bounds), (second, *second_bounds) = total.limits
+    if any(b.has(first) for b in second_bounds) or any(b.has(second) for b in first_bounds):
+        return None
+    factors = Mul.make_args(total.function)
+    if any(f.has(first) and f.has(second) for f in factors):
+        return None
+    over_first = Mul(*[f for f in factors if f.has(first)])
+    over_second = Mul(*[f for f in factors if f.has(second)])
+    rest = Mul(*[f for f in factors if not f.has(first) and not f.has(second)])
+    if over_first == 1 or over_second == 1:
+        return None
+    return rest * Sum(over_first, (first, *first_bounds)) * Sum(over_second, (second, *second_bounds))
 
 
 def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
