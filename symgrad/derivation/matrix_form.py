@@ -121,7 +121,13 @@ def _product(inside: Expr, row, col, ranges: dict, reasons: list[str]) -> Matrix
     rows = [f for f in factors if f.has(row) and not f.has(col)]
     cols = [f for f in factors if f.has(col) and not f.has(row)]
     if both and (rows or cols):
-        raise _Unreadable("a factor over the row alone beside one over the whole entry")
+        # r_x Σ_p F_xp G_ip: the row factor goes inside the sum, (r 1ᵀ ⊙ F) Gᵀ, as a course writes
+        # (W₂ᵀ1 ⊙ (1 − H²)) Xᵀ; otherwise it is broadcast along the row, (r 1ᵀ) ⊙ F
+        others = Mul(*rows, *cols)
+        if len(both) == 1 and isinstance(both[0], Sum) and len(both[0].limits) == 1 \
+                and not others.has(both[0].limits[0][0]):
+            return _read(Sum(others * both[0].function, both[0].limits[0]), row, col, ranges, reasons)
+        return _hadamard([_read(f, row, col, ranges, reasons) for f in factors], reasons)
     if both:
         return _hadamard([_read(f, row, col, ranges, reasons) for f in both], reasons)
     left = _hadamard([_read(f, row, None, ranges, reasons) for f in rows], reasons)
