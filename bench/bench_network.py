@@ -20,19 +20,26 @@ from rich.table import Table
 
 from bench_derive import measure
 
+# each program prints what bench_derive.measure reads: CPU s, wall s, peak RSS (KB), output bytes
 SYMGRAD = """
 import resource, time
-t = time.perf_counter()
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c, t = cpu(), time.perf_counter()
 from symgrad.api import derive_network, render
 d = derive_network({hidden!r}, {output!r}, sizes={sizes!r})
-render(d, "json")
+text = render(d, "json")
 assert d.proven
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(cpu() - c, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(text.encode()))
 """
 
 PLAIN = """
 import resource, time
-t = time.perf_counter()
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c, t = cpu(), time.perf_counter()
 import sympy as sp
 n0, n1, n2, m = {sizes}
 sym = lambda name, r, c: sp.Matrix(r, c, lambda i, j: sp.Symbol(f"{{name}}{{i}}_{{j}}", real=True))
@@ -47,7 +54,7 @@ claimed = dZ1 * X.T / m
 for r in range(n1):
     for c in range(n0):
         assert sp.simplify((J.diff(W1[r, c]) - claimed[r, c]).subs(last)) == 0
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(cpu() - c, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 0)
 """
 
 
@@ -63,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     table = Table(title=f"derive network --hidden {args.hidden} --output-layer {args.output} "
                         "(by W2, b2, W1, b1; every step checked)")
-    for column in ("n0, n1, n2, m", "symgrad s", "peak MB", "plain SymPy s (dW1 only)", "plain / symgrad"):
+    for column in ("n0, n1, n2, m", "symgrad CPU s", "symgrad wall s", "peak MB", "certificate KB",
+                   "plain SymPy CPU s (dW1 only)", "plain / symgrad"):
         table.add_column(column, justify="right")
     for text in args.sizes:
         names = ("n0", "n1", "n2", "m")
@@ -71,13 +79,16 @@ def main() -> None:
         runs = [measure(SYMGRAD.format(hidden=args.hidden, output=args.output, sizes=sizes), args.timeout)
                 for _ in range(args.repeat)]
         done = [r for r in runs if r is not None]
-        ours = statistics.median(r[0] for r in done) if done else None
-        memory = max(r[1] for r in done) if done else None
+        ours = statistics.median(r["cpu"] for r in done) if done else None
+        wall = statistics.median(r["wall"] for r in done) if done else None
+        memory = max(r["mb"] for r in done) if done else None
+        certificate = done[-1]["bytes"] / 1024 if done else None
         plain = None
         if args.plain and text != "symbolic" and args.hidden == "tanh" and args.output == "softmax":
             result = measure(PLAIN.format(sizes=tuple(sizes.values())), args.timeout)
-            plain = result[0] if result else None
-        table.add_row(text, f"{ours:.1f}" if ours else "> cap", f"{memory:.0f}" if memory else "",
+            plain = result["cpu"] if result else None
+        table.add_row(text, f"{ours:.1f}" if ours else "> cap", f"{wall:.1f}" if wall else "",
+                      f"{memory:.0f}" if memory else "", f"{certificate:.0f}" if certificate else "",
                       f"{plain:.1f}" if plain else ("> cap" if args.plain and text != "symbolic" else "not run"),
                       f"{plain / ours:.1f}" if plain and ours else "")
     Console().print(table)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from sympy import (Abs, Eq, Expr, Heaviside, Max, Min, Piecewise, Rational, S, erf, exp, log, pi, sign, sqrt,
+from sympy import (Abs, Eq, Expr, Heaviside, Max, Min, Piecewise, S, erf, exp, log, pi, sign, sqrt,
                    tanh)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from typing import Any
 
-from sympy import Add, Basic, Derivative, Expr, Integer, Mul, Pow, Sum, Symbol, sympify
+from sympy import Add, Basic, Derivative, Expr, Integer, Sum, Symbol, sympify
 from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.latex import LatexPrinter

@@ -12,6 +12,19 @@ needs_latex = pytest.mark.skipif(
     reason="pdflatex not found: install texlive-latex-base (or set SYMGRAD_REQUIRE_LATEX=1 to fail instead)")
 
 
+WRONG_SIGN = """
+[[identity]]
+name = "wrong sign"
+vars = { z = "n", y = "n" }
+n = [2, 3]
+assume = ["sum(y) == 1"]
+lhs = "grad(cross_entropy(softmax(z), y), z)"
+rhs = "y - softmax(z)"
+"""
+"""A false identity (the softmax cross-entropy gradient with its sign flipped) that every verify
+route must refute, at both sizes."""
+
+
 def run(*args, env=None, input=None):
     """``python -m symgrad ARGS`` in a subprocess: the exit code and streams a user sees."""
     return subprocess.run([sys.executable, "-m", "symgrad", *args], capture_output=True, text=True,

@@ -118,6 +118,34 @@ def test_network_gradients_match_finite_differences(hidden, output, sizes):
     check_against_finite_differences(derivation, network_cost(hidden, output), values, names)
 
 
+def test_a_deep_network_ends_every_gradient_on_a_matrix_step():
+    """Two hidden layers: each variable's gradient ends on a step shaped like it (the first
+    layer's through the level above, dW1 = dZ1 Xᵀ, as a course writes it), and those steps,
+    each upstream gradient replaced by its own matrix form, match finite differences."""
+    hidden, sizes = ["tanh", "sigmoid"], {"n0": 2, "n1": 2, "n2": 2, "n3": 1, "m": 1}
+    derivation = derive_network(hidden, "identity", sizes=sizes)
+    assert derivation.proven
+    last = {}
+    for step in derivation.steps:
+        variable = step.lhs.x if isinstance(step.lhs, (GradientMatrix, PartialD)) else None
+        if isinstance(variable, (MatVar, Vec)):
+            last[str(variable.base.label)] = step
+    assert derivation.steps[-1] is last["b1"]
+    forms = {name: step.rhs for name, step in last.items()}
+    assert all(isinstance(form, MatrixExpr) and form.shape == last[name].lhs.shape for name, form in forms.items())
+
+    def resolved(form, depth=0):
+        inner = {g: forms[str(g.x.base.label)] for g in form.atoms(GradientMatrix)}
+        assert depth < 10 and all(str(g.x.base.label) != "J" for g in inner)
+        return form if not inner else resolved(form.xreplace(inner), depth + 1)
+
+    shapes = {"X": (2, 1), "W1": (2, 2), "b1": (2,), "W2": (2, 2), "b2": (2,), "W3": (1, 2), "b3": (1,), "Y": (1, 1)}
+    values = random_values(shapes)
+    for name in ("W1", "b1", "W2", "W3"):
+        derived = evaluate(resolved(forms[name]), derivation, values).reshape(values[name].shape)
+        assert np.allclose(derived, numeric_gradient(network_cost(hidden, "identity"), values, name), atol=1e-5), name
+
+
 def test_hidden_layer_gradient_is_a_hadamard_product():
     """dZ[1] = W[2]ᵀ dZ[2] ⊙ g′(Z[1]): the hidden layer's gradient is read back with ⊙."""
     derivation = derive_network(["tanh"], "softmax", sizes={"n0": 2, "n1": 2, "n2": 2, "m": 1})
@@ -280,7 +308,7 @@ def compositions(draw):
     loss = draw(st.sampled_from(["sum", "dot"]))
     if loss == "dot":
         variables["w"] = f"{out} x {batch}" if over_batch else out
-        text = f"sum(w * {text})" if over_batch else f"dot(w, {text})"
+        text = f"sum(w * ({text}))" if over_batch else f"dot(w, {text})"  # * and @ bind alike
     else:
         text = f"sum({text})"
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from symgrad.batch import default_jobs
-from support import run
+from support import WRONG_SIGN, run
 
 CATALOG = {
     "a.toml": '''
@@ -21,15 +21,7 @@ vars = { z = "n" }
 n = [1, 2, "symbolic"]
 lhs = "grad(logsumexp(z), z)"
 rhs = "softmax(z)"
-
-[[identity]]
-name = "wrong sign"
-vars = { z = "n", y = "n" }
-n = [2, 3]
-assume = ["sum(y) == 1"]
-lhs = "grad(cross_entropy(softmax(z), y), z)"
-rhs = "y - softmax(z)"
-
+''' + WRONG_SIGN + '''
 [[identity]]
 name = "a mistake that shows only at n = 3"
 vars = { z = "n", w = 2 }

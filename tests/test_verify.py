@@ -13,19 +13,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from symgrad.language import LanguageError, Variable, evaluate
-from support import compile_latex, needs_latex, run
+from support import WRONG_SIGN, compile_latex, needs_latex, run
 
 CATALOG = Path(__file__).resolve().parent.parent / "derivations"
 
-FALSE = """
-[[identity]]
-name = "wrong sign"
-vars = { z = "n", y = "n" }
-n = [2, 3]
-assume = ["sum(y) == 1"]
-lhs = "grad(cross_entropy(softmax(z), y), z)"
-rhs = "y - softmax(z)"
-"""
+FALSE = WRONG_SIGN
 
 
 def _identity_file(tmp_path, lhs="softmax(z)", rhs="softmax(z)", extra="", name="x.toml"):

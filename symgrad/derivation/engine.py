@@ -23,7 +23,7 @@ Every right-hand side is computed from the previous one by a rule; nothing here 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sympy import (Add, Derivative, Expr, Indexed, IndexedBase, Integer, KroneckerDelta, Mul, Sum, Symbol,
                    Transpose, cancel, count_ops, factor_terms)
@@ -162,7 +162,8 @@ class _Engine:
         if self.loss.name in self.kinds:
             raise UsageError(f"{self.loss.name!r} names a variable: the loss needs another name")
         self.steps: list[Step] = []
-        self.course_forms: set[Node] = set()  # nodes whose gradient is written through the level above
+        # nodes whose gradient is written through the level above, and that step
+        self.course_forms: dict[Node, Step] = {}
         self.notes: list[str] = []
         self.used: tuple[str, ...] = ()  # assumptions the current expression relies on
         self.x = self.ctx.bases[self.wrt]
@@ -450,11 +451,11 @@ class _Engine:
         if matrix is None:
             return
         matrix = matrix.replace(lambda e: isinstance(e, (MatVar, Vec)) and e.base in back, lambda e: back[e.base])
-        self.course_forms.add(node)
         upstream = ", ".join(rf"$\partial {tex(self.loss)}/\partial {bold(ctx.named[p].head)}$" for p in parents)
-        self.steps.append(Step(rf"The same in matrices, through {upstream} (the gradient one level up)",
-                               Rule.CHAIN_RULE, GradientMatrix(self.loss, self._whole(node)), matrix,
-                               assumptions=self.used))
+        step = Step(rf"The same in matrices, through {upstream} (the gradient one level up)",
+                    Rule.CHAIN_RULE, GradientMatrix(self.loss, self._whole(node)), matrix, assumptions=self.used)
+        self.course_forms[node] = step
+        self.steps.append(step)
 
     def _simplify_entries(self, lhs, substituted: Expr, local: Local | None, J: tuple) -> Expr:  # noqa: N803
         """The Kronecker deltas collapse (the δ over the example index first); a softmax Jacobian
@@ -498,7 +499,12 @@ class _Engine:
         if matrix is None:
             return None
         if node in self.course_forms and len({m.base for m in matrix.atoms(MatVar, Vec)}) > MAX_NAMES_WRITTEN_OUT:
-            return None  # deep in a network: the form through the level above (dZ1 Xᵀ) is the one to read
+            # deep in a network: the form through the level above (dZ1 Xᵀ) is the one to read, so
+            # the derivation ends on it, after the entries it stands for
+            course = self.course_forms[node]
+            del self.steps[next(k for k, step in enumerate(self.steps) if step is course)]
+            self.steps.append(replace(course, title=course.title.replace("The same in matrices", "In matrices")))
+            return course.rhs
         whole = self._whole(node)
         shape = "a matrix" if isinstance(whole, MatVar) else "a vector"
         why = ("; " + "; ".join(dict.fromkeys(reasons))) if reasons else ""

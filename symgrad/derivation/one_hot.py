@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sympy import Derivative, Eq, Integer, KroneckerDelta, Mul, Piecewise, Sum, expand, factor_terms, log
+from sympy import Derivative, Eq, Integer, KroneckerDelta, Mul, Piecewise, Sum, expand, factor_terms
 
 from symgrad.build import N
 from symgrad.derivation import rules
@@ -42,7 +42,7 @@ def derive_one_hot(n: int | str, k: int | str) -> Derivation:
     z = next(b for b in model.shapes if str(b) == "z")
     softmax = next(d for d in model.definitions if d.index)
     loss = next(d for d in model.definitions if not d.index)
-    a, L, (i,) = softmax.head, loss.head, softmax.index
+    L, (i,) = loss.head, softmax.index
     general = steps[-1]  # ∂L/∂z_j = a_j Σ_i y_i − y_j
     (j,) = general.free_indices
     jacobian = next(s for s in steps if s.rule is Rule.QUOTIENT_RULE)  # ∂a_i/∂z_j = a_i(δ_ij − a_j)
