@@ -161,7 +161,7 @@ def test_certificate_rechecks_with_sympy_alone(name, sizes):
     from functools import reduce
     from operator import mul
 
-    from sympy import Add, Derivative, Indexed, MatMul, Matrix, Sum, Symbol, expand, simplify, solve, sympify
+    from sympy import Add, Derivative, Indexed, MatMul, Matrix, Sum, Symbol, cancel, expand, simplify, solve, sympify
 
     def unroll(e):
         """Sums over concrete ranges, term by term (never ``doit``: it would evaluate ∂L/∂a_1
@@ -221,7 +221,9 @@ def test_certificate_rechecks_with_sympy_alone(name, sizes):
             difference = difference.xreplace(definitions)
             if step["assumptions"]:
                 difference = difference.xreplace(elimination)
-            assert simplify(expand(difference)) == 0, step["title"]
+            # exact zero tests, cheapest first (simplify only where expand and cancel do not settle it)
+            difference = expand(difference)
+            assert difference == 0 or cancel(difference) == 0 or simplify(difference) == 0, step["title"]
             checked += 1
     assert checked >= len(cert["steps"])
 

@@ -4,6 +4,8 @@ NumPy implementation at random points, for sizes that differ and sizes that are 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from sympy import Indexed, Symbol, Transpose
@@ -100,13 +102,20 @@ def check_against_finite_differences(derivation, cost, values, names):
         assert np.allclose(derived, numeric_gradient(cost, values, name), atol=1e-5), name
 
 
+@functools.lru_cache(maxsize=None)
+def _network(hidden: tuple, output: str, sizes: tuple):
+    """One network derived and checked once per test process (derivations are immutable)."""
+    return derive_network(list(hidden), output, sizes=dict(sizes))
+
+
+@pytest.mark.xdist_group("networks")  # one worker, so _network's memo serves the test after it
 @pytest.mark.parametrize("hidden, output, sizes", [
     (["tanh"], "softmax", {"n0": 2, "n1": 3, "n2": 2, "m": 2}),  # sizes that differ
     (["tanh"], "softmax", {"n0": 2, "n1": 2, "n2": 2, "m": 2}),  # sizes that are equal
     (["sigmoid"], "identity", {"n0": 3, "n1": 2, "n2": 1, "m": 2}),
 ])
 def test_network_gradients_match_finite_differences(hidden, output, sizes):
-    derivation = derive_network(hidden, output, sizes=sizes)
+    derivation = _network(tuple(hidden), output, tuple(sizes.items()))
     assert derivation.proven
     shapes = {"X": (sizes["n0"], sizes["m"])}
     for layer in range(1, len(hidden) + 2):
@@ -146,9 +155,10 @@ def test_a_deep_network_ends_every_gradient_on_a_matrix_step():
         assert np.allclose(derived, numeric_gradient(network_cost(hidden, "identity"), values, name), atol=1e-5), name
 
 
+@pytest.mark.xdist_group("networks")
 def test_hidden_layer_gradient_is_a_hadamard_product():
     """dZ[1] = W[2]ᵀ dZ[2] ⊙ g′(Z[1]): the hidden layer's gradient is read back with ⊙."""
-    derivation = derive_network(["tanh"], "softmax", sizes={"n0": 2, "n1": 2, "n2": 2, "m": 1})
+    derivation = _network(("tanh",), "softmax", (("n0", 2), ("n1", 2), ("n2", 2), ("m", 2)))
     forms = final_forms(derivation)
     assert forms["Z1"].atoms(HadamardProduct) or isinstance(forms["Z1"], HadamardProduct)
 
