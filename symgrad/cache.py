@@ -190,13 +190,15 @@ class ResultCache(_CacheDirectory):
                         {"holds": result.holds, "method": result.method, "detail": result.detail})
 
 
-    def identities(self, path, raw: bytes) -> list[dict] | None:
+    def identities(self, path, raw: bytes, well_formed: Callable[[object], bool]) -> list[dict] | None:
         """What reading the identity file ``path`` (exactly these bytes) found, or None. Only a
-        file without problems is kept, so serving it skips nothing a user would be told."""
+        file without problems is kept, so serving it skips nothing a user would be told.
+        ``well_formed``: the reader's own test of the records' shape (the schema lives beside
+        the code that writes and reads them, in ``identity_file``)."""
         data = _file_input(path, raw)
         payload = self._read(data, "read")
         kept = None if payload is None else payload.get("identities")
-        if payload is not None and not _identity_records(kept):
+        if payload is not None and not well_formed(kept):
             self.warn(f"ignoring a corrupted or foreign cache entry {self._path(data)} (reading the file again)")
             return None
         if kept is not None:
@@ -209,21 +211,6 @@ class ResultCache(_CacheDirectory):
 
 def _file_input(path, raw: bytes) -> dict:
     return {"checker": fingerprint(), "read": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
-
-
-_RECORD = {"name": str, "description": str, "vars": list, "sizes": list, "assume": list, "lhs": str, "rhs": str,
-           "start": int}
-
-
-def _identity_records(kept) -> bool:
-    """Whether ``kept`` has the shape ``identity_file._to_data`` writes (a list of records)."""
-    return isinstance(kept, list) and all(
-        isinstance(record, dict) and set(record) == set(_RECORD)
-        and all(isinstance(record[key], kind) for key, kind in _RECORD.items())
-        and all(isinstance(pair, list) and len(pair) == 2 for pair in record["vars"])
-        and all(isinstance(size, (int, str)) or (isinstance(size, dict) and isinstance(size.get("table"), dict))
-                for size in record["sizes"])
-        for record in kept)
 
 
 class OutputCache(_CacheDirectory):

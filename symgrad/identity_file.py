@@ -140,7 +140,7 @@ def load_file(path: Path, cache=None) -> list[Identity]:
     the same checker, is served from it without parsing (a file with a problem is never kept)."""
     path = Path(path)
     raw, text = _read_text(path)
-    kept = cache.identities(path, raw) if cache is not None else None
+    kept = cache.identities(path, raw, _well_formed) if cache is not None else None
     if kept is not None:
         return [_from_data(path, text, data) for data in kept]
     identities = _parse_file(path, text)
@@ -155,6 +155,21 @@ def _to_data(identity: Identity) -> dict:
             "vars": [[name, shape] for name, shape in identity.variables.items()],
             "sizes": [{"table": size.values} if isinstance(size, SizeTable) else size for size in identity.sizes],
             "assume": list(identity.assume), "lhs": identity.lhs, "rhs": identity.rhs, "start": identity.start}
+
+
+_RECORD = {"name": str, "description": str, "vars": list, "sizes": list, "assume": list, "lhs": str, "rhs": str,
+           "start": int}  # the keys ``_to_data`` writes, and their types
+
+
+def _well_formed(kept) -> bool:
+    """Whether ``kept`` (from the cache) has the shape ``_to_data`` writes: a list of records."""
+    return isinstance(kept, list) and all(
+        isinstance(record, dict) and set(record) == set(_RECORD)
+        and all(isinstance(record[key], kind) for key, kind in _RECORD.items())
+        and all(isinstance(pair, list) and len(pair) == 2 for pair in record["vars"])
+        and all(isinstance(size, (int, str)) or (isinstance(size, dict) and isinstance(size.get("table"), dict))
+                for size in record["sizes"])
+        for record in kept)
 
 
 def _from_data(path: Path, text: str, data: dict) -> Identity:
