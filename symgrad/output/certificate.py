@@ -121,7 +121,8 @@ def certificate(derivation: Derivation) -> dict:
     }
 
 
-MAX_LISTED_DEFINITIONS = 256  # abbreviation entries listed one by one in definitions / direct_definitions
+MAX_LISTED_DEFINITIONS = 32  # abbreviation entries listed one by one in definitions / direct_definitions
+# (each of n entries is an n-term sum: beyond this the templates say the same in O(1))
 READING = (
     "To re-check from this file alone (SymPy and numpy, no symgrad): sympify every srepr text. "
     "definition_templates give each abbreviation's definition one level down, as a template over "
