@@ -132,11 +132,16 @@ def _evaluate_with(form, derivation, values, g_value):
     return np.array(unfolded.xreplace(substitutions).evalf(), dtype=float)
 
 
+# the tests sharing a module fixture below run on one pytest-xdist worker, so it is built once
+on_one_worker = pytest.mark.xdist_group("generic")
+
+
 @pytest.fixture(scope="module")
 def generic_fixed():
     return derive_network("g", "softmax", sizes={"n0": 2, "n1": 3, "n2": 2, "m": 2})
 
 
+@on_one_worker
 def test_generic_network_is_proven_at_fixed_sizes(generic_fixed):
     assert generic_fixed.proven
     assert all(step.check.exact and step.check.numeric for step in generic_fixed.steps)
@@ -159,6 +164,7 @@ def _course_equations(derivation):
     return found
 
 
+@on_one_worker
 def test_generic_network_states_the_four_course_equations(generic_fixed):
     found = _course_equations(generic_fixed)
     assert set(found) == {"dZ1", "dW1", "db1", "dA1"}
@@ -169,6 +175,7 @@ def test_generic_network_states_the_four_course_equations(generic_fixed):
 
 
 @pytest.mark.parametrize("name", sorted(SUBSTITUTIONS))
+@on_one_worker
 def test_final_matrices_with_g_substituted_match_finite_differences(generic_fixed, name):
     g_value, numpy_g = SUBSTITUTIONS[name]
     forms = final_forms(generic_fixed)
@@ -193,6 +200,7 @@ def generic_small():
 
 
 @pytest.mark.parametrize("corruption", ["g for g′ in dZ1", "g′ for g in the local derivative"])
+@on_one_worker
 def test_a_corrupted_step_with_g_is_not_proven(generic_small, corruption):
     derivation = generic_small
     g, g_prime = abstract_sympy("g1"), abstract_sympy("g1", 1)
@@ -226,6 +234,7 @@ def _compile_without_overfull(tmp_path, latex: str):
 
 
 @needs_latex
+@on_one_worker
 def test_generic_network_latex_compiles_without_overfull_boxes(generic_small, tmp_path):
     _compile_without_overfull(tmp_path, render(generic_small, "latex", standalone=True))
 

@@ -11,7 +11,7 @@ the step that states the matrix form is checked entry by entry like every other.
 
 from __future__ import annotations
 
-from sympy import Add, Basic, Expr, Function, Indexed, Lambda, Mul, Pow, Rational, Sum, Symbol, Transpose
+from sympy import Add, Basic, Expr, Function, Indexed, Integer, Lambda, Mul, Pow, Rational, Sum, Symbol, Transpose
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixExpr, OneMatrix
 
 from symgrad.derivation.local import bold, tex
@@ -188,6 +188,10 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
     # elementwise factor of the result (Σ_i W_ic g_i, times s_c)
     outside, term = total.function.as_independent(index, as_Add=False)
     scalar, elementwise = outside.as_independent(*wanted, as_Add=False)
+    if col is not None and elementwise != 1 and not elementwise.has(col) and term.has(row):
+        # r_d Σ_s F_ds G_qs = Σ_s (r_d F_ds) G_qs: the row factor joins the row side of the
+        # product, (r 1ᵀ ⊙ F) Gᵀ, as a course writes dZ Xᵀ, rather than ⊙ the whole product
+        term, elementwise = elementwise * term, Integer(1)
     left = Mul(*[f for f in Mul.make_args(term) if f.has(row)])
     right = Mul(*[f for f in Mul.make_args(term) if not f.has(row)])
     if col is None and right == 1:  # Σ_s M_js: the row sums, M times a column of ones
