@@ -290,3 +290,61 @@ def test_exact_point_values_of_cases_are_rational():
     assert evaluator.value(Max(0, z[1] - 1000), at(1001), {}) == 1
     with pytest.raises(Undefined):
         evaluator.value(Piecewise((1, z[1] > 0), (0, z[1] < 0)), at(0), {})
+
+
+# -- every region at once: the indicator route agrees with the regions taken one by one -----------
+_X, _Y = Symbol("x", real=True), Symbol("y", real=True)
+_ATOMS = [_X, _Y, _X - _Y, _X + 1, 2 * _Y - 3]
+
+
+@st.composite
+def kinked_expressions(draw):
+    """A small random sum of products of kinked functions (relu, |·|, H, sign, max, min, a
+    two-case Piecewise) of linear arguments in x and y, and smooth factors."""
+    from sympy import Abs, Min, Piecewise, sign
+
+    def kinked():
+        a, b = draw(st.sampled_from(_ATOMS)), draw(st.sampled_from(_ATOMS))
+        kind = draw(st.sampled_from(["relu", "abs", "H", "sign", "max", "min", "cases"]))
+        return {"relu": lambda: Max(0, a), "abs": lambda: Abs(a), "H": lambda: Heaviside(a),
+                "sign": lambda: sign(a), "max": lambda: Max(a, b), "min": lambda: Min(a, b),
+                "cases": lambda: Piecewise((a * b, a > 0), (b, True))}[kind]()
+
+    terms = []
+    for _ in range(draw(st.integers(1, 4))):
+        factor = kinked() * draw(st.sampled_from([1, -1, 2, _X, _Y, _X * _Y]))
+        if draw(st.booleans()):
+            factor *= kinked()
+        terms.append(factor)
+    return sum(terms)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kinked_expressions(), kinked_expressions())
+def test_every_region_at_once_proves_only_what_holds_region_by_region(first, second):
+    """An identity the indicator route proves (each kink's [g > 0] a 0/1 variable) is zero on
+    every nonempty region, checked region by region with its own exact point; and the same
+    identity made false on one region (a difference plus a kinked term) is not proven."""
+    from sympy import expand, sign
+
+    from symgrad.verify.exact import _zero_on_every_region_at_once
+
+    from sympy import Abs
+
+    # the same function written another way: relu(a) = a H(a), |a| = a sign(a)
+    rewritten = first.replace(lambda e: isinstance(e, Max) and e.args[0] == 0 and len(e.args) == 2,
+                              lambda e: e.args[1] * Heaviside(e.args[1]))
+    rewritten = rewritten.replace(lambda e: isinstance(e, Abs), lambda e: e.args[0] * sign(e.args[0]))
+    true_one, false_one = first - rewritten, first - rewritten + Max(0, _X - 1000)
+    for difference in (first - second, true_one, false_one):
+        note = _zero_on_every_region_at_once(difference)
+        if note is None:
+            continue
+        for conditions, leaf in regions(difference):
+            decided, point = linear_witness(conditions)
+            if point is not None:
+                value = leaf.xreplace({v: Rational(p.numerator, p.denominator) for v, p in point.items()})
+                assert expand(value) == 0, (difference, conditions)
+    if true_one != 0:
+        assert _zero_on_every_region_at_once(true_one) is not None, true_one
+    assert _zero_on_every_region_at_once(false_one) is None

@@ -27,7 +27,8 @@ import random
 from fractions import Fraction
 from functools import lru_cache
 
-from sympy import Abs, Basic, DiracDelta, Eq, Heaviside, Max, Min, Ne, Piecewise, Poly, Rational, S, expand, sign
+from sympy import (Abs, Add, Basic, DiracDelta, Eq, Heaviside, Max, Min, Mul, Ne, Piecewise, Poly, Rational, S, Symbol,
+                   expand, sign)
 from sympy.core.relational import Relational
 
 KINKED = (Heaviside, DiracDelta, Max, Min, Abs, sign, Piecewise)  # DiracDelta(g): 0 wherever g ≠ 0
@@ -189,6 +190,88 @@ def regions(expr: Basic, max_regions: int = MAX_REGIONS) -> list[tuple[tuple, Ba
         if len(stack) + len(leaves) > 4 * max_regions:
             raise TooManyRegions(f"more than {max_regions} regions")
     return leaves
+
+
+# -- every region at once: one 0/1 indicator per kink ------------------------------------------------
+class NotIndicatorForm(ValueError):
+    """The expression has a kink this rewriting does not cover (a kink inside a kink argument,
+    a max of three arguments, a compound case condition): the regions must be taken one by one."""
+
+
+def with_indicators(expr: Basic) -> tuple[Basic, list[Basic]]:
+    """``expr`` with every kinked function written through one symbol h_g per kink argument g,
+    standing for the indicator [g > 0]: H(g) → h, |g| → g(2h − 1), sign(g) → 2h − 1,
+    max(a, b) → b + (a − b)·h_{a−b}, a case of a Piecewise → its indicator times its value,
+    DiracDelta(g) → 0. In every region between the kinks each h_g *is* 0 or 1 and the result
+    equals ``expr`` there; so an identity that holds for every 0/1 value of the h's — as it does
+    when it holds with the h's as free variables, up to h² = h — holds on every region at once,
+    without enumerating the 2^k regions. Raises NotIndicatorForm where that reading does not apply."""
+    kinks = kink_arguments(expr)
+    symbols = {g: Symbol(f"_h{k}", real=True) for k, g in enumerate(kinks)}
+
+    def indicator(argument: Basic) -> Basic:  # [argument > 0]
+        for g, h in symbols.items():
+            t = _sign_against(argument, g, 1)
+            if t is not None:
+                return h if t > 0 else 1 - h
+        raise NotIndicatorForm(f"no kink matches {argument}")
+
+    def condition(c: Basic) -> Basic:
+        if c is S.true:
+            return S.One
+        if isinstance(c, Relational) and not isinstance(c, (Eq, Ne)):
+            above = indicator(c.lhs - c.rhs)
+            return above if c.rel_op in (">", ">=") else 1 - above
+        raise NotIndicatorForm(f"the case condition {c}")
+
+    def rewrite(node: Basic) -> Basic:
+        if isinstance(node, Heaviside):
+            return indicator(node.args[0])
+        if isinstance(node, DiracDelta):
+            return S.Zero
+        if isinstance(node, Abs):
+            return node.args[0] * (2 * indicator(node.args[0]) - 1)
+        if isinstance(node, sign):
+            return 2 * indicator(node.args[0]) - 1
+        if isinstance(node, (Max, Min)) and len(node.args) == 2:
+            a, b = node.args
+            first_wins = indicator(a - b) if isinstance(node, Max) else 1 - indicator(a - b)
+            return b + (a - b) * first_wins
+        if isinstance(node, Piecewise):
+            value, rest = S.Zero, S.One  # rest: the indicator that no earlier case applied
+            for piece, c in node.args:
+                applies = condition(c)
+                value += rest * applies * piece
+                rest = rest * (1 - applies)
+            if node.args[-1][1] is not S.true:
+                raise NotIndicatorForm("a Piecewise without an otherwise case")
+            return value
+        raise NotIndicatorForm(f"{type(node).__name__}")
+
+    if not kinks:
+        return expr, []
+    if any(has_kinks(a) for node in expr.atoms(*KINKED) for a in node.args):
+        raise NotIndicatorForm("a kink inside a kink")  # its regions are not all sign patterns
+    return expr.replace(lambda e: isinstance(e, KINKED), rewrite), list(symbols.values())
+
+
+def multilinear_parts(polynomial: Basic, indicators: list[Basic]) -> dict[frozenset, Basic]:
+    """The expanded ``polynomial`` grouped by its monomial in the indicators, each power h^k
+    read as h (h² = h for h in {0, 1}): {frozenset of h's: coefficient}. The coefficients may
+    still hold an h inside a function; they are equal to the original's wherever each h is 0 or 1."""
+    wanted = set(indicators)
+    groups: dict[frozenset, Basic] = {}
+    for term in Add.make_args(expand(polynomial)):
+        coefficient, monomial = S.One, set()
+        for factor in Mul.make_args(term):
+            base, exponent = factor.as_base_exp()
+            if base in wanted and exponent.is_Integer and exponent > 0:
+                monomial.add(base)
+            else:
+                coefficient *= factor
+        key = frozenset(monomial)
+        groups[key] = groups.get(key, S.Zero) + coefficient
+    return groups
 
 
 # -- points inside a region ----------------------------------------------------------------------

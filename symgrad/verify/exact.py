@@ -8,15 +8,18 @@ same quantity was already proven (``lhs = r_prev``), the new claim is reduced to
 
 from __future__ import annotations
 
+import itertools
 import random
 from fractions import Fraction
 from functools import lru_cache
 
-from sympy import (Add, Mul, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
-from symgrad.verify.cases import TooManyRegions, describe, has_kinks, linear_witness, regions, search_witness
+from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, _sign_against, describe, has_kinks,
+                                  kink_arguments, linear_witness, multilinear_parts, regions, search_witness,
+                                  with_indicators)
 from symgrad.verify.concrete import ConcreteModel
 
 # Past this many operations the fall-back rational simplification is not attempted: the
@@ -33,6 +36,7 @@ class ExactProver:
         self.templates: list[tuple[Basic, Basic, frozenset, bool, tuple, frozenset]] = []
         self._conditional: dict[tuple, Basic] = {}  # (lhs, assumptions) → value proven under them
         self.case_notes: list[str] = []  # what each proof by cases established (almost everywhere)
+        self._prepared_memo: dict[tuple, tuple] = {}  # ``_prepared``'s answers
 
     def remember_template(self, lhs: Basic, rhs: Basic, free, assumptions=frozenset()) -> None:
         """Record ``lhs = rhs`` proven for every value of the free indices (by the index prover),
@@ -138,10 +142,18 @@ class ExactProver:
     def _prepared(self, difference: Basic, elimination: dict, assumptions: frozenset = frozenset()) -> Basic:
         """The difference in the base variables: known derivatives, derivatives evaluated,
         every abbreviation unfolded (sums too: a kink's sign depends on their values)."""
+        key = (difference, id(elimination), assumptions)
+        kept = self._prepared_memo.get(key)
+        if kept is not None and kept[0] is elimination:  # asked twice: does it unfold to kinks, and where
+            return kept[1]
         cm = self.concrete
         value = cm.evaluate_derivatives(self._use_known_derivatives(difference, assumptions))
         value = cm.unfold(value, keep_sums=False)
-        return value.xreplace(elimination) if elimination else value
+        value = value.xreplace(elimination) if elimination else value
+        if len(self._prepared_memo) > 256:  # the repeats come back to back: a small memory suffices
+            self._prepared_memo.clear()
+        self._prepared_memo[key] = (elimination, value)  # (the elimination kept alive: its id is in the key)
+        return value
 
     def _zero_by_cases(self, unfolded: Basic, elimination: dict) -> bool:
         """Zero on every region between the kinks (an empty region needs nothing): zero
@@ -163,14 +175,22 @@ class ExactProver:
         value = self._prepared(lhs - rhs, elimination, assumptions)
         if not has_kinks(value):
             return []
+        if every_region:
+            patterns = _sign_patterns(value)
+            if patterns is not None:  # every sign pattern of the kinks is a region: no leaf needed
+                return self._witnesses([(conditions, None) for conditions in patterns], seed)
         try:
             leaves = regions(value)
         except TooManyRegions:
             return []
+        if not every_region:
+            leaves = [(conditions, leaf) for conditions, leaf in leaves if not _smooth_zero(leaf)]
+        return self._witnesses(leaves, seed)
+
+    @staticmethod
+    def _witnesses(leaves, seed: str) -> list[tuple[str, dict]]:
         found = []
-        for conditions, leaf in leaves:
-            if not every_region and _smooth_zero(leaf):
-                continue
+        for conditions, _ in leaves:
             decided, point = linear_witness(conditions)
             if not decided:
                 point = search_witness(conditions, _exact_at, f"{seed}:{describe(conditions)}")
@@ -179,11 +199,32 @@ class ExactProver:
         return found
 
 
+def _sign_patterns(value: Basic) -> list[tuple] | None:
+    """Every sign pattern of the kinks of ``value`` as region conditions ((g, ±1), …), when no
+    kink lies inside another (then each pattern is one region, and listing them needs no
+    rewriting of ``value``); kinks that are multiples of one another are one kink. None where
+    kinks nest, or past ``MAX_REGIONS`` patterns."""
+    try:
+        with_indicators(value)
+    except NotIndicatorForm:
+        return None
+    kinks: list[Basic] = []
+    for g in kink_arguments(value):
+        if not any(_sign_against(g, kept, 1) is not None for kept in kinks):
+            kinks.append(g)
+    if 2 ** len(kinks) > MAX_REGIONS:
+        return None
+    return [tuple(zip(kinks, signs)) for signs in itertools.product((1, -1), repeat=len(kinks))]
+
+
 def zero_by_cases(value: Basic) -> str | None:
     """What proves ``value`` = 0 almost everywhere — zero on every region between its kinks, an
     empty region (decided exactly, for linear kinks) needing nothing — or None. Entries of
     vectors (z[i], z[j]) are independent variables here: a claim for all of their values holds
     in particular where two of them are one entry."""
+    at_once = _zero_on_every_region_at_once(value)
+    if at_once is not None:
+        return at_once
     try:
         leaves = regions(value)
     except TooManyRegions:
@@ -201,6 +242,27 @@ def zero_by_cases(value: Basic) -> str | None:
         return None
     return (f"by cases: equal on every region between the kinks ({len(leaves)} sign patterns"
             + (f", {empty} of them empty" if empty else "") + "), so almost everywhere (not at a kink)")
+
+
+def _zero_on_every_region_at_once(value: Basic) -> str | None:
+    """``value`` = 0 on every region between its kinks, shown once for all 2^k of them: with each
+    kink's indicator an independent 0/1 variable (``cases.with_indicators``), the numerator is 0
+    in each monomial of the indicators (h² = h). None where this does not settle it (the regions
+    are then taken one by one)."""
+    try:
+        rewritten, indicators = with_indicators(value)
+    except NotIndicatorForm:
+        return None
+    kinks = kink_arguments(value)
+    if not indicators or not all(_not_identically_zero(g) for g in kinks):
+        return None
+    numerator = together(rewritten).as_numer_denom()[0]
+    parts = multilinear_parts(numerator, indicators)
+    if not all(_smooth_zero(coefficient) for coefficient in parts.values()):
+        return None
+    return (f"by cases: equal on every region between the kinks ({len(kinks)} kink"
+            f"{'' if len(kinks) == 1 else 's'}, every sign pattern at once: each kink's indicator "
+            "[g > 0] taken as a 0/1 variable), so almost everywhere (not at a kink)")
 
 
 def zero_by_cases_in_sums(value: Basic) -> str | None:
@@ -240,6 +302,14 @@ def zero_by_cases_in_sums(value: Basic) -> str | None:
 def _exact_at(g: Basic, point: dict):
     """g at a rational point: exactly when rational, else to 30 digits (a norm's square root);
     only the sign is used, and a value within 10⁻¹⁰ of 0 is refused (too near the kink)."""
+    terms = _rational_polynomial(g)
+    if terms is not None:  # the usual kink (Σ_d W_jd X_ds + b_j): exact in Fractions, no SymPy
+        total = Fraction(0)
+        for coefficient, powers in terms:
+            for variable, exponent in powers:
+                coefficient *= point[variable] ** exponent
+            total += coefficient
+        return total
     value = g.xreplace({v: Rational(x.numerator, x.denominator) for v, x in point.items()})
     if value.is_Rational:
         return Fraction(int(value.p), int(value.q))
@@ -247,6 +317,22 @@ def _exact_at(g: Basic, point: dict):
     if not approximate.is_real or abs(approximate) < 1e-10:
         raise ValueError("not a real number away from 0")
     return approximate
+
+
+@lru_cache(maxsize=4096)
+def _rational_polynomial(g: Basic) -> tuple | None:
+    """g as its terms (coefficient, ((variable, exponent), …)) when it is a polynomial with
+    rational coefficients, else None: what a search for a point in a region evaluates hundreds
+    of times, compiled once."""
+    variables = sorted(g.free_symbols, key=str)
+    try:
+        polynomial = Poly(g, *variables)
+    except (PolynomialError, TypeError, ValueError):
+        return None
+    if not (polynomial.domain.is_ZZ or polynomial.domain.is_QQ):
+        return None
+    return tuple((Fraction(int(c.p), int(c.q)), tuple((v, e) for v, e in zip(variables, monomial) if e))
+                 for monomial, c in polynomial.terms())
 
 
 @lru_cache(maxsize=65536)
