@@ -25,7 +25,7 @@ from sympy import (Derivative, Dummy, Expr, Indexed, KroneckerDelta, Piecewise, 
                    factor_terms)
 from sympy.concrete.delta import deltasummation
 from sympy.core.relational import Relational
-from sympy.matrices.expressions import DiagMatrix, Identity, MatrixExpr, OneMatrix
+from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatrixExpr, OneMatrix
 
 from symgrad.derivation import rules
 from symgrad.functions import ELEMENTWISE, elementwise
@@ -120,8 +120,18 @@ def _softmax(ctx: Context, parent: Named, child: Node) -> Local:
                  rf"Softmax Jacobian by the quotient rule, with $\partial (\sum_k e^{{{entry(c, 'k')}}}) / "
                  rf"\partial {entry(c, 'j')} = e^{{{entry(c, 'j')}}}$", (i, j),
                  cases=rules.split_kronecker_cases(value, i, j),
-                 matrix=DiagMatrix(Vec(a, n)) - Vec(a, n) * Vec(a, n).T,
+                 matrix=_diag_minus_outer(Vec(a, n)),
                  matrix_title=rf"As a matrix: $\operatorname{{diag}}({bold(a)}) - {bold(a)} {bold(a)}^\top$")
+
+
+def _diag_minus_outer(vector: Vec) -> MatrixExpr:
+    """diag(a) − a aᵀ, the expression ``DiagMatrix(a) - a * a.T`` builds, without its
+    ``DiagMatrix.doit()``: that asks ``Q.diagonal(a)`` (SymPy's assumption system, imported on
+    first use: about a tenth of a second of a cold ``derive``, used nowhere else) only to
+    return a 1 × 1 vector itself; for any other length it leaves diag(a) as it is."""
+    if vector.length == 1:
+        return DiagMatrix(vector) - vector * vector.T
+    return MatAdd(DiagMatrix(vector), -(vector * vector.T)).doit(deep=False)
 
 
 def _softmax_columns(ctx: Context, parent: Named, child: Node) -> Local:

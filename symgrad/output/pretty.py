@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
+import types
+from contextlib import contextmanager
 
 from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
@@ -203,7 +207,8 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         factors = ordered_factors(list(expr.args))
         negative = [not f.is_Number and not f.is_Add and f.could_extract_minus_sign() for f in factors]
         if len(factors) < 2 or not any(negative):
-            return super()._print_Mul(expr)
+            with _units_not_imported():
+                return super()._print_Mul(expr)
         form = None
         for factor, minus in zip(factors, negative):
             piece = self._print(factor)
@@ -316,6 +321,30 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     _print_ImmutableMatrix = _print_MatrixBase
     _print_ImmutableDenseMatrix = _print_MatrixBase
+
+
+class _NoQuantity:
+    """Stands in for sympy.physics.units.Quantity while that module is not loaded."""
+
+
+@contextmanager
+def _units_not_imported():
+    """SymPy's pretty ``_print_Mul`` imports sympy.physics.units (every unit system: about a
+    tenth of a second, a fifth of a cold ``derive``) only to ask whether a factor is a Quantity.
+    While that module is not loaded no expression can hold a Quantity, so for the call a stand-in
+    module answers no. Only with one thread running: no other import can see the stand-in."""
+    name = "sympy.physics.units"
+    if name in sys.modules or threading.active_count() > 1:
+        yield
+        return
+    stand_in = types.ModuleType(name)
+    stand_in.Quantity = _NoQuantity
+    sys.modules[name] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
 
 
 def pretty(expr, notation=None) -> str:

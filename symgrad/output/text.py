@@ -18,13 +18,19 @@ from symgrad.steps import Derivation, Step
 
 
 def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | None = None,
-              lead: str = "", inline: bool = False) -> str:
+              lead: str = "", inline: bool = False) -> tuple[str, int | None]:
     """``lead`` lhs = rhs joined on their baselines by SymPy's own layout, plus the index range.
     To fit ``width`` columns, matrices are elided first (⋯, as many columns as fit); a sum still
     too wide continues on further lines, one break between two of its terms; what is still too
     wide is wrapped by SymPy, each cut marked ↪. Nothing is left out. ``inline``: ∂L/∂z on one
-    line on the left (the summary)."""
+    line on the left (the summary).
+
+    Also returns the columns the layout took when it fit ``width`` at the first try, else None:
+    that layout is then the same at every width from those columns up to ``width`` (a matrix
+    shows the first of its elisions, in a fixed order, that fits; those that did not fit
+    ``width`` fit no narrower width, and the one shown fits), which lets ``_Math`` reuse it."""
     budget = width
+    first_try = True
     while True:
         printer = TerminalPrinter(notation, budget)
         right = printer._print(step.rhs)
@@ -33,13 +39,15 @@ def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | Non
         joined = prettyForm(*stringPict.next(left, right))
         if width is None or joined.width() <= width or budget < 12:
             break
+        first_try = False
         budget = min(budget, joined.width()) - max(4, (joined.width() - width) // 2)
+    fitted = joined.width() if first_try and (width is None or joined.width() <= width) else None
     text = joined.render(wrap_line=False) if width is None or joined.width() <= width else \
         _broken(printer, step.rhs, left, right, width)
     if step.free_indices:
         text += "\n(for " + "; ".join(f"{', '.join(printer._name(i) for i in indices)} = 1 … {bound}"
                                       for indices, bound in index_ranges(step, model)) + ")"
-    return text
+    return text, fitted
 
 
 def _broken(printer: TerminalPrinter, rhs, left: prettyForm, right: prettyForm, width: int) -> str:
@@ -91,11 +99,20 @@ class _Math:
         self.args = (step, show_lhs, model, notation)
         self.options = {"lead": lead, "inline": inline}
         self.style = style
+        self._last: tuple[int, str, int | None] | None = None  # width, text, columns it fit in
 
     def _text(self, width: int) -> Text:
-        step, show_lhs, model, notation = self.args
-        return Text(_equation(step, show_lhs, model, notation, width, **self.options), style=self.style,
-                    no_wrap=True, overflow="ellipsis")
+        """Laid out again only when the width calls for it: rich measures a panel's contents at
+        the console's width and then renders them at the measured one, and SymPy's layout is
+        the slow part of printing (``_equation`` says when a layout holds at a narrower width)."""
+        last = self._last
+        if last is not None and (last[0] == width or last[2] is not None and last[2] <= width <= last[0]):
+            text = last[1]
+        else:
+            step, show_lhs, model, notation = self.args
+            text, fitted = _equation(step, show_lhs, model, notation, width, **self.options)
+            self._last = (width, text, fitted)
+        return Text(text, style=self.style, no_wrap=True, overflow="ellipsis")
 
     def __rich_console__(self, console, options):
         yield self._text(options.max_width)
