@@ -371,7 +371,12 @@ class IndexProver:
         terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
         lhs, rhs, free = self.index_form(step)
         result = None
-        for keep in self._unfolding_levels():
+        levels = self._unfolding_levels()
+        if self._by_a_base_variable(lhs, rhs):
+            # ∂J/∂W_jp unfolds the model down to W: keeping Z opaque elsewhere cannot match it,
+            # so the full unfolding goes first (either order proves the same; this one sooner)
+            levels = levels[::-1]
+        for keep in levels:
             try:
                 result = self._prove_at(lhs - rhs, keep, free, equations)
             except Undecided as reason:
@@ -381,6 +386,11 @@ class IndexProver:
             if result.proven:
                 break
         return result
+
+    def _by_a_base_variable(self, *sides: Basic) -> bool:
+        """Whether a side differentiates by a base variable (W, b, X: no abbreviation)."""
+        return any(not self.model.is_abbreviation(node.variables[0])
+                   for side in sides for node in plain_sympy(side).atoms(Derivative))
 
     def _prove_at(self, difference: Basic, keep: frozenset, free, equations: list[Eq]) -> IndexResult:
         used: list[str] = []
