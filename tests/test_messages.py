@@ -283,9 +283,9 @@ def test_a_long_sum_continues_on_lines_that_each_start_with_a_sign(model):
     letters = "abcdefghkmpqrtuvw"
     rhs = sum((-1) ** k * IndexedBase(letter)[j] ** (k + 2) / (k + 1 + exp(s[j])) for k, letter in enumerate(letters))
     step = _step(rhs, (j,))
-    whole = _equation(step, True, model, width=None)
+    whole, _ = _equation(step, True, model, width=None)
     for width in (40, 60, 80):
-        text = _equation(step, True, model, width=width)
+        text, _ = _equation(step, True, model, width=width)
         lines = text.splitlines()
         assert max(len(line) for line in lines) <= width < max(len(line) for line in whole.splitlines())
         assert "↪" not in text and lines[-1] == "(for j = 1 … 3)"
@@ -311,9 +311,9 @@ def test_an_equation_too_wide_to_break_between_terms_is_wrapped_with_marks_and_n
     s, y = IndexedBase("s"), IndexedBase("y")
     numerator = sum(k * s[j] ** k * y[j] * exp(k * s[j]) for k in range(1, 10))
     step = _step(numerator / (3 * (1 + exp(s[j]))), (j,))
-    whole = _equation(step, True, model, width=None).rsplit("\n", 1)[0]
+    whole = _equation(step, True, model, width=None)[0].rsplit("\n", 1)[0]
     for width in (50, 80):
-        text = _equation(step, True, model, width=width)
+        text, _ = _equation(step, True, model, width=width)
         body, ranges = text.rsplit("\n", 1)
         assert ranges == "(for j = 1 … 3)" and "↪" in body
         assert max(len(line) for line in text.splitlines()) <= width
