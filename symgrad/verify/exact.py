@@ -175,11 +175,10 @@ class ExactProver:
         value = self._prepared(lhs - rhs, elimination, assumptions)
         if not has_kinks(value):
             return []
-        if every_region:
-            patterns = _sign_patterns(value)
-            if patterns is not None:  # every sign pattern of the kinks is a region: no leaf needed
-                return self._witnesses([(conditions, None) for conditions in patterns], seed)
         try:
+            patterns = _sign_patterns(value)
+            if every_region and patterns is not None:  # each sign pattern is a region: no leaf needed
+                return self._witnesses([(conditions, None) for conditions in patterns], seed)
             leaves = regions(value)
         except TooManyRegions:
             return []
@@ -203,7 +202,8 @@ def _sign_patterns(value: Basic) -> list[tuple] | None:
     """Every sign pattern of the kinks of ``value`` as region conditions ((g, ±1), …), when no
     kink lies inside another (then each pattern is one region, and listing them needs no
     rewriting of ``value``); kinks that are multiples of one another are one kink. None where
-    kinks nest, or past ``MAX_REGIONS`` patterns."""
+    kinks nest; TooManyRegions past ``MAX_REGIONS`` patterns, at once (``regions`` would build
+    that many leaves before saying so)."""
     try:
         with_indicators(value)
     except NotIndicatorForm:
@@ -213,7 +213,7 @@ def _sign_patterns(value: Basic) -> list[tuple] | None:
         if not any(_sign_against(g, kept, 1) is not None for kept in kinks):
             kinks.append(g)
     if 2 ** len(kinks) > MAX_REGIONS:
-        return None
+        raise TooManyRegions(f"more than {MAX_REGIONS} regions")
     return [tuple(zip(kinks, signs)) for signs in itertools.product((1, -1), repeat=len(kinks))]
 
 
@@ -226,6 +226,7 @@ def zero_by_cases(value: Basic) -> str | None:
     if at_once is not None:
         return at_once
     try:
+        _sign_patterns(value)  # too many regions: said at once
         leaves = regions(value)
     except TooManyRegions:
         return None
