@@ -206,6 +206,24 @@ def with_indicators(expr: Basic) -> tuple[Basic, list[Basic]]:
     equals ``expr`` there; so an identity that holds for every 0/1 value of the h's — as it does
     when it holds with the h's as free variables, up to h² = h — holds on every region at once,
     without enumerating the 2^k regions. Raises NotIndicatorForm where that reading does not apply."""
+    found = _indicator_form(expr)
+    if isinstance(found, str):
+        raise NotIndicatorForm(found)
+    rewritten, symbols = found
+    return rewritten, list(symbols)
+
+
+@lru_cache(maxsize=256)
+def _indicator_form(expr: Basic) -> tuple[Basic, tuple[Basic, ...]] | str:
+    """``with_indicators``'s answer, or why it does not apply; kept, since a case split asks
+    first whether the reading applies and then proves with it."""
+    try:
+        return _rewritten_with_indicators(expr)
+    except NotIndicatorForm as reason:
+        return str(reason)
+
+
+def _rewritten_with_indicators(expr: Basic) -> tuple[Basic, tuple[Basic, ...]]:
     kinks = kink_arguments(expr)
     symbols = {g: Symbol(f"_h{k}", real=True) for k, g in enumerate(kinks)}
 
@@ -249,10 +267,19 @@ def with_indicators(expr: Basic) -> tuple[Basic, list[Basic]]:
         raise NotIndicatorForm(f"{type(node).__name__}")
 
     if not kinks:
-        return expr, []
+        return expr, ()
     if any(has_kinks(a) for node in expr.atoms(*KINKED) for a in node.args):
         raise NotIndicatorForm("a kink inside a kink")  # its regions are not all sign patterns
-    return expr.replace(lambda e: isinstance(e, KINKED), rewrite), list(symbols.values())
+    return expr.replace(lambda e: isinstance(e, KINKED), rewrite), tuple(symbols.values())
+
+
+def distinct_kinks(expr: Basic) -> list[Basic]:
+    """``kink_arguments``, those that are constant multiples of one another (x and 2x) once."""
+    kept: list[Basic] = []
+    for g in kink_arguments(expr):
+        if not any(_sign_against(g, other, 1) is not None for other in kept):
+            kept.append(g)
+    return kept
 
 
 def multilinear_parts(polynomial: Basic, indicators: list[Basic]) -> dict[frozenset, Basic]:

@@ -17,7 +17,7 @@ from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
-from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, _sign_against, describe, has_kinks,
+from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, describe, distinct_kinks, has_kinks,
                                   kink_arguments, linear_witness, multilinear_parts, regions, search_witness,
                                   with_indicators)
 from symgrad.verify.concrete import ConcreteModel
@@ -208,10 +208,7 @@ def _sign_patterns(value: Basic) -> list[tuple] | None:
         with_indicators(value)
     except NotIndicatorForm:
         return None
-    kinks: list[Basic] = []
-    for g in kink_arguments(value):
-        if not any(_sign_against(g, kept, 1) is not None for kept in kinks):
-            kinks.append(g)
+    kinks = distinct_kinks(value)
     if 2 ** len(kinks) > MAX_REGIONS:
         raise TooManyRegions(f"more than {MAX_REGIONS} regions")
     return [tuple(zip(kinks, signs)) for signs in itertools.product((1, -1), repeat=len(kinks))]
