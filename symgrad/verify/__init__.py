@@ -160,6 +160,10 @@ class StepChecker:
             self._remember_side(step)
         return check
 
+    def numeric_only(self, step: Step, seed: str) -> Check:
+        """``numeric_step_check`` with this checker's model (see there)."""
+        return numeric_step_check(self.concrete, self.prover, self.numeric, step, seed, self.exact)
+
     def _large(self, step: Step) -> bool:
         """A step over an index range longer than ``LARGE_RANGE`` (or holding a template matrix
         that long): its entries are never written out one by one."""
@@ -338,21 +342,11 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
     fall-backs); then the exact prover; an entry it cannot decide is evaluated exactly at
     rational points (a non-zero exact difference refutes it) and numerically at more points."""
     exact = exact or ExactEvaluator(concrete)
-    try:
-        indices, lhs, rhs = concrete.instances(step)
-    except (ValueError, TypeError) as error:
-        return Check(None, None, f"could not make the step explicit: {error}")
-    elimination = concrete.joint_elimination(tuple(step.assumptions))
-    entries = list(zip(lhs, rhs))
+    screened = _screened_entries(concrete, prover, program, step, seed, exact)
+    if isinstance(screened, Check):
+        return screened
+    entries, sample, elimination, numeric, counterexample, region_text = screened
     where = _entries(len(entries))
-    rng = random.Random(seed)
-    sample = sorted(rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES)))
-    numeric, counterexample = numeric_check(program, entries, sample, elimination, exact=exact)
-    if numeric is False:
-        return Check(False, False, f"refuted numerically: {counterexample}")
-    regional, region_text = region_check(program, prover, entries, sample, elimination, seed, exact)
-    if regional is False:
-        return Check(False, False, region_text)
 
     assumptions = frozenset(step.assumptions)
     notes_before = len(prover.case_notes)
@@ -388,6 +382,42 @@ def check_step(concrete: ConcreteModel, prover: ExactProver, program: NumericPro
     if evidence:
         parts.append(evidence)
     return Check(proven, numeric, "; ".join(parts))
+
+
+def numeric_step_check(concrete: ConcreteModel, prover: ExactProver, program: NumericProgram, step: Step,
+                       seed: str, exact: ExactEvaluator | None = None) -> Check:
+    """The numeric half of ``check_step`` alone: sampled entries at random points, and each
+    entry with kinks inside every region between them. Never proven (``exact`` is None): for an
+    instance of a step already proven for every size in index notation, which its instances
+    follow from without being proven again."""
+    screened = _screened_entries(concrete, prover, program, step, seed, exact or ExactEvaluator(concrete))
+    if isinstance(screened, Check):
+        return screened
+    entries, sample, _, numeric, counterexample, region_text = screened
+    parts = [_numeric_text(numeric, counterexample, len(sample), _entries(len(entries)))]
+    if region_text:
+        parts.append(region_text)
+    return Check(None, numeric, "; ".join(parts))
+
+
+def _screened_entries(concrete, prover, program, step, seed, exact):
+    """The step's entries written out, and the numeric and by-region checks of a sample of them:
+    a refuting ``Check``, or (entries, sample, elimination, numeric, counterexample, region text)."""
+    try:
+        indices, lhs, rhs = concrete.instances(step)
+    except (ValueError, TypeError) as error:
+        return Check(None, None, f"could not make the step explicit: {error}")
+    elimination = concrete.joint_elimination(tuple(step.assumptions))
+    entries = list(zip(lhs, rhs))
+    rng = random.Random(seed)
+    sample = sorted(rng.sample(range(len(entries)), min(len(entries), MAX_NUMERIC_ENTRIES)))
+    numeric, counterexample = numeric_check(program, entries, sample, elimination, exact=exact)
+    if numeric is False:
+        return Check(False, False, f"refuted numerically: {counterexample}")
+    regional, region_text = region_check(program, prover, entries, sample, elimination, seed, exact)
+    if regional is False:
+        return Check(False, False, region_text)
+    return entries, sample, elimination, numeric, counterexample, region_text
 
 
 def numeric_check(program: NumericProgram, entries, sample, elimination, points: range | None = None,

@@ -166,7 +166,26 @@ def resolve(expr: Basic, g: Basic, s: int) -> Basic:
             return S.true if (t > 0) == (node.rel_op in (">", ">=")) else S.false
         return node
 
-    return expr.replace(lambda e: isinstance(e, (*KINKED, Relational)), settle)
+    settles = (*KINKED, Relational)
+
+    def rebuild(node: Basic) -> Basic:
+        """Bottom-up like ``Basic.replace``, but a max or min whose arguments changed is rebuilt
+        unevaluated: SymPy's evaluation of Max/Min compares its arguments pairwise through the
+        assumptions system (1.5 ms a node, most of a case split's time on clip and Huber), and
+        the kink settled here usually removes the node; one it leaves is evaluated then."""
+        if not node.args:
+            return node
+        args = tuple(rebuild(a) for a in node.args)
+        if args == node.args:
+            return settle(node) if isinstance(node, settles) else node
+        if not isinstance(node, (Max, Min)):
+            node = node.func(*args)
+            return settle(node) if isinstance(node, settles) else node
+        settled = settle(node.func(*args, evaluate=False))
+        # not settled by this kink: evaluated after all (Max(x, x) → x, Min(−1/2, 1/2) → −1/2)
+        return settled.func(*settled.args) if isinstance(settled, (Max, Min)) else settled
+
+    return rebuild(expr)
 
 
 def regions(expr: Basic, max_regions: int = MAX_REGIONS) -> list[tuple[tuple, Basic]]:

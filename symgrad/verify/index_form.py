@@ -370,6 +370,12 @@ class IndexProver:
         """Proven only when some unfolding reduces lhs − rhs to 0; a normal form that does not
         terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
         lhs, rhs, free = self.index_form(step)
+        # an index over 1..1 (the column s of a batch of m = 1) is 1: left free, delta sums
+        # over it end in Piecewise((…, Eq(s, 1)), …) that no normal form resolves
+        single = {x: S.One for x in free if self.model.range_of(x) == 1}
+        if single:
+            lhs, rhs = lhs.xreplace(single), rhs.xreplace(single)
+            free = tuple(x for x in free if x not in single)
         result = None
         levels = self._unfolding_levels()
         if self._by_a_base_variable(lhs, rhs):
@@ -445,6 +451,8 @@ class IndexProver:
         def covered(match: dict, scope: dict) -> bool:
             for wild, bound in needed.items():
                 index = match.get(wild)
+                if index == 1:  # the first value (the only one of an index over 1..1) of every range
+                    continue
                 known = scope.get(index, declared.get(index))
                 if known is None or known != bound:
                     return False
