@@ -155,7 +155,7 @@ def test_mixed_sizes_n_symbolic_p_and_m_fixed():
     assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]
     for step in derivation.steps:
         assert step.check.scope == "all n", step.title
-        assert "numeric at n = 1, 2, 3, 5, 8" in step.check.detail, step.title
+        assert step.check.detail.endswith("numeric at n = 1, 2, 3"), step.title
     shape = derivation.steps[-1].lhs.x.shape
     assert str(shape[0]) == "n" and shape[1] == 2
 

@@ -22,6 +22,7 @@ from symgrad.model import TemplateMatrix
 from symgrad.notation import SumExcluding
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.grid import GridModel, Unsupported, base_arrays, disagreements
+from symgrad.verify.grid import supports as grid_supports
 from symgrad.verify.cases import has_kinks
 from symgrad.verify.exact import ExactProver
 from symgrad.verify.index_form import IndexProver, NotGeneric
@@ -34,7 +35,7 @@ MAX_EXTRA_POINTS = 10  # points drawn in place of ones where a side is not finit
 EXACT_POINTS = 4  # exact evaluations per undecided entry
 MAX_NUMERIC_ENTRIES = 12  # per step: the numeric check is the independent second opinion
 LARGE_RANGE = 16  # beyond this length, entries are never written out one by one
-LARGE_NUMERIC_ENTRIES = 4  # 50-digit entries per step at a large size (the float screen sees all)
+LARGE_NUMERIC_ENTRIES = 4  # 50-digit entries per step where the float screen has seen all
 MAX_SCREEN_ENTRIES = 4 * 1024 * 1024  # the float screen's grid (numpy arrays of this many floats)
 
 Progress = Callable[[int, int, str], None]
@@ -106,12 +107,16 @@ class StepChecker:
             screen, screen_text = self._screen(lhs, rhs, free, elimination)
             if screen is False:
                 return Check(False, False, screen_text)
-            if large and screen is True:
-                # at a large size the float screen has evaluated every entry; the 50-digit
-                # check looks at a few entries whose evaluation stays O(n) (a sum of n numerical
-                # derivatives, each O(n), would be O(n²) per entry)
-                values = [v for v in values if not _large_sum(lhs.xreplace(v))
-                          and not _large_sum(rhs.xreplace(v))][:LARGE_NUMERIC_ENTRIES]
+            if screen is True:
+                # the float screen has evaluated every entry at these points; the 50-digit check
+                # looks at a few of them (at n = 16 its numerical derivatives of a loss over
+                # 256 terms were two thirds of the layer's time), and at a large size only at
+                # entries whose evaluation stays O(n) (a sum of n numerical derivatives, each
+                # O(n), would be O(n²) per entry)
+                if large:
+                    values = [v for v in values if not _large_sum(lhs.xreplace(v))
+                              and not _large_sum(rhs.xreplace(v))]
+                values = values[:LARGE_NUMERIC_ENTRIES]
             try:
                 entries = [(self.concrete.explicit(lhs.xreplace(v)), self.concrete.explicit(rhs.xreplace(v)))
                            for v in values]
@@ -184,7 +189,7 @@ class StepChecker:
                 total *= int(bound)
         except TypeError:
             return None, ""
-        if total > MAX_SCREEN_ENTRIES or _model_has_kinks(self.model):
+        if total > MAX_SCREEN_ENTRIES or _model_has_kinks(self.model) or not grid_supports(self.model):
             return None, ""
         points = 0
         for number in range(NUMERIC_POINTS):

@@ -49,6 +49,12 @@ class Unsupported(ValueError):
     """The expression or model is outside what the grid evaluator handles."""
 
 
+def supports(model) -> bool:
+    """Whether the screen can evaluate this model's steps: vectors and scalars, not matrices."""
+    return all(len(shape) == 1 for shape in model.shapes.values()) and \
+        all(len(shape) <= 1 for shape in model.abbreviation_shapes.values())
+
+
 class GridModel:
     """The values of a concrete model at given points, held as numpy arrays: every base vector
     and abbreviation as an array of shape (batch, length + 1) (1-based: entry 0 unused),
@@ -58,12 +64,8 @@ class GridModel:
         """``base_values``: base IndexedBase or Symbol → 1-D array of its entries (1-based,
         entry 0 unused) or a float; one point."""
         self.model = model
-        for shape in model.shapes.values():
-            if len(shape) != 1:
-                raise Unsupported("matrices are not handled by the grid screen")
-        for shape in model.abbreviation_shapes.values():
-            if len(shape) > 1:
-                raise Unsupported("matrices are not handled by the grid screen")
+        if not supports(model):
+            raise Unsupported("matrices are not handled by the grid screen")
         self.lengths = {base: int(shape[0]) for base, shape in model.shapes.items()}
         self.lengths.update({head: int(shape[0]) for head, shape in model.abbreviation_shapes.items()
                              if len(shape) == 1})

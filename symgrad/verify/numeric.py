@@ -83,7 +83,9 @@ class NumericProgram:
         self.slots: dict[Basic, int] = {atom: k for k, atom in enumerate(self.base)}
         self.definitions: list[Compiled | None] = [None] * len(self.base)
         self.depends: list[frozenset] = [frozenset({k}) for k in range(len(self.base))]
+        self._dependents_of: dict[int, tuple[tuple[int, ...], int]] = {}  # slot → (dependents, slots scanned)
         self._compiled: dict[Basic, Compiled] = {}
+        self._term_depends: dict[Basic, list] = {}  # a sum → (term, the slots its value depends on)
         self._points: dict[tuple, State] = {}
 
     # -- slots ------------------------------------------------------------------------------
@@ -172,11 +174,20 @@ class NumericProgram:
     def perturbed(self, state: State, k: int, value) -> State:
         """The same point with slot ``k`` set to ``value`` and everything depending on it cleared."""
         values = list(state.values) + [None] * (len(self.definitions) - len(state.values))
-        for m in range(len(self.base), len(self.definitions)):
-            if k in self.depends[m]:
-                values[m] = None
+        for m in self._dependents(k):
+            values[m] = None
         values[k] = value
         return State(values, variant=state.variant)
+
+    def _dependents(self, k: int) -> tuple[int, ...]:
+        """The slots whose value depends on slot ``k``, kept per slot (a numerical derivative
+        perturbs one slot many times; scanning every slot each time was most of the 50-digit
+        check of a 16 × 16 layer). Slots added since are scanned once more."""
+        known, scanned = self._dependents_of.get(k, ((), len(self.base)))
+        if scanned < len(self.definitions):
+            known += tuple(m for m in range(scanned, len(self.definitions)) if k in self.depends[m])
+            self._dependents_of[k] = (known, len(self.definitions))
+        return known
 
     # -- compilation ------------------------------------------------------------------------
     def compile(self, expr: Basic) -> Compiled:
@@ -273,12 +284,30 @@ class NumericProgram:
         self.depends.append(frozenset().union(*[self.depends[self.slot(a)] for a in atoms]) | {k})
         return lambda state: self.get(state, k)
 
+    def _terms_holding(self, expr: Basic, k: int) -> Basic:
+        """``expr`` (an abbreviation unfolded once) with only the terms of its sum whose value
+        depends on slot ``k``: the others have derivative 0 by x_k, so the numerical derivative
+        is the same, and each evaluation adds a few terms rather than all of them (∂L/∂A_is of
+        a loss over a 16 × 16 batch: 1 term of 256)."""
+        coefficient, rest = S.One, expr
+        for _ in range(4):  # L := −σ/m, σ := Σ_{i,s} Y_is log A_is (a closed sum abbreviated)
+            if not self.concrete.is_abbreviation(rest):
+                break
+            factor, rest = self.concrete.unfold_once(rest).as_coeff_Mul()
+            coefficient *= factor
+        if not isinstance(rest, Add):
+            return expr
+        if rest not in self._term_depends:  # each term's slots, once per sum
+            self._term_depends[rest] = [(t, frozenset().union(*[self.depends[self.slot(a)] for a in self._atoms(t)]))
+                                        for t in rest.args]
+        return coefficient * Add(*[t for t, depends in self._term_depends[rest] if k in depends])
+
     def _compile_derivative(self, node: Derivative) -> Compiled:
         """∂F/∂x by numerical differentiation of F as a function of x alone."""
         if len(node.variables) != 1:
             raise NumericError("only first derivatives are supported")
-        function = self.compile(node.expr)
         k = self.slot(node.variables[0])
+        function = self.compile(self._terms_holding(node.expr, k))
 
         def derivative(state: State):
             key = id(function), k
