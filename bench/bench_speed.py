@@ -1,6 +1,7 @@
-"""Where users wait (issue 17): start-up, ``derive --n 3``, ``verify derivations/`` cold and
-warm (the result cache), and ``verify`` on one worker process against two — wall time of fresh
-processes, medians of several runs, and the ratios computed from this same run.
+"""Where users wait (issue 17): start-up, ``derive --n 3`` (fresh and cached), the softmax layer
+at 16, 16, 16, ``verify derivations/`` cold and warm (the result cache), ``verify`` on one worker
+process against two, and with ``--suite`` the test suite — wall time of fresh processes, medians
+of several runs, and the ratios computed from this same run.
 
 Each command runs as a user runs it (``python -m symgrad …``, the interpreter itself rather
 than a launcher script) from a scratch folder holding a copy of the catalog, so the cache it
@@ -9,7 +10,7 @@ The -j rows use ``--no-cache``; their outputs (JSON) are compared, and the bench
 -j 2 says anything -j 1 does not.
 
 Run:  python bench/bench_speed.py                # 7 runs of the fast rows, 3 of the slow ones
-      python bench/bench_speed.py --runs 5 --slow-runs 1
+      python bench/bench_speed.py --runs 5 --slow-runs 1 --suite   # and the test suite, once
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="runs of each fast row (--help, derive, warm)")
     parser.add_argument("--slow-runs", type=int, default=3, help="runs of each slow row (cold, -j 1, -j 2)")
+    parser.add_argument("--suite", action="store_true", help="also time the test suite once (minutes)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="symgrad-bench-"))
@@ -79,8 +81,13 @@ def main() -> None:
         bare, bare_all = python_start(args.runs)
         log("symgrad --help")
         help_s, help_all, _ = median_of(args.runs, ["--help"], scratch)
+        log("derive --n 3 --no-cache")
+        fresh_s, fresh_all, _ = median_of(args.runs, ["derive", "--n", "3", "--no-cache"], scratch)
         log("derive --n 3")
         derive_s, derive_all, _ = median_of(args.runs, ["derive", "--n", "3"], scratch)
+        log("derive softmax-layer at 16, 16, 16")
+        layer_s, layer_all, _ = median_of(args.slow_runs, ["derive", "softmax-layer", "--n", "16", "--n-prev", "16",
+                                                           "--m", "16", "--no-cache"], scratch)
         log("verify derivations/ (cold)")
         cold_s, cold_all, cold_out = median_of(args.slow_runs, ["verify", "-f", "json", "derivations"], scratch, clear)
         log("verify derivations/ (warm)")
@@ -95,18 +102,31 @@ def main() -> None:
                                                              "derivations"], scratch)
         if one_out != two_out:
             sys.exit("bench: verify -j 2 printed something -j 1 did not")
+        suite = None
+        if args.suite:
+            log("the test suite (README's command: python -m pytest -q -n auto)")
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "auto"], cwd=ROOT,
+                                  capture_output=True, text=True)
+            suite = time.perf_counter() - started
+            if done.returncode != 0:
+                sys.exit(f"bench: the test suite failed:\n{done.stdout[-2000:]}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     rows = [
         ("python -c pass (the interpreter alone)", bare, bare_all, ""),
         ("symgrad --help", help_s, help_all, f"{help_s / bare:.1f}× the bare interpreter"),
-        ("symgrad derive --n 3", derive_s, derive_all, ""),
+        ("symgrad derive --n 3 --no-cache", fresh_s, fresh_all, ""),
+        ("symgrad derive --n 3 (its result cached)", derive_s, derive_all, f"{fresh_s / derive_s:.1f}× faster"),
+        ("symgrad derive softmax-layer 16,16,16 --no-cache", layer_s, layer_all, ""),
         ("symgrad verify derivations/ (cold cache)", cold_s, cold_all, ""),
         ("symgrad verify derivations/ (warm cache)", warm_s, warm_all, f"{cold_s / warm_s:.1f}× faster than cold"),
         ("symgrad verify --no-cache -j 1 derivations/", one_s, one_all, ""),
         ("symgrad verify --no-cache -j 2 derivations/", two_s, two_all, f"{one_s / two_s:.2f}× faster than -j 1"),
     ]
+    if suite is not None:
+        rows.append(("python -m pytest -q -n auto (the test suite)", suite, [suite], ""))
     width = max(len(r[0]) for r in rows)
     print(f"{'command':<{width}}  {'median':>8}  {'runs':>4}  {'min':>7}  {'max':>7}  ratio (same run)")
     for name, median, times, ratio in rows:

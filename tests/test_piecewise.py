@@ -9,12 +9,14 @@ so nothing is rounded), and ``jax.grad`` of a hand-written ``jax.numpy`` version
 installed."""
 
 import random
+
+import mpmath
 from dataclasses import replace
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
-from sympy import Heaviside, Integer, Max, Rational, Symbol
+from hypothesis import assume, given, settings, strategies as st
+from sympy import Heaviside, Integer, Max, Rational, Symbol, exp, log, tanh
 
 from support import final_gradient_entries
 from symgrad.derivation.engine import Problem, derive_problem
@@ -348,3 +350,49 @@ def test_every_region_at_once_proves_only_what_holds_region_by_region(first, sec
     if true_one != 0:
         assert _zero_on_every_region_at_once(true_one) is not None, true_one
     assert _zero_on_every_region_at_once(false_one) is None
+
+
+@st.composite
+def smooth_kink_arguments(draw):
+    """A kink argument as a network makes them: sums of products of rationals, variables and
+    tanh / exp / log of such sums (what a ReLU after a tanh layer has as its kink)."""
+    variables = [Symbol(name, real=True) for name in ("x", "w", "b")]
+
+    def term(depth):
+        factor = Rational(draw(st.integers(-9, 9)), draw(st.integers(1, 7)))
+        chosen = draw(st.lists(st.sampled_from(variables), min_size=0, max_size=2))
+        value = factor
+        for v in chosen:
+            value *= v
+        if depth < 2 and draw(st.booleans()):
+            inner = term(depth + 1) + draw(st.sampled_from(variables))
+            wrap = draw(st.sampled_from([tanh, exp, lambda u: log(1 + u ** 2)]))
+            value *= wrap(inner)
+        return value
+
+    g = sum((term(0) for _ in range(draw(st.integers(1, 3)))), Integer(0))
+    assume(g.free_symbols)  # a kink argument varies
+    return g
+
+
+@settings(max_examples=80, deadline=None)
+@given(smooth_kink_arguments(), st.lists(st.fractions(-8, 8, max_denominator=64), min_size=3, max_size=3))
+def test_a_kink_compiled_for_the_region_search_has_the_sign_sympy_gives(g, values):
+    """The region search evaluates kinks in mpmath (``exact._mpmath_closure``); SymPy's own
+    ``evalf`` at 30 digits is the reference, at the same rational point."""
+    from symgrad.verify.exact import _exact_at
+
+    point = dict(zip(sorted(g.free_symbols, key=str), values))
+    point.update({v: Fraction(0) for v in (Symbol(n, real=True) for n in ("x", "w", "b")) if v not in point})
+    reference = g.xreplace({v: Rational(f.numerator, f.denominator) for v, f in point.items()}).evalf(30)
+    try:
+        fast = _exact_at(g, point)
+    except ValueError:  # refused: too near 0 (both then agree it is no witness)
+        assert abs(reference) < 1e-9
+        return
+    with mpmath.workdps(40):
+        if isinstance(fast, Fraction):  # a polynomial kink: exact
+            fast = mpmath.mpf(fast.numerator) / fast.denominator
+        expected = mpmath.mpf(str(reference))
+        assert abs(fast - expected) <= mpmath.mpf(10) ** -20 * max(1, abs(expected))
+    assert (fast > 0) == (reference > 0)

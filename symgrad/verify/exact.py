@@ -13,7 +13,8 @@ import random
 from fractions import Fraction
 from functools import lru_cache
 
-from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+import mpmath
+from sympy import (Add, Mul, Poly, Pow, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
@@ -308,6 +309,17 @@ def _exact_at(g: Basic, point: dict):
                 coefficient *= point[variable] ** exponent
             total += coefficient
         return total
+    compiled = _mpmath_closure(g)
+    if compiled is not None:  # tanh(Σ_d W_jd X_ds + b_j): mpmath at 30 digits, no SymPy per point
+        with mpmath.workdps(30):
+            try:
+                approximate = compiled(point)
+            except (ZeroDivisionError, ValueError, OverflowError) as error:
+                raise ValueError(f"not a real number here: {error}") from None
+            if not isinstance(approximate, mpmath.mpf) or not mpmath.isfinite(approximate) \
+                    or abs(approximate) < 1e-10:
+                raise ValueError("not a real number away from 0")
+            return approximate
     value = g.xreplace({v: Rational(x.numerator, x.denominator) for v, x in point.items()})
     if value.is_Rational:
         return Fraction(int(value.p), int(value.q))
@@ -317,12 +329,63 @@ def _exact_at(g: Basic, point: dict):
     return approximate
 
 
+_MPMATH_FUNCTIONS = {exp: mpmath.exp, log: mpmath.log, tanh: mpmath.tanh, sinh: mpmath.sinh, cosh: mpmath.cosh}
+
+
+class _NotCompiled(Exception):
+    """A node ``_mpmath_closure`` does not evaluate."""
+
+
+@lru_cache(maxsize=4096)
+def _mpmath_closure(g: Basic):
+    """g as a function of a point (variable → Fraction) evaluated in mpmath at the working
+    precision, or None where g holds a node other than +, ×, powers, numbers, exp, log, tanh,
+    sinh, cosh: a region search evaluates each kink at hundreds of points, and SymPy's
+    ``xreplace`` + ``evalf`` took 4 ms a point (most of a tanh-then-ReLU network's check)."""
+    def build(e: Basic):
+        if e.is_Rational:
+            p, q = int(e.p), int(e.q)
+            return lambda point: mpmath.mpf(p) / q
+        if e.is_number:
+            digits = str(e.evalf(60))
+            return lambda point: mpmath.mpf(digits)
+        if isinstance(e, (Symbol, Indexed)):
+            return lambda point: mpmath.mpf(point[e].numerator) / point[e].denominator
+        parts = [build(a) for a in e.args]
+        if isinstance(e, Add):
+            return lambda point: mpmath.fsum(f(point) for f in parts)
+        if isinstance(e, Mul):
+            def product(point):
+                result = mpmath.mpf(1)
+                for f in parts:
+                    result *= f(point)
+                return result
+            return product
+        if isinstance(e, Pow):
+            base, exponent = parts
+            if e.exp.is_Integer:
+                power = int(e.exp)
+                return lambda point: base(point) ** power
+            return lambda point: mpmath.power(base(point), exponent(point))
+        if type(e) in _MPMATH_FUNCTIONS:
+            function, (argument,) = _MPMATH_FUNCTIONS[type(e)], parts
+            return lambda point: function(argument(point))
+        raise _NotCompiled(type(e).__name__)
+
+    try:
+        return build(g)
+    except _NotCompiled:
+        return None
+
+
 @lru_cache(maxsize=4096)
 def _rational_polynomial(g: Basic) -> tuple | None:
     """g as its terms (coefficient, ((variable, exponent), …)) when it is a polynomial with
     rational coefficients, else None: what a search for a point in a region evaluates hundreds
     of times, compiled once."""
     variables = sorted(g.free_symbols, key=str)
+    if not variables:
+        return None
     try:
         polynomial = Poly(g, *variables)
     except (PolynomialError, TypeError, ValueError):
