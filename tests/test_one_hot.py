@@ -57,8 +57,9 @@ def test_every_step_proven_for_every_n_and_class():
         assert step.check.scope == "all n, K", (step.title, step.check.detail)
         assert "for all n, K in index notation" in step.check.detail
         assert "K runs over 1..n" in step.check.detail  # Σ_i δ_iK = 1 needs K's range, and says so
-        # instantiated at several classes for each n, K = n included
-        assert "(n = 8, K = 8)" in step.check.detail and "(n = 3, K = 2)" in step.check.detail
+        # evaluated at several classes for each n up to 3 (proven steps: symbolic.PROVEN_INSTANCE_SIZE), K = n included
+        assert "(n = 3, K = 3)" in step.check.detail and "(n = 3, K = 2)" in step.check.detail
+        assert "(n = 5" not in step.check.detail
 
 
 def test_the_one_hot_steps_are_computed_from_earlier_steps():

@@ -524,7 +524,7 @@ def region_check(program: NumericProgram, prover: ExactProver, entries, sample, 
     for k in with_kinks:
         left, right = entries[k]
         try:
-            witnesses = prover.case_witnesses(left, right, elimination, f"{seed}:{k}", every_region=True)
+            witnesses = prover.case_witnesses(left, right, elimination, every_region=True)
             compiled = (program.compile(left), program.compile(right))
         except (NumericError, TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
             continue
@@ -611,7 +611,7 @@ def case_refutation(program: NumericProgram, prover: ExactProver, entries, sampl
     for k in sample:
         left, right = entries[k]
         try:
-            witnesses = prover.case_witnesses(left, right, elimination, f"{seed}:{k}")
+            witnesses = prover.case_witnesses(left, right, elimination)
         except (TypeError, ValueError, KeyError, NotImplementedError, RecursionError):
             continue
         if not witnesses:

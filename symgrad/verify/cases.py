@@ -469,7 +469,9 @@ def piecewise_as_steps(expr: Basic) -> Basic:
     return expr.replace(lambda e: isinstance(e, Piecewise), convert)
 
 
+@lru_cache(maxsize=8192)
 def describe(conditions: tuple) -> str:
+    """A region in words (and the seed of its point search): "x - 1 > 0 and y < 0"."""
     return " and ".join(f"{g} {'>' if s > 0 else '<'} 0" for g, s in conditions) or "everywhere"
 
 

@@ -168,7 +168,7 @@ class ExactProver:
         self.case_notes.append(note)
         return True
 
-    def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict, seed: str,
+    def case_witnesses(self, lhs: Basic, rhs: Basic, elimination: dict,
                        assumptions: frozenset = frozenset(), every_region: bool = False) -> list[tuple[str, dict]]:
         """Points strictly inside each region where lhs − rhs is not identically 0 (or inside
         every region), with the region described: where a counterexample must be looked for,
@@ -179,24 +179,34 @@ class ExactProver:
         try:
             patterns = _sign_patterns(value)
             if every_region and patterns is not None:  # each sign pattern is a region: no leaf needed
-                return self._witnesses([(conditions, None) for conditions in patterns], seed)
+                return _witnesses(patterns)
             leaves = regions(value)
         except TooManyRegions:
             return []
         if not every_region:
             leaves = [(conditions, leaf) for conditions, leaf in leaves if not _smooth_zero(leaf)]
-        return self._witnesses(leaves, seed)
+        return _witnesses([conditions for conditions, _ in leaves])
 
-    @staticmethod
-    def _witnesses(leaves, seed: str) -> list[tuple[str, dict]]:
-        found = []
-        for conditions, _ in leaves:
-            decided, point = linear_witness(conditions)
-            if not decided:
-                point = search_witness(conditions, _exact_at, f"{seed}:{describe(conditions)}")
-            if point is not None:
-                found.append((describe(conditions), point))
-        return found
+
+def _witnesses(conditions_of_regions: list[tuple]) -> list[tuple[str, dict]]:
+    """(description, point) for each region a point was found in."""
+    found = []
+    for conditions in conditions_of_regions:
+        point = _witness(conditions)
+        if point is not None:
+            found.append((describe(conditions), point))
+    return found
+
+
+@lru_cache(maxsize=8192)
+def _witness(conditions: tuple) -> dict | None:
+    """A point strictly inside the region (exactly, for linear kinks; by a search seeded by the
+    region itself otherwise), or None. Kept: the steps of one network ask about the same
+    regions again and again (a 4 ms description and a search of 120 points each time)."""
+    decided, point = linear_witness(conditions)
+    if not decided:
+        point = search_witness(conditions, _exact_at, describe(conditions))
+    return point
 
 
 def _sign_patterns(value: Basic) -> list[tuple] | None:

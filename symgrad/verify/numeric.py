@@ -291,8 +291,8 @@ class NumericProgram:
         a loss over a 16 × 16 batch: 1 term of 256)."""
         coefficient, rest = S.One, expr
         for _ in range(4):  # L := −σ/m, σ := Σ_{i,s} Y_is log A_is (a closed sum abbreviated)
-            if not self.concrete.is_abbreviation(rest):
-                break
+            if not self.concrete.is_abbreviation(rest) or self.slots.get(rest) == k:
+                break  # (unfolding the variable itself, ∂L/∂u_1 with L = σ = u_1, would lose it)
             factor, rest = self.concrete.unfold_once(rest).as_coeff_Mul()
             coefficient *= factor
         if not isinstance(rest, Add):
