@@ -639,51 +639,40 @@ def _settle(expr: Basic) -> Basic:
 
 
 def _canonical_names(expr: Basic) -> Basic:
-    """Every sum's bound indices renamed canonically (see ``_canonical_names_of``), each
-    outermost sum through a cache."""
-    return _canonical_names_through_cache(expr)
-
-
-def _canonical_names_of(expr: Basic) -> Basic:
     """Every sum's bound indices renamed ι_1, ι_2, … from the sum itself, innermost sums first:
     each index gets the first name not used anywhere in the summand (after its own indices are
     set aside), so α-equivalent sums become identical whatever surrounds them, and no renaming
     can capture a free index or an inner sum's index."""
-    def rename(total: Sum) -> Sum:
-        placeholders = {lim[0]: Dummy("bound") for lim in total.limits}
-        function = total.function.xreplace(placeholders)
-        limits = [(placeholders[index], *bounds) for index, *bounds in total.limits]
-        taken = {x.name for x in function.atoms(Symbol)}
-        mapping = {}
-        for index, *_ in limits:
-            mapping[index] = _canonical_dummy(S.Zero, avoid={index_symbol(name) for name in taken}
-                                              | set(mapping.values()))
-        return Sum(function.xreplace(mapping), *[(mapping[index], *bounds) for index, *bounds in limits])
+    return _canonical_names_at(expr, 0)
 
-    def unname(total: Sum) -> Sum:
-        placeholders = {lim[0]: Dummy("bound") for lim in total.limits}
-        return Sum(total.function.xreplace(placeholders),
-                   *[(placeholders[index], *bounds) for index, *bounds in total.limits])
 
-    # first every bound index a placeholder: an inner sum's name must not depend on the name
-    # the enclosing sum's index happens to have (Σ_ι2 … Σ_ι3 vs Σ_ι3 … Σ_ι2)
-    expr = expr.replace(lambda e: isinstance(e, Sum), unname)
-    return expr.replace(lambda e: isinstance(e, Sum), rename)
+def _canonical_names_at(expr: Basic, depth: int) -> Basic:
+    if isinstance(expr, Sum):
+        return _canonical_sum(expr, depth)
+    if not expr.args or not expr.has(Sum):
+        return expr
+    return expr.func(*[_canonical_names_at(arg, depth) for arg in expr.args])
 
 
 @lru_cache(maxsize=1 << 16)
-def _canonical_sum(total: Sum) -> Basic:
-    """One outermost sum in its canonical names. Its names depend on the sum alone, so the
-    answer is kept: a network's steps hold the same sums again and again (5× faster there)."""
-    return _canonical_names_of(total)
+def _canonical_sum(total: Sum, depth: int) -> Basic:
+    """One sum in its canonical names, its inner sums through this cache too. First its own
+    indices become placeholders fixed by depth and position, so an inner sum's names do not
+    depend on the names the enclosing indices happen to have (Σ_ι2 … Σ_ι3 vs Σ_ι3 … Σ_ι2),
+    and each sum is renamed once, however many steps hold it (a network's steps hold the same
+    sums again and again)."""
+    placeholders = {lim[0]: Dummy("bound", dummy_index=_PLACEHOLDER_BASE + 64 * depth + position)
+                    for position, lim in enumerate(total.limits)}
+    function = _canonical_names_at(total.function.xreplace(placeholders), depth + 1)
+    taken = {index_symbol(x.name) for x in function.atoms(Symbol)}
+    mapping: dict = {}
+    for placeholder in placeholders.values():
+        mapping[placeholder] = _canonical_dummy(S.Zero, avoid=taken | set(mapping.values()))
+    limits = [(mapping[placeholders[index]], *bounds) for index, *bounds in total.limits]
+    return Sum(function.xreplace(mapping), *limits)
 
 
-def _canonical_names_through_cache(expr: Basic) -> Basic:
-    if isinstance(expr, Sum):
-        return _canonical_sum(expr)
-    if not expr.args or not expr.has(Sum):
-        return expr
-    return expr.func(*[_canonical_names_through_cache(arg) for arg in expr.args])
+_PLACEHOLDER_BASE = 7_000_000  # dummy indices of the placeholders: fixed, so renamed sums can be kept
 
 
 def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:
