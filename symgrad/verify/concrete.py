@@ -43,6 +43,7 @@ class ConcreteModel:
                     self._abbreviate_sum(s)
         self._scalars = frozenset(model.scalars)
         self._unfold_memo: dict[Basic, Basic] = {}
+        self._full_unfold_memo: dict[tuple, Basic] = {}  # (atom, keep_sums) → in the base variables
         self._derivative_memo: dict[tuple, Basic] = {}
         self._instance_memo: dict[tuple, ImmutableMatrix] = {}
         self.vacuous: set[str] = set()  # assumptions that turned out to say nothing (1 == 1)
@@ -204,10 +205,19 @@ class ConcreteModel:
         for atom in expr.free_symbols:
             if atom in self.sum_expansions:
                 if not keep_sums:
-                    mapping[atom] = self.unfold(self._expansion(atom), keep_sums)
+                    mapping[atom] = self._unfolded(atom, keep_sums)
             elif self.model.is_abbreviation(atom):
-                mapping[atom] = self.unfold(self.unfold_once(atom), keep_sums)
+                mapping[atom] = self._unfolded(atom, keep_sums)
         return expr.xreplace(mapping) if mapping else expr
+
+    def _unfolded(self, atom: Basic, keep_sums: bool) -> Basic:
+        """One abbreviation unfolded all the way, kept: a ReLU network's region checks unfold
+        the same entries of Z and A for every step."""
+        key = (atom, keep_sums)
+        if key not in self._full_unfold_memo:
+            body = self._expansion(atom) if atom in self.sum_expansions else self.unfold_once(atom)
+            self._full_unfold_memo[key] = self.unfold(body, keep_sums)
+        return self._full_unfold_memo[key]
 
     def base_form(self, expr: Basic) -> Basic:
         """Fully unfolded in the base variables — what the JSON certificate exports."""
