@@ -14,7 +14,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import mpmath
-from sympy import (Add, Mul, Poly, Pow, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
+from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy, Eq, Indexed, Piecewise, Rational, Sum, Symbol, cancel, cosh, exp,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
@@ -22,6 +22,7 @@ from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions,
                                   kink_arguments, linear_witness, multilinear_parts, regions, search_witness,
                                   with_indicators)
 from symgrad.verify.concrete import ConcreteModel
+from symgrad.verify.numeric import arithmetic_closure
 
 # Past this many operations the fall-back rational simplification is not attempted: the
 # entry is reported as undecided rather than allowed to run for minutes.
@@ -362,21 +363,9 @@ def _mpmath_closure(g: Basic):
         if isinstance(e, (Symbol, Indexed)):
             return lambda point: mpmath.mpf(point[e].numerator) / point[e].denominator
         parts = [build(a) for a in e.args]
-        if isinstance(e, Add):
-            return lambda point: mpmath.fsum(f(point) for f in parts)
-        if isinstance(e, Mul):
-            def product(point):
-                result = mpmath.mpf(1)
-                for f in parts:
-                    result *= f(point)
-                return result
-            return product
-        if isinstance(e, Pow):
-            base, exponent = parts
-            if e.exp.is_Integer:
-                power = int(e.exp)
-                return lambda point: base(point) ** power
-            return lambda point: mpmath.power(base(point), exponent(point))
+        arithmetic = arithmetic_closure(e, parts)
+        if arithmetic is not None:
+            return arithmetic
         if type(e) in _MPMATH_FUNCTIONS:
             function, (argument,) = _MPMATH_FUNCTIONS[type(e)], parts
             return lambda point: function(argument(point))

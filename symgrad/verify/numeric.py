@@ -207,21 +207,9 @@ class NumericProgram:
         if expr is S.Pi:  # erf' = 2 e^{−x²}/√π; mpmath's π follows the working precision
             return lambda state: +mpmath.pi
         parts = [self.compile(arg) for arg in expr.args] if not isinstance(expr, (Piecewise, Derivative)) else []
-        if isinstance(expr, Add):
-            return lambda state: mpmath.fsum(p(state) for p in parts)
-        if isinstance(expr, Mul):
-            def product(state):
-                result = mpmath.mpf(1)
-                for p in parts:
-                    result *= p(state)
-                return result
-            return product
-        if isinstance(expr, Pow):
-            base, exponent = parts
-            if expr.args[1].is_Integer:
-                power = int(expr.args[1])
-                return lambda state: base(state) ** power
-            return lambda state: mpmath.power(base(state), exponent(state))
+        arithmetic = arithmetic_closure(expr, parts)
+        if arithmetic is not None:
+            return arithmetic
         if isinstance(expr, (exp, log)):
             return self._cached_node(expr, mpmath.exp if isinstance(expr, exp) else mpmath.log, parts[0])
         if isinstance(expr, tanh):
@@ -317,6 +305,27 @@ class NumericProgram:
                     lambda t: function(self.perturbed(state, k, t)), at)
             return state.derivative_cache[key]
         return derivative
+
+
+def arithmetic_closure(expr: Basic, parts: list):
+    """The mpmath closure of a sum, product or power from its arguments' closures (each a
+    function of one argument: a point, a state), or None for any other node."""
+    if isinstance(expr, Add):
+        return lambda at: mpmath.fsum(p(at) for p in parts)
+    if isinstance(expr, Mul):
+        def product(at):
+            result = mpmath.mpf(1)
+            for p in parts:
+                result *= p(at)
+            return result
+        return product
+    if isinstance(expr, Pow):
+        base, exponent = parts
+        if expr.args[1].is_Integer:
+            power = int(expr.args[1])
+            return lambda at: base(at) ** power
+        return lambda at: mpmath.power(base(at), exponent(at))
+    return None
 
 
 def _rational_constant(p: int, q: int) -> Compiled:
