@@ -290,6 +290,14 @@ def _exact_literal(node: ast.Constant, source: str) -> Fraction:
     if isinstance(node.value, int):
         return Fraction(node.value)
     text = (ast.get_source_segment(source, node) or "").replace("_", "")
+    written = re.fullmatch(r"([0-9.]*)[eE]([+-]?[0-9]+)", text)
+    if written and abs(int(written.group(2))) > len(text) + MAX_LITERAL_EXPONENT:
+        # far out of range whatever the digits before the e (at most len(text) decades of them):
+        # Fraction("1e1000431880051") would build a billion-digit integer (the fuzz campaign's)
+        if not written.group(1).strip("0."):
+            return Fraction(0)
+        return Fraction(10) ** (MAX_LITERAL_EXPONENT + 1) if int(written.group(2)) > 0 \
+            else Fraction(1, 10 ** (MAX_LITERAL_EXPONENT + 1))
     try:
         return Fraction(text)
     except (ValueError, ZeroDivisionError):

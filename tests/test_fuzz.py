@@ -135,6 +135,9 @@ def test_a_sample_through_the_real_checker_ends_in_a_verdict_or_a_clean_error(te
     ("z ** 1e309", 6, "out of range"),
     ("1e-400", 1, "out of range"),
     ("softmax(z) * 1.5e400", 14, "out of range"),
+    # an exponent of a billion: refused from the text, never built (Fraction would hang on it)
+    ("(746353.1-1e1000431880051) * (z)", 11, "out of range"),
+    ("1e-1000431880051 * z", 1, "out of range"),
 ])
 def test_float_literals_that_overflow_are_refused_not_crashed(text, column, words):
     error = outcome(text)
@@ -145,6 +148,8 @@ def test_literals_are_exact_as_written():
     assert outcome("0.1") == Integer(1) / 10
     assert outcome("1e-300") == Integer(10) ** -300
     assert outcome("1e300") == Integer(10) ** 300
+    assert outcome("0.0e99999999999 * z") == ImmutableMatrix([0, 0, 0])
+    assert outcome("0.001e311") == Integer(10) ** 308
 
 
 @pytest.mark.parametrize("text", [
