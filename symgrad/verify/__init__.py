@@ -409,7 +409,7 @@ def _screened_entries(concrete, prover, program, step, seed, exact):
     """The step's entries written out, and the numeric and by-region checks of a sample of them:
     a refuting ``Check``, or (entries, sample, elimination, numeric, counterexample, region text)."""
     try:
-        indices, lhs, rhs = concrete.instances(step)
+        _, lhs, rhs = concrete.instances(step)
     except (ValueError, TypeError) as error:
         return Check(None, None, f"could not make the step explicit: {error}")
     elimination = concrete.joint_elimination(tuple(step.assumptions))

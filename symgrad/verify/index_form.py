@@ -119,7 +119,8 @@ class IndexProver:
 
     # -- 1. index form -----------------------------------------------------------------------
     def index_form(self, step) -> tuple[Basic, Basic, tuple[Symbol, ...]]:
-        """Both sides as scalar templates in free indices (matrix sides read at a generic entry)."""
+        """Both sides as scalar templates in free indices (matrix sides read at a generic entry);
+        an index, or a dimension, over 1..1 is 1 and not free."""
         free = tuple(step.free_indices)
         if isinstance(step.lhs, MatrixExpr) or isinstance(step.rhs, MatrixExpr):
             shape = (step.lhs if isinstance(step.lhs, MatrixExpr) else step.rhs).shape
@@ -131,6 +132,12 @@ class IndexProver:
             lhs, rhs = generic_entry(step.lhs, row_at, col_at), generic_entry(step.rhs, row_at, col_at)
             free = tuple(x for x, size in ((row, shape[0]), (col, shape[1])) if size != 1)
             return readable(lhs), readable(rhs), free
+        # likewise a free index over 1..1 (the column s of a batch of m = 1) is 1: left free,
+        # delta sums over it end in Piecewise((…, Eq(s, 1)), …) that no normal form resolves
+        single = {x: S.One for x in free if self.model.range_of(x) == 1}
+        if single:
+            return (step.lhs.xreplace(single), step.rhs.xreplace(single),
+                    tuple(x for x in free if x not in single))
         return step.lhs, step.rhs, free
 
     def _index_for(self, dimension: Basic, default: str, taken: set[str]) -> Symbol:
@@ -370,12 +377,6 @@ class IndexProver:
         """Proven only when some unfolding reduces lhs − rhs to 0; a normal form that does not
         terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
         lhs, rhs, free = self.index_form(step)
-        # an index over 1..1 (the column s of a batch of m = 1) is 1: left free, delta sums
-        # over it end in Piecewise((…, Eq(s, 1)), …) that no normal form resolves
-        single = {x: S.One for x in free if self.model.range_of(x) == 1}
-        if single:
-            lhs, rhs = lhs.xreplace(single), rhs.xreplace(single)
-            free = tuple(x for x in free if x not in single)
         result = None
         levels = self._unfolding_levels()
         if self._by_a_base_variable(lhs, rhs):
