@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from sympy import Basic, Eq, Expr, ImmutableMatrix, Indexed, IndexedBase, Integer, Symbol, Tuple, sympify
 from sympy.matrices.expressions import MatrixExpr
 
+from symgrad import interning
+
+interning.install()
+
 
 @dataclass(frozen=True)
 class Definition:

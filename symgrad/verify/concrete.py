@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
-from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, MatrixBase, Mul, Sum,
+from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Integer, KroneckerDelta, MatrixBase, Mul, Sum,
                    Symbol, Transpose, expand)
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
@@ -21,6 +21,17 @@ from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec
 
 
 EXPAND, ABBREVIATE, KEEP = "expand", "abbreviate", "keep"  # what ``explicit`` does with sums
+
+
+def _pinned_by_delta(term: Basic, index: Symbol) -> int | None:
+    """The one value of ``index`` at which ``term`` can be nonzero when it has a factor
+    δ(index, c) with c a number; None otherwise."""
+    for factor in Mul.make_args(term):
+        if isinstance(factor, KroneckerDelta) and index in factor.args:
+            other = factor.args[1] if factor.args[0] == index else factor.args[0]
+            if other.is_Integer:
+                return int(other)
+    return None
 
 
 def _is_closed(expr: Basic) -> bool:
@@ -45,6 +56,8 @@ class ConcreteModel:
         self._unfold_memo: dict[Basic, Basic] = {}
         self._full_unfold_memo: dict[tuple, Basic] = {}  # (atom, keep_sums) → in the base variables
         self._derivative_memo: dict[tuple, Basic] = {}
+        self._reach_memo: dict[tuple, bool] = {}  # (abbreviation, atom) → whether it depends on it
+        self._direct_memo: dict[Basic, frozenset] = {}  # abbreviation → the atoms of its definition
         self._instance_memo: dict[tuple, ImmutableMatrix] = {}
         self.vacuous: set[str] = set()  # assumptions that turned out to say nothing (1 == 1)
 
@@ -115,12 +128,53 @@ class ConcreteModel:
                 return Add(*[self._explicit_scalar(inner.xreplace({index: Integer(v)}), sums)
                              for v in range(int(lower), int(upper) + 1)])
             term, (index, lower, upper) = expr.function, expr.limits[0]
+            values = range(int(lower), int(upper) + 1)
+            pinned = _pinned_by_delta(term, index)
+            if pinned is not None:  # Σ_i δ_i3 f(i): every other term is 0
+                values = [v for v in values if v == pinned]
+            gates = self._zero_gates(term, index)
             return Add(*[self._explicit_scalar(term.xreplace({index: Integer(v)}), sums)
-                         for v in range(int(lower), int(upper) + 1)])
+                         for v in values if not (gates and self._any_vanishes(gates, index, Integer(v)))])
         args = [self._explicit_scalar(arg, sums) for arg in expr.args]
         if all(new is old for new, old in zip(args, expr.args)):
             return expr  # unchanged: rebuilding (a Derivative above all) costs ~100 µs
         return expr.func(*args)
+
+    # -- terms that vanish ------------------------------------------------------------------
+    def _zero_gates(self, term: Basic, index: Symbol) -> list[Derivative]:
+        """The factors ∂f/∂x of ``term`` whose entry f holds the summation index: at an index
+        value where f does not depend on x such a factor is 0, and so is the term
+        (Σ_{i,s} ∂J/∂Z_is ∂Z_is/∂W_jp: 240 of 256 terms have i ≠ j). A scalar f (the loss) is
+        left out: it depends on nearly everything, and searching its definitions costs most."""
+        return [factor for factor in Mul.make_args(term)
+                if isinstance(factor, Derivative) and len(factor.variables) == 1
+                and isinstance(factor.expr, Indexed) and index in factor.free_symbols]
+
+    def _any_vanishes(self, gates: list[Derivative], index: Symbol, value: Integer) -> bool:
+        return any(self._vanishes(gate.xreplace({index: value})) for gate in gates)
+
+    def _vanishes(self, derivative: Derivative) -> bool:
+        """Whether ∂f/∂x is 0 because x does not occur anywhere in f's definitions (unfolded
+        through every abbreviation and closed sum): exactly what the chain rule would give."""
+        function, (variable,) = derivative.expr, derivative.variables
+        if function == variable or not self.is_abbreviation(function):
+            return False
+        return not self._reaches(function, variable)
+
+    def _reaches(self, atom: Basic, target: Basic) -> bool:
+        """Whether ``target`` occurs in abbreviation ``atom``'s definition or in those of the
+        abbreviations it uses; each (atom, target) decided once."""
+        key = (atom, target)
+        if key not in self._reach_memo:
+            direct = self._direct_atoms(atom)
+            self._reach_memo[key] = target in direct or any(
+                self._reaches(a, target) for a in direct if self.is_abbreviation(a))
+        return self._reach_memo[key]
+
+    def _direct_atoms(self, atom: Basic) -> frozenset:
+        if atom not in self._direct_memo:
+            self._direct_memo[atom] = frozenset(self.unfold_once(atom).free_symbols)
+        return self._direct_memo[atom]
 
     def instances(self, step, sums: str = ABBREVIATE) -> tuple[list[tuple], ImmutableMatrix, ImmutableMatrix]:
         """Both sides of a step at every value of its free indices, as equal-shaped matrices.

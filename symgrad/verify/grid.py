@@ -11,9 +11,10 @@ numpy arrays. It is independent of the symbolic machinery in the same way ``nume
   model), never from the symbolic derivative the step is meant to check. Complex step has no
   subtractive cancellation, so its derivatives are accurate to rounding.
 
-It handles models of vectors and scalars whose functions are analytic (exp, log, powers,
-sums, Kronecker deltas, cases on index equalities); anything else raises ``Unsupported`` and
-the caller keeps its entry-by-entry check. A disagreement found here is only a candidate: the
+It handles models of scalars, vectors and matrices whose functions are analytic (exp, log,
+powers, sums, Kronecker deltas, cases on index equalities); anything else, or an intermediate
+array larger than ``MAX_CELLS``, raises ``Unsupported`` and the caller keeps its
+entry-by-entry check. A disagreement found here is only a candidate: the
 caller confirms it at the same point exactly or at rising precision before it refutes.
 """
 
@@ -43,6 +44,7 @@ from symgrad.notation import plain_sympy
 STEP = 1e-30  # the complex step: far below rounding, and no cancellation
 RELATIVE = 1e-7  # agreement asked of two float64 evaluations of one entry
 ABSOLUTE = 1e-13
+MAX_CELLS = 1 << 24  # the largest array one operation may make (256 MB of complex numbers)
 
 
 class Unsupported(ValueError):
@@ -50,15 +52,20 @@ class Unsupported(ValueError):
 
 
 def supports(model) -> bool:
-    """Whether the screen can evaluate this model's steps: vectors and scalars, not matrices."""
-    return all(len(shape) == 1 for shape in model.shapes.values()) and \
-        all(len(shape) <= 1 for shape in model.abbreviation_shapes.values())
+    """Whether the screen can evaluate this model's steps: scalars, vectors and matrices."""
+    return all(1 <= len(shape) <= 2 for shape in model.shapes.values()) and \
+        all(len(shape) <= 2 for shape in model.abbreviation_shapes.values())
+
+
+def _padded(shape) -> tuple:
+    """The array shape of a family's entries, 1-based: one more along every axis (entry 0 unused)."""
+    return tuple(int(d) + 1 for d in shape)
 
 
 class GridModel:
     """The values of a concrete model at given points, held as numpy arrays: every base vector
-    and abbreviation as an array of shape (batch, length + 1) (1-based: entry 0 unused),
-    every scalar as (batch,)."""
+    or matrix and abbreviation as an array of shape (batch, length + 1) or (batch, rows + 1,
+    cols + 1) (1-based: entry 0 of each axis unused), every scalar as (batch,)."""
 
     def __init__(self, model, base_values: dict):
         """``base_values``: base IndexedBase or Symbol → 1-D array of its entries (1-based,
@@ -66,9 +73,9 @@ class GridModel:
         self.model = model
         if not supports(model):
             raise Unsupported("matrices are not handled by the grid screen")
-        self.lengths = {base: int(shape[0]) for base, shape in model.shapes.items()}
-        self.lengths.update({head: int(shape[0]) for head, shape in model.abbreviation_shapes.items()
-                             if len(shape) == 1})
+        self.dims = {base: tuple(int(d) for d in shape) for base, shape in model.shapes.items()}
+        self.dims.update({head: tuple(int(d) for d in shape) for head, shape in model.abbreviation_shapes.items()
+                          if shape})
         self.base = {key: np.asarray(value, dtype=float)[None] if np.ndim(value) else np.array([float(value)])
                      for key, value in base_values.items()}
         self.values = self._evaluate(self.base, {})
@@ -89,41 +96,45 @@ class GridModel:
             if head in override:
                 continue
             if definition.index:
-                (index,) = definition.index
-                length = self.lengths[head]
-                body = evaluate(definition.body, values, {index: np.arange(1, length + 1)}, [index], batch)
-                padded = np.zeros((batch, length + 1), dtype=body.dtype)
-                padded[:, 1:] = body
+                dims = self.dims[head]
+                indices = list(definition.index)
+                env = {index: np.arange(1, d + 1) for index, d in zip(indices, dims)}
+                body = np.asarray(evaluate(definition.body, values, env, indices, batch))
+                padded = np.zeros((batch, *_padded(dims)), dtype=body.dtype)
+                padded[(slice(None), *[slice(1, None)] * len(dims))] = np.broadcast_to(body, (batch, *dims))
                 values[head] = padded
             else:
                 values[head] = np.broadcast_to(evaluate(definition.body, values, {}, [], batch), (batch,))
         return values
 
     def derivative(self, function, variable) -> np.ndarray:
-        """∂F/∂X of a whole family F (an abbreviation vector or scalar) by every entry of a
-        family X (a base vector, or an abbreviation vector taken as free, the others unfolded):
-        shape (len F + 1, len X + 1), or (len X + 1,) for a scalar F; by complex step."""
+        """∂F/∂X of a whole family F (an abbreviation or a scalar) by every entry of a family X
+        (a base vector or matrix, or an abbreviation taken as free, the others unfolded): an
+        array with F's padded axes, then X's (entry 0 of each unused); by complex step, every
+        entry of X perturbed in its own member of one batch."""
         key = (function, variable)
         if key not in self._derivatives:
-            length = self.lengths.get(variable)
-            if length is None:
+            dims = self.dims.get(variable)
+            if dims is None:
                 raise Unsupported(f"derivative by {variable}")
+            size = int(np.prod(dims))
+            cells = max(int(np.prod(np.shape(v)[1:])) for v in {**self.base, **self.values}.values())
+            if size * cells > MAX_CELLS:
+                raise Unsupported(f"a derivative by all {size} entries of {variable} at once")
             x0 = (self.values[variable] if variable in self.values else self.base[variable])[0]
-            batch = np.tile(x0.astype(complex), (length, 1))
-            batch[np.arange(length), np.arange(1, length + 1)] += 1j * STEP
+            batch = np.repeat(x0[None].astype(complex), size, axis=0)
+            positions = np.unravel_index(np.arange(size), dims)
+            batch[(np.arange(size), *[p + 1 for p in positions])] += 1j * STEP
+            base = {k: np.repeat(v, size, axis=0) for k, v in self.base.items() if k != variable}
             if variable in self.base:
-                base = {k: (batch if k == variable else np.repeat(v, length, axis=0)) for k, v in self.base.items()}
-                values = self._evaluate(base, {})
+                values = self._evaluate({**base, variable: batch}, {})
             else:
-                base = {k: np.repeat(v, length, axis=0) for k, v in self.base.items()}
                 values = self._evaluate(base, {variable: batch})
-            value = np.imag(values[function]) / STEP  # (len X, len F + 1) or (len X,)
-            if value.ndim == 1:
-                out = np.zeros(length + 1)
-                out[1:] = value
-            else:
-                out = np.zeros((value.shape[1], length + 1))
-                out[:, 1:] = value.T
+            value = np.imag(values[function]) / STEP  # (size, *F's padded axes)
+            value = value.reshape(dims + value.shape[1:])
+            value = np.moveaxis(value, list(range(len(dims))), list(range(value.ndim - len(dims), value.ndim)))
+            out = np.zeros(value.shape[:value.ndim - len(dims)] + _padded(dims))
+            out[(Ellipsis, *[slice(1, None)] * len(dims))] = value
             self._derivatives[key] = out
         return self._derivatives[key]
 
@@ -161,13 +172,9 @@ def evaluate(expr, values: dict, env: dict, axes: list, batch: int, grid: GridMo
         if e.is_Number:
             return float(e)
         if isinstance(e, Indexed):
-            if len(e.indices) != 1 or e.base not in values:
+            if e.base not in values or len(e.indices) != np.ndim(values[e.base]) - 1:
                 raise Unsupported(f"entry {e}")
-            array = values[e.base]
-            position = index_array(e.indices[0])
-            if isinstance(position, int):
-                return scalar(array[:, position])
-            return array[:, position]
+            return entries(values[e.base], e.indices)
         if isinstance(e, Symbol):
             if e in values:
                 return scalar(values[e])
@@ -175,12 +182,12 @@ def evaluate(expr, values: dict, env: dict, axes: list, batch: int, grid: GridMo
         if isinstance(e, Add):
             out = 0.0
             for arg in e.args:
-                out = out + go(arg)
+                out = combine(np.add, out, go(arg))
             return out
         if isinstance(e, Mul):
             out = 1.0
             for arg in e.args:
-                out = out * go(arg)
+                out = combine(np.multiply, out, go(arg))
             return out
         if isinstance(e, Pow):
             base, power = go(e.base), e.exp
@@ -228,23 +235,33 @@ def evaluate(expr, values: dict, env: dict, axes: list, batch: int, grid: GridMo
                 raise Unsupported("derivative")
             (variable,) = e.variables
             function = e.expr
-            if not isinstance(variable, Indexed) or len(variable.indices) != 1:
+            if not isinstance(variable, Indexed):
                 raise Unsupported("a derivative by a scalar")
-            if isinstance(function, Indexed) and len(function.indices) == 1:
+            if isinstance(function, Indexed):
                 table = grid.derivative(function.base, variable.base)
-                return scalar_table(table[:, :][None], (function.indices[0], variable.indices[0]))
+                return entries(table[None], (*function.indices, *variable.indices))
             if isinstance(function, Symbol):
                 table = grid.derivative(function, variable.base)
-                return scalar_table(table[None], (variable.indices[0],))
+                return entries(table[None], variable.indices)
             raise Unsupported(f"derivative of {function}")
         raise Unsupported(f"{type(e).__name__}")
 
-    def scalar_table(table, indices):
+    def entries(array, indices):
+        """``array`` (batch first) at the given indices, each a number or an index of the grid."""
+        if np.ndim(array) - 1 != len(indices):
+            raise Unsupported(f"{len(indices)} indices into an array of {np.ndim(array) - 1} axes")
         positions = [index_array(x) for x in indices]
         if all(isinstance(p, int) for p in positions):
-            return scalar(table[(slice(None), *positions)])
-        broadcast = [p if not isinstance(p, int) else np.asarray(p) for p in positions]
-        return table[(slice(None), *broadcast)]
+            return scalar(array[(slice(None), *positions)])
+        return array[(slice(None), *positions)]
+
+    def combine(operation, left, right):
+        """One elementwise operation of two operands, refused before it makes an array larger
+        than ``MAX_CELLS``."""
+        shape = np.broadcast_shapes(np.shape(left), np.shape(right))
+        if int(np.prod(shape)) > MAX_CELLS:
+            raise Unsupported(f"an intermediate array of shape {shape}")
+        return operation(left, right)
 
     return go(expr)
 
@@ -285,12 +302,12 @@ def base_arrays(model, values: list) -> dict:
     arrays: dict = {}
     entries = model.base_entries()
     for base, shape in model.shapes.items():
-        arrays[base] = np.zeros(int(shape[0]) + 1)
+        arrays[base] = np.zeros(_padded(shape))
     for scalar in model.scalars:
         arrays[scalar] = 0.0
     for atom, value in zip(entries, values):
         if isinstance(atom, Indexed):
-            arrays[atom.base][int(atom.indices[0])] = float(value)
+            arrays[atom.base][tuple(int(x) for x in atom.indices)] = float(value)
         else:
             arrays[atom] = float(value)
     return arrays

@@ -207,6 +207,12 @@ class NumericProgram:
         if expr is S.Pi:  # erf' = 2 e^{−x²}/√π; mpmath's π follows the working precision
             return lambda state: +mpmath.pi
         parts = [self.compile(arg) for arg in expr.args] if not isinstance(expr, (Piecewise, Derivative)) else []
+        if isinstance(expr, Mul) and _STRUCTURAL_ZERO in parts:
+            return _STRUCTURAL_ZERO  # ∂J/∂Z_is · 0: the other factors need no evaluation
+        if isinstance(expr, Add) and _STRUCTURAL_ZERO in parts:
+            parts = [p for p in parts if p is not _STRUCTURAL_ZERO]
+            if not parts:
+                return _STRUCTURAL_ZERO
         arithmetic = arithmetic_closure(expr, parts)
         if arithmetic is not None:
             return arithmetic
@@ -295,7 +301,12 @@ class NumericProgram:
         if len(node.variables) != 1:
             raise NumericError("only first derivatives are supported")
         k = self.slot(node.variables[0])
-        function = self.compile(self._terms_holding(node.expr, k))
+        held = self._terms_holding(node.expr, k)
+        if not any(k in self.depends[self.slot(a)] for a in self._atoms(held)):
+            # F does not depend on x at all (∂A_is/∂Z_jt with s ≠ t): its derivative is 0
+            # exactly, with no numerical differentiation (most terms of a chain-rule sum)
+            return _STRUCTURAL_ZERO
+        function = self.compile(held)
 
         def derivative(state: State):
             key = id(function), k
@@ -326,6 +337,16 @@ def arithmetic_closure(expr: Basic, parts: list):
             return lambda at: base(at) ** power
         return lambda at: mpmath.power(base(at), exponent(at))
     return None
+
+
+def _structural_zero(state) -> mpmath.mpf:
+    return mpmath.mpf(0)
+
+
+# The value of a derivative whose function does not depend on its variable, and of every
+# product with such a factor: 0 whatever the point, so sums drop it and products are 0 without
+# evaluating their other factors (as SymPy's 0·x = 0).
+_STRUCTURAL_ZERO: Compiled = _structural_zero
 
 
 def _rational_constant(p: int, q: int) -> Compiled:
