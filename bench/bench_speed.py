@@ -9,8 +9,14 @@ writes is its own: "cold" runs start with no ``.symgrad_cache/``, "warm" ones af
 The -j rows use ``--no-cache``; their outputs (JSON) are compared, and the benchmark stops if
 -j 2 says anything -j 1 does not.
 
+With ``--installed`` the start-up rows are also measured as ``pip install symgrad`` leaves them:
+the package built and installed (not editable) into a fresh virtual environment, run through its
+``symgrad`` launcher, against that environment's bare interpreter. A development checkout's
+interpreter starts slower than a user's: the editable install's import hook (setuptools' finder)
+and whatever ``.pth`` files the machine's own Python carries run in every process.
+
 Run:  python bench/bench_speed.py                # 7 runs of the fast rows, 3 of the slow ones
-      python bench/bench_speed.py --runs 5 --slow-runs 1 --suite   # and the test suite, once
+      python bench/bench_speed.py --runs 5 --slow-runs 1 --suite --installed   # and the test suite, once
 """
 
 from __future__ import annotations
@@ -51,14 +57,43 @@ def median_of(runs: int, args: list[str], cwd: Path, before=None) -> tuple[float
     return statistics.median(times), times, outputs[-1]
 
 
-def python_start(runs: int) -> tuple[float, list[float]]:
+def python_start(runs: int, python: str = sys.executable) -> tuple[float, list[float]]:
     """The bare interpreter's start-up, the floor under every row."""
+    return median_of_command(runs, [python, "-c", "pass"], Path.cwd())
+
+
+def median_of_command(runs: int, command: list[str], cwd: Path) -> tuple[float, list[float]]:
+    """Median wall seconds of a command run as it stands (a launcher, an interpreter)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
     return statistics.median(times), times
+
+
+def installed_rows(runs: int, scratch: Path, log) -> list[tuple]:
+    """Start-up as a user's ``pip install`` leaves it: a fresh venv with symgrad installed from
+    this checkout (not editable), its launcher timed against the venv's bare interpreter."""
+    venv = scratch / "venv"
+    log("a fresh venv with symgrad installed (not editable)")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(ROOT)], check=True,
+                   capture_output=True)
+    launcher = str(bin_dir / "symgrad")
+    log("installed: python -c pass, symgrad --help, derive --n 3")
+    bare, bare_all = python_start(runs, str(bin_dir / "python"))
+    help_s, help_all = median_of_command(runs, [launcher, "--help"], scratch)
+    fresh_s, fresh_all = median_of_command(runs, [launcher, "derive", "--n", "3", "--no-cache"], scratch)
+    cached_s, cached_all = median_of_command(runs, [launcher, "derive", "--n", "3"], scratch)
+    return [
+        ("installed: python -c pass (the venv's interpreter)", bare, bare_all, ""),
+        ("installed: symgrad --help", help_s, help_all, f"{help_s / bare:.1f}× the bare interpreter"),
+        ("installed: symgrad derive --n 3 --no-cache", fresh_s, fresh_all, ""),
+        ("installed: symgrad derive --n 3 (its result cached)", cached_s, cached_all,
+         f"{fresh_s / cached_s:.1f}× faster"),
+    ]
 
 
 def main() -> None:
@@ -66,6 +101,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="runs of each fast row (--help, derive, warm)")
     parser.add_argument("--slow-runs", type=int, default=3, help="runs of each slow row (cold, -j 1, -j 2)")
     parser.add_argument("--suite", action="store_true", help="also time the test suite once (minutes)")
+    parser.add_argument("--installed", action="store_true",
+                        help="also time start-up from a wheel installed in a fresh venv (needs the package registry)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="symgrad-bench-"))
@@ -102,6 +139,7 @@ def main() -> None:
                                                              "derivations"], scratch)
         if one_out != two_out:
             sys.exit("bench: verify -j 2 printed something -j 1 did not")
+        installed = installed_rows(args.runs, scratch, log) if args.installed else []
         suite = None
         if args.suite:
             log("the test suite (README's command: python -m pytest -q -n auto)")
@@ -125,6 +163,7 @@ def main() -> None:
         ("symgrad verify --no-cache -j 1 derivations/", one_s, one_all, ""),
         ("symgrad verify --no-cache -j 2 derivations/", two_s, two_all, f"{one_s / two_s:.2f}× faster than -j 1"),
     ]
+    rows += installed
     if suite is not None:
         rows.append(("python -m pytest -q -n auto (the test suite)", suite, [suite], ""))
     width = max(len(r[0]) for r in rows)
