@@ -122,17 +122,27 @@ def test_the_screen_finds_every_layer_step_true_and_a_corrupted_entry_where_it_i
 
 
 def test_the_checker_screens_every_entry_of_the_layers_matrix_steps():
-    derivation = derive("softmax-layer", 4, n_prev=3, m=2)
+    """W is 4 × 4: more entries than the 50-digit check evaluates one by one (12)."""
+    derivation = derive("softmax-layer", 4, n_prev=4, m=2)
     assert derivation.proven
     by_w = [s for s in derivation.steps if s.free_indices and str(s.lhs).startswith("Derivative(J, W[")]
     assert by_w
     for step in by_w:
-        assert "float screen: all 12 entries at 2 random points" in step.check.detail, step.check.detail
+        assert "float screen: all 16 entries at 2 random points" in step.check.detail, step.check.detail
+        assert "numeric: 4 of 16 entries" in step.check.detail, step.check.detail
+
+
+def test_a_step_with_few_entries_has_every_entry_checked_at_50_digits_instead():
+    derivation = derive("softmax-layer", 3, n_prev=2, m=2)
+    by_w = [s for s in derivation.steps if s.free_indices and str(s.lhs).startswith("Derivative(J, W[")]
+    assert by_w
+    for step in by_w:
+        assert "numeric: 6 of 6 entries" in step.check.detail and "float screen" not in step.check.detail
 
 
 def test_a_derivative_too_large_for_the_screen_is_left_to_the_entry_by_entry_check(monkeypatch):
     monkeypatch.setattr(grid_module, "MAX_CELLS", 16)
-    derivation = check_derivation(derive_softmax_layer(3, n_prev=2, m=2))
+    derivation = check_derivation(derive_softmax_layer(4, n_prev=4, m=2))
     assert derivation.proven
     assert not any("float screen" in s.check.detail for s in derivation.steps if str(s.lhs).startswith("Derivative(J, W["))
 
