@@ -24,14 +24,6 @@ os.environ["SYMGRAD_NO_CACHE"] = "1"
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def pytest_collection_modifyitems(items):
-    """Tests marked ``heavy`` (tens of seconds each) are collected first, so that pytest-xdist,
-    which hands out its work in collection order (the xdist groups first, by size), starts them
-    early: a heavy test handed out last would run alone at the end while the other worker idles.
-    The sort is stable and runs on every worker alike, so all of them collect the same order."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
-
-
 @pytest.fixture
 def symgrad_main(capsys):
     """``symgrad ARGS`` through the command line's own entry point (``symgrad.cli.main``, which

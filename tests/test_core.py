@@ -151,7 +151,6 @@ def test_no_normalized_labels_stops_before_a_minus_y():
     assert any((result[j] - (a[j + 1] - y[j + 1])).expand() != 0 for j in range(3))
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize("name, sizes", [("softmax-cross-entropy", {"n": 2}),
                                          ("softmax-layer", {"n": 2, "n_prev": 2, "m": 2})])
 def test_certificate_rechecks_with_sympy_alone(name, sizes):

@@ -187,7 +187,6 @@ LOSSES = ["cross_entropy(softmax({x}), y)", "binary_cross_entropy(sigmoid({x}), 
           "sum(({x}) * y)", "logsumexp({x})", "-dot(y, log_softmax({x}))"]
 
 
-@pytest.mark.heavy
 @settings(max_examples=12, deadline=None, derandomize=True, database=None)
 @given(inner=INNER, loss=st.sampled_from(LOSSES), seed=st.integers(0, 10**6))
 @example(inner="softmax(softmax(z))", loss="-dot(y, log_softmax({x}))", seed=749)  # Σ_{i≠j} captured i

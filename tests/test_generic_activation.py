@@ -187,7 +187,6 @@ def test_final_matrices_with_g_substituted_match_finite_differences(generic_fixe
             assert np.allclose(derived, numeric_gradient(cost, values, variable), atol=1e-5), (name, variable)
 
 
-@pytest.mark.heavy
 def test_generic_network_is_proven_at_symbolic_sizes():
     derivation = derive_network("g", "softmax", sizes=dict.fromkeys(("n0", "n1", "n2", "m"), "symbolic"))
     assert derivation.proven
@@ -240,7 +239,6 @@ def test_generic_network_latex_compiles_without_overfull_boxes(generic_small, tm
     _compile_without_overfull(tmp_path, render(generic_small, "latex", standalone=True))
 
 
-@pytest.mark.heavy
 @needs_latex
 def test_tanh_network_latex_compiles_without_overfull_boxes(tmp_path):
     """The issue's "Done when": derive network --hidden tanh --output-layer softmax, standalone."""

@@ -127,7 +127,6 @@ def test_network_gradients_match_finite_differences(hidden, output, sizes):
     check_against_finite_differences(derivation, network_cost(hidden, output), values, names)
 
 
-@pytest.mark.heavy
 def test_a_deep_network_ends_on_a_matrix_step():
     """Two hidden layers: the first layer's gradient ends on a step shaped like it, through the
     level above (dW1 = dZ Xᵀ, as a course writes it), and that step, each upstream gradient
@@ -230,7 +229,6 @@ def test_index_names_never_clash_with_sizes():
     assert not any(name.startswith(("h_", "d_")) or name in ("h", "d", "n") for name in indices)
 
 
-@pytest.mark.heavy
 def test_several_variables_from_the_command_line_share_levels():
     derivation = derive_expression("cross_entropy(softmax(W2 @ tanh(W1 @ X + b1) + b2), Y) / m",
                                    wrt="W2,b2,W1,b1", variables="W1=h x p,X=p x m,b1=h,W2=n x h,b2=n,Y=n x m",
@@ -339,7 +337,6 @@ def compositions(draw):
     return text, variables, values, cost, wrt
 
 
-@pytest.mark.heavy
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(compositions())
 def test_random_compositions_match_finite_differences(composition):

@@ -236,7 +236,6 @@ def test_renderer_check_can_fail():
 
 
 @needs_js
-@pytest.mark.heavy
 def test_markdown_and_notebook_render_in_katex_and_mathjax():
     """Every math block of the Markdown (both notations, both bold commands) and of both notebook
     representations, at several sizes, rendered by KaTeX and MathJax 3 in one node run."""

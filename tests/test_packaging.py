@@ -152,7 +152,6 @@ def user_project(tmp_path, files):
     return project
 
 
-@pytest.mark.heavy
 def test_pre_commit_hooks_check_identity_files_and_exports(hooks_repo, tmp_path):
     """Both hooks in one `pre-commit run` (the first run installs symgrad in a new environment):
     they pass on a good identity file with a fresh export beside a pyproject.toml (skipped), and

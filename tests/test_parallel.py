@@ -58,7 +58,6 @@ def catalog(tmp_path_factory):
     return folder
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_two_jobs_say_byte_for_byte_what_one_job_says(catalog, fmt, tmp_path):
     outputs = []

@@ -233,7 +233,6 @@ def test_an_input_file_is_never_overwritten(symgrad_main, tmp_path, command):
     assert path.read_bytes() == before
 
 
-@pytest.mark.heavy
 def test_new_files_respect_the_umask_and_replaced_files_keep_their_mode(tmp_path):
     def export(target, umask):
         return subprocess.run([sys.executable, "-m", "symgrad", "export", str(CATALOG / "classification.toml"),
@@ -249,7 +248,6 @@ def test_new_files_respect_the_umask_and_replaced_files_keep_their_mode(tmp_path
     assert stat.S_IMODE(existing.stat().st_mode) == 0o640 and existing.read_text().startswith("\\documentclass")
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_says_so_leaves_no_temporary_file_and_keeps_the_old_output(tmp_path, sig):
     path = slow_file(tmp_path / "slow.toml")

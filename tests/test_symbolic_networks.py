@@ -46,7 +46,6 @@ def _check_alone(derivation, step):
 
 
 # -- (1) the hidden layer's gradient, every step proven for all n, h, p, m ----------------------
-@pytest.mark.heavy
 def test_two_layer_gradient_by_w1_is_proven_for_all_sizes():
     derivation = _checked("W1")
     assert derivation.proven, [(s.title, s.check.detail) for s in derivation.steps if not s.check.proven]

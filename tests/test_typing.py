@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ["symgrad/__init__.py", "symgrad/api.py", "symgrad/steps.py", "symgrad/verdict.py"]
 
 
-@pytest.mark.heavy
 def test_the_public_modules_pass_mypy_strict(tmp_path):
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (it is in the test extra: pip install -e '.[test]')")

@@ -321,7 +321,6 @@ def test_mean_norm_sqrt_abs_and_dot_print_as_the_math():
         assert printer.print(parse_tree(text, matrices=True)) == latex, text
 
 
-@pytest.mark.heavy
 def test_pytest_plugin_collects_identity_files(tmp_path):
     (tmp_path / "false.toml").write_text(FALSE, encoding="utf-8")
     shutil.copy(CATALOG / "classification.toml", tmp_path / "classification.toml")
@@ -351,7 +350,6 @@ def test_symbolic_size_uses_the_proof_for_every_n_or_says_there_is_none(tmp_path
     assert sizes[0]["holds"] is True and sizes[1]["holds"] is None and "not a derivative" in sizes[1]["detail"]
 
 
-@pytest.mark.heavy
 def test_larger_sizes_are_proven_exactly_not_left_undecided(tmp_path):
     """Σ_k e^{z_k} is kept as one opaque symbol (as in derivations), so n = 24 stays exact."""
     path = tmp_path / "big.toml"
