@@ -2,6 +2,7 @@
 --version, -h, `list`, `verify -`, a summary line, -q, exit codes in --help, colour only on a
 terminal, and a README whose CI examples use only options that exist."""
 
+import functools
 import json
 import os
 import re
@@ -32,9 +33,16 @@ def identity(name="t", lhs="grad(logsumexp(z), z)", rhs="softmax(z)"):
 MIXED = identity("good") + identity("wrong sign", rhs="-softmax(z)") + identity("shift", lhs="softmax(z + 1)")
 
 
+@functools.cache
+def help_of(*command):
+    """``symgrad COMMAND --help``, run once per command in a test process: its text does not
+    change between calls, and the README checks below ask for the same few commands many times."""
+    return run(*command, "--help")
+
+
 def help_options(*command):
     """Every option the real --help of a command shows."""
-    result = run(*command, "--help")
+    result = help_of(*command)
     assert result.returncode == 0, result.stderr
     return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", result.stdout))
 
@@ -62,7 +70,7 @@ def test_version_comes_from_the_package_metadata_and_pyproject_holds_the_only_co
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
 def test_dash_h_is_help_wherever_help_is(command):
-    short, long = run(*command, "-h"), run(*command, "--help")
+    short, long = run(*command, "-h"), help_of(*command)
     assert short.returncode == long.returncode == 0, short.stderr
     assert short.stdout == long.stdout and "Usage:" in short.stdout
 
@@ -72,7 +80,7 @@ def test_python_dash_m_is_the_same_program_as_the_console_script():
     assert scripts == {"symgrad": "symgrad.cli:main"}
     main = (ROOT / "symgrad" / "__main__.py").read_text(encoding="utf-8")
     assert "from symgrad.cli import main" in main
-    assert run("--help").stdout.startswith("Usage: symgrad ")
+    assert help_of().stdout.startswith("Usage: symgrad ")
 
 
 # -- exit codes at the end of every --help, and once in the README ---------------------------------
@@ -81,7 +89,7 @@ EXIT_CODES = {0: "hold", 1: "fail", 2: "usage", 3: "internal", 130: "interrupt"}
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
 def test_help_ends_with_the_exit_codes(command):
-    lines = run(*command, "--help").stdout.rstrip().splitlines()
+    lines = help_of(*command).stdout.rstrip().splitlines()
     tail = lines[-6:]
     assert tail[0].strip() == "Exit codes:", tail
     for (code, word), line in zip(EXIT_CODES.items(), tail[1:]):

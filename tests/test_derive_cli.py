@@ -59,8 +59,8 @@ def test_cli_derives_an_expression_and_a_catalog_identity(tmp_path):
     ([str(CATALOG / "classification.toml")], "choose one with --identity"),
     ([str(CATALOG / "softmax_and_activations.toml"), "--identity", "softmax shift invariance"], "not a derivative"),
 ])
-def test_cli_derive_usage_errors_are_one_line(args, message):
-    result = run("derive", *args)
+def test_cli_derive_usage_errors_are_one_line(symgrad_main, args, message):
+    result = symgrad_main("derive", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -82,8 +82,8 @@ def test_engine_latex_compiles(tmp_path):
 @pytest.mark.parametrize("args, option", [(["--label", "x"], "--label"), (["--standalone"], "--standalone"),
                                           (["-f", "json", "--notation", "course"], "--notation"),
                                           (["--bold", "bm"], "--bold"), (["-f", "markdown", "--standalone"], "--standalone")])
-def test_options_that_do_not_apply_to_the_format_are_refused(args, option):
-    result = run("derive", "--n", "2", *args)
+def test_options_that_do_not_apply_to_the_format_are_refused(symgrad_main, args, option):
+    result = symgrad_main("derive", "--n", "2", *args)
     assert result.returncode == 2 and option in result.stderr and "Traceback" not in result.stderr
 
 

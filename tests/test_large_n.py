@@ -27,6 +27,10 @@ from symgrad.steps import Step
 from symgrad.verify import StepChecker
 
 N = 1024
+# pytest-xdist: the module's tests run on one worker, so that the n = 1024 derivation of the
+# module fixture below is made once (without the group, each worker made its own, and made it
+# again whenever it ran a test of another module in between)
+pytestmark = pytest.mark.xdist_group("large_n")
 
 
 @pytest.fixture(scope="module")

@@ -196,8 +196,8 @@ def test_the_layer_is_proven_for_every_size_in_every_format(tmp_path):
 
 @pytest.mark.parametrize("args", [["softmax-layer", "--n", "64", "--n-prev", "2", "--m", "4"], ["softmax-layer", "--m", "0"],
                                   ["softmax-layer", "--n-prev", "x"], ["--n-prev", "2"]])
-def test_layer_bad_sizes_exit_2(args):
-    result = run("derive", *args)
+def test_layer_bad_sizes_exit_2(symgrad_main, args):
+    result = symgrad_main("derive", *args)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

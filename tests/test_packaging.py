@@ -1,6 +1,6 @@
 """Issue 12, packaging: the sdist and wheel build without a deprecation warning, pass twine check
 and validate-pyproject, and the wheel works in a fresh virtual environment from an empty folder;
-the pre-commit hooks work through `pre-commit try-repo`.
+the pre-commit hooks work as a user's `pre-commit run` runs them from a committed copy.
 
 SLOW (marked `packaging`, about 1-2 minutes each): these install symgrad's dependencies from the
 package registry into new virtual environments. They run by default (CI runs them); deselect
@@ -109,26 +109,36 @@ GOOD = ('[[identity]]\nname = "logsumexp gradient"\nvars = { z = "n" }\nn = [2, 
 
 @pytest.fixture(scope="module")
 def hooks_repo(tmp_path_factory):
-    """The hooks as a user's pre-commit sees them: a committed copy of this checkout."""
+    """The hooks as a user's pre-commit sees them: a committed copy of this checkout, named by
+    its commit in a configuration like the one `pre-commit try-repo` writes (every hook of
+    .pre-commit-hooks.yaml), and one pre-commit home for the runs below. try-repo installs
+    symgrad in a new hook environment on every run (its store is a temporary folder); with one
+    home, the first run installs it from the copy and the next one uses that environment, as on
+    a user's second commit: the same hooks of the same commit run on the files either way."""
     if shutil.which("pre-commit") is None:
         pytest.skip("pre-commit is not installed: pip install -e '.[test]' installs it")
+    import yaml
+
     copy = tmp_path_factory.mktemp("hooks") / "symgrad"
     shutil.copytree(ROOT, copy, ignore=IGNORED)
     git("init", "-q", cwd=copy)
     git("add", "-A", cwd=copy)
     git("commit", "-q", "-m", "symgrad", cwd=copy)
+    rev = git("rev-parse", "HEAD", cwd=copy).stdout.strip()
+    manifest = yaml.safe_load((copy / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    hooks = [{"id": hook["id"]} for hook in sorted(manifest, key=lambda hook: hook["id"])]
+    config = tmp_path_factory.mktemp("pre-commit-config") / "pre-commit-config.yaml"  # outside the project
+    config.write_text(yaml.safe_dump({"repos": [{"repo": str(copy), "rev": rev, "hooks": hooks}]}), encoding="utf-8")
     home = tmp_path_factory.mktemp("pre-commit-home")
-    return copy, home
+    return config, home
 
 
-def try_repo(hooks_repo, project, hook):
-    copy, home = hooks_repo
-    import os
-
+def run_hooks(hooks_repo, project):
+    """`pre-commit run --all-files` in ``project`` with the configuration of ``hooks_repo``."""
+    config, home = hooks_repo
     env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
     env.pop("PYTHONPATH", None)
-    hooks = [hook] if hook else []
-    return subprocess.run(["pre-commit", "try-repo", str(copy), *hooks, "--all-files"], cwd=project,
+    return subprocess.run(["pre-commit", "run", "--config", str(config), "--all-files"], cwd=project,
                           capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -143,7 +153,7 @@ def user_project(tmp_path, files):
 
 
 def test_pre_commit_hooks_check_identity_files_and_exports(hooks_repo, tmp_path):
-    """Both hooks in one `pre-commit try-repo` (each run installs symgrad in a new environment):
+    """Both hooks in one `pre-commit run` (the first run installs symgrad in a new environment):
     they pass on a good identity file with a fresh export beside a pyproject.toml (skipped), and
     fail on a false identity and on a stale export."""
     from symgrad.api import check_files
@@ -153,7 +163,7 @@ def test_pre_commit_hooks_check_identity_files_and_exports(hooks_repo, tmp_path)
     checked = check_files([project / "ids.toml"])
     (project / "ids.tex").write_text(render_identities(checked.results, title="ids"), encoding="utf-8")
     git("add", "-A", cwd=project)
-    passed = try_repo(hooks_repo, project, None)
+    passed = run_hooks(hooks_repo, project)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert re.search(r"symgrad verify \(identity files\)\.+Passed", passed.stdout), passed.stdout
     assert re.search(r"symgrad check exports.*\.+Passed", passed.stdout), passed.stdout
@@ -162,7 +172,7 @@ def test_pre_commit_hooks_check_identity_files_and_exports(hooks_repo, tmp_path)
     (project / "notes.toml").write_text(GOOD.replace("logsumexp gradient", "notes"), encoding="utf-8")
     (project / "notes.tex").write_text("% edited by hand\n", encoding="utf-8")
     git("add", "-A", cwd=project)
-    failed = try_repo(hooks_repo, project, None)
+    failed = run_hooks(hooks_repo, project)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert re.search(r"symgrad verify \(identity files\)\.+Failed", failed.stdout), failed.stdout
     assert "FAILS: logsumexp gradient" in failed.stdout

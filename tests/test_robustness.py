@@ -133,10 +133,10 @@ def test_pytest_plugin_fails_one_item_with_the_one_line_message(tmp_path):
     ('[identity]\nname = "t"\nvars = { z = "n" }\nn = [3]\nlhs = "z"\nrhs = "z"\n', "write [[identity]]"),
     ('[[identity]]\nname = "t"\nvars = { z = "n" }\nn = []\nlhs = "z"\nrhs = "z"\n', "nothing would be checked"),
 ], ids=["n-string", "single-brackets", "no-sizes"])
-def test_identity_file_mistakes_get_a_message_that_helps(tmp_path, body, expected):
+def test_identity_file_mistakes_get_a_message_that_helps(symgrad_main, tmp_path, body, expected):
     path = tmp_path / "x.toml"
     path.write_text(body, encoding="utf-8")
-    result = run("verify", str(path))
+    result = symgrad_main("verify", str(path))
     assert result.returncode == 2, result.stdout
     line = one_error_line(result)
     assert expected in line and line.startswith(f"symgrad: error: {path}:")
@@ -144,10 +144,10 @@ def test_identity_file_mistakes_get_a_message_that_helps(tmp_path, body, expecte
 
 # -- every input is a value or a clean error ------------------------------------------------------
 @pytest.mark.parametrize("nesting", ["[" * 2000 + "]" * 2000, "{a = " * 2000 + "}" * 2000], ids=["arrays", "tables"])
-def test_deeply_nested_toml_is_an_input_error(tmp_path, nesting):
+def test_deeply_nested_toml_is_an_input_error(symgrad_main, tmp_path, nesting):
     path = tmp_path / "deep.toml"
     path.write_text(f"[[identity]]\nname = \"t\"\nx = {nesting}\n", encoding="utf-8")
-    result = run("verify", str(path))
+    result = symgrad_main("verify", str(path))
     assert result.returncode == 2
     assert "nested too deeply" in one_error_line(result)
 
@@ -222,12 +222,12 @@ def test_output_to_a_fifo_is_written_in_place(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["export", "junit"])
-def test_an_input_file_is_never_overwritten(tmp_path, command):
+def test_an_input_file_is_never_overwritten(symgrad_main, tmp_path, command):
     path = identity_file(tmp_path / "id.toml")
     before = path.read_bytes()
     args = ["export", str(path), "-o", str(path)] if command == "export" else \
         ["verify", str(tmp_path), "--junit", str(path)]
-    result = run(*args)
+    result = symgrad_main(*args)
     assert result.returncode == 2
     assert "input" in one_error_line(result)
     assert path.read_bytes() == before
@@ -302,18 +302,18 @@ def test_a_slow_identity_is_undecided_at_the_time_limit_and_the_others_still_run
     assert fast["holds"] is True
 
 
-def test_bad_time_limits_are_usage_errors():
+def test_bad_time_limits_are_usage_errors(symgrad_main):
     for value in ("-1", "nan", "soon"):
-        result = run("verify", str(CATALOG), "--time-limit", value)
+        result = symgrad_main("verify", str(CATALOG), "--time-limit", value)
         assert result.returncode == 2
         line = one_error_line(result)
         assert "time-limit" in line and "No such option" not in line
 
 
 @pytest.mark.parametrize("n", ["4096", "1025", "100000"])
-def test_sizes_that_cannot_finish_are_refused_up_front(n):
+def test_sizes_that_cannot_finish_are_refused_up_front(symgrad_main, n):
     started = time.monotonic()
-    result = run("derive", "--n", n)
+    result = symgrad_main("derive", "--n", n)
     assert time.monotonic() - started < 10
     assert result.returncode == 2
     assert "--n symbolic" in one_error_line(result)
