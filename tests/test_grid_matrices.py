@@ -9,16 +9,20 @@ evaluated independently, and a wrong one must not."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import random
+from functools import cache
 
 import mpmath
 import numpy as np
-import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sympy import Derivative, Indexed, IndexedBase, Integer, KroneckerDelta, Symbol
+from test_layer import (  # J written directly in numpy; central differences
+    _cost,
+    _finite_differences,
+)
 
-from symgrad import derive
-from symgrad import interning
+from symgrad import derive, interning
 from symgrad.derivation.softmax_layer import derive_softmax_layer
 from symgrad.verify import StepChecker, check_derivation
 from symgrad.verify import grid as grid_module
@@ -30,7 +34,7 @@ from symgrad.verify.numeric import NumericProgram
 SIZES = st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unchecked_layer(n: int, n_prev: int, m: int):
     """The layer's steps as derived, not yet checked (the screen is what is under test)."""
     return derive_softmax_layer(n, n_prev=n_prev, m=m)
@@ -46,23 +50,6 @@ def _point(model, seed: int):
     return values, arrays, by_name
 
 
-def _cost(W, A_prev, b, Y):  # noqa: N803
-    """J of the layer written directly in numpy, independent of symgrad."""
-    Z = W @ A_prev + b[:, None]  # noqa: N806
-    A = np.exp(Z) / np.exp(Z).sum(axis=0)  # noqa: N806
-    return -(Y * np.log(A)).sum() / A_prev.shape[1]
-
-
-def _central(f, x, h=1e-6):
-    out = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        out[idx] = (f(up) - f(down)) / (2 * h)
-    return out
-
-
 def _base(model, name):
     return next(b for b in [*model.shapes, *model.abbreviation_shapes] if str(b) == name)
 
@@ -73,11 +60,11 @@ def test_the_screen_differentiates_a_matrix_layer_as_numpy_finite_differences_do
     model = _unchecked_layer(*sizes).model
     _, arrays, v = _point(model, seed)
     screen = GridModel(model, arrays)
-    J = next(d.head for d in model.definitions if not d.index)  # noqa: N806
+    J = next(d.head for d in model.definitions if not d.index)
     expected = {
-        "W": _central(lambda W: _cost(W, v["A_prev"], v["b"], v["Y"]), v["W"]),  # noqa: N803
-        "A_prev": _central(lambda P: _cost(v["W"], P, v["b"], v["Y"]), v["A_prev"]),  # noqa: N803
-        "b": _central(lambda b: _cost(v["W"], v["A_prev"], b, v["Y"]), v["b"]),
+        "W": _finite_differences(lambda W: _cost(W, v["A_prev"], v["b"], v["Y"])[0], v["W"]),
+        "A_prev": _finite_differences(lambda P: _cost(v["W"], P, v["b"], v["Y"])[0], v["A_prev"]),
+        "b": _finite_differences(lambda b: _cost(v["W"], v["A_prev"], b, v["Y"])[0], v["b"]),
     }
     for name, want in expected.items():
         table = screen.derivative(J, _base(model, name))
@@ -164,8 +151,8 @@ def test_a_corrupted_matrix_step_proven_nowhere_is_refuted_at_its_entry():
 def test_a_derivative_of_an_entry_that_does_not_hold_the_variable_is_exactly_zero():
     model = derive_softmax_layer(3, n_prev=2, m=2).model
     program = NumericProgram(ConcreteModel(model))
-    A, Z = _base(model, "A"), _base(model, "Z")  # noqa: N806
-    state = program.random_state(__import__("random").Random(7), {})
+    A, Z = _base(model, "A"), _base(model, "Z")
+    state = program.random_state(random.Random(7), {})
     with mpmath.workdps(50):
         other_column = program.compile(Derivative(A[1, 1], Z[2, 2]))(state)
         same_column = program.compile(Derivative(A[1, 2], Z[2, 2]))(state)
