@@ -95,12 +95,16 @@ class NumericProgram:
                 raise NumericError(f"no value for {atom}")
             body = self.concrete.unfold_once(atom)
             compiled = self.compile(body)
-            dependencies = frozenset().union(*[self.depends[self.slot(a)] for a in self._atoms(body)])
+            dependencies = self._slots_read(body)
             k = len(self.definitions)
             self.slots[atom] = k
             self.definitions.append(compiled)
             self.depends.append(dependencies | {k})
         return self.slots[atom]
+
+    def _slots_read(self, expr: Basic) -> frozenset:
+        """Every slot whose value ``expr``'s value depends on (through the slots it reads)."""
+        return frozenset().union(*[self.depends[self.slot(a)] for a in self._atoms(expr)])
 
     def _atoms(self, expr: Basic) -> list[Basic]:
         return [a for a in expr.free_symbols
@@ -274,8 +278,7 @@ class NumericProgram:
         rather than every e^{z_k} inside Σ_k e^{z_k}."""
         k = len(self.definitions)
         self.definitions.append(lambda state: function(argument(state)))
-        atoms = self._atoms(expr)
-        self.depends.append(frozenset().union(*[self.depends[self.slot(a)] for a in atoms]) | {k})
+        self.depends.append(self._slots_read(expr) | {k})
         return lambda state: self.get(state, k)
 
     def _terms_holding(self, expr: Basic, k: int) -> Basic:
@@ -292,8 +295,7 @@ class NumericProgram:
         if not isinstance(rest, Add):
             return expr
         if rest not in self._term_depends:  # each term's slots, once per sum
-            self._term_depends[rest] = [(t, frozenset().union(*[self.depends[self.slot(a)] for a in self._atoms(t)]))
-                                        for t in rest.args]
+            self._term_depends[rest] = [(t, self._slots_read(t)) for t in rest.args]
         return coefficient * Add(*[t for t, depends in self._term_depends[rest] if k in depends])
 
     def _compile_derivative(self, node: Derivative) -> Compiled:
@@ -302,7 +304,7 @@ class NumericProgram:
             raise NumericError("only first derivatives are supported")
         k = self.slot(node.variables[0])
         held = self._terms_holding(node.expr, k)
-        if not any(k in self.depends[self.slot(a)] for a in self._atoms(held)):
+        if k not in self._slots_read(held):
             # F does not depend on x at all (∂A_is/∂Z_jt with s ≠ t): its derivative is 0
             # exactly, with no numerical differentiation (most terms of a chain-rule sum)
             return _STRUCTURAL_ZERO
