@@ -196,9 +196,12 @@ class IndexProver:
         """∂f/∂x with f as a function of x's whole family: for an intermediate x (∂L/∂a_i,
         ∂J/∂Z_js) every abbreviation above x is unfolded down to x's family and no further."""
         if node not in self._derivatives:  # steps share their derivatives (∂a_i/∂z_j, ∂L/∂a_i)
-            (wrt,) = node.variables
-            body = self.base_form(node.expr, keep=frozenset({self.model.family(wrt)}))
-            self._derivatives[node] = piecewise_as_steps(body.diff(wrt))
+            canonical, back = _canonical_indices(node)
+            if canonical not in self._derivatives:
+                (wrt,) = canonical.variables
+                body = self.base_form(canonical.expr, keep=frozenset({self.model.family(wrt)}))
+                self._derivatives[canonical] = piecewise_as_steps(body.diff(wrt))
+            self._derivatives[node] = self._derivatives[canonical].xreplace(back)
         return self._derivatives[node]
 
     def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
@@ -607,6 +610,27 @@ def _from_one(total: Sum) -> Sum:
             inner[1], inner[2] = inner[1].xreplace(shift), inner[2].xreplace(shift)
         limits[position] = [index, S.One, upper - lower + 1]
     return Sum(function, *[tuple(lim) for lim in limits])
+
+
+_PLACEHOLDERS = [Dummy(f"ι{k}", integer=True, positive=True) for k in range(8)]
+
+
+def _canonical_indices(node: Derivative) -> tuple[Derivative, dict]:
+    """∂f/∂x with its free indices renamed by order of appearance to fixed placeholders, and the
+    renaming back: ∂J/∂W_jp (one step) and ∂J/∂W_ik (the next, in matrix form) are one
+    derivative, differentiated once. Renaming commutes with differentiation (∂f/∂x_ι read at
+    ι = j is ∂f/∂x_j, KroneckerDeltas included), and the definitions' bound indices are fresh
+    Dummies, so renaming back captures nothing."""
+    order: list[Symbol] = []
+    for entry in (node.expr, *node.variables):
+        for index in getattr(entry, "indices", ()):
+            for symbol in sorted(index.free_symbols, key=default_sort_key):
+                if symbol not in order:
+                    order.append(symbol)
+    if len(order) > len(_PLACEHOLDERS):
+        return node, {}
+    rename = dict(zip(order, _PLACEHOLDERS))
+    return node.xreplace(rename), {placeholder: symbol for symbol, placeholder in rename.items()}
 
 
 def _fresh_sum(total: Sum) -> Sum:
