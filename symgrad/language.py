@@ -538,8 +538,14 @@ def _refuse_astronomical(value, name: str, node: ast.AST) -> None:
     """Refuse a constant argument beyond ±1e300 (exp(4e6)): SymPy keeps exp(exp(4e6)) unevaluated,
     but its first sign query (in log, in Max) evaluates it with mpmath at millions of digits and
     runs for minutes (the fuzz campaign's softplus(exp(4e6))). The argument itself is cheap to
-    evaluate, because every function it contains already passed this check."""
-    if not isinstance(value, Basic) or _is_matrix(value) or value.free_symbols or value.is_Number:
+    evaluate, because every function it contains already passed this check. A vector or matrix
+    argument is checked entry by entry: exp applied to exp(y/y) (a vector of e^e) thirty times is
+    the same tower, one entry at a time (the fuzz campaign's)."""
+    if _is_matrix(value):
+        for entry in set(value):
+            _refuse_astronomical(entry, name, node)
+        return
+    if not isinstance(value, Basic) or value.free_symbols or value.is_Number:
         return
     try:
         magnitude = abs(complex(value.evalf(15)))
