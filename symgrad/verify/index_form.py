@@ -612,7 +612,16 @@ def _from_one(total: Sum) -> Sum:
     return Sum(function, *[tuple(lim) for lim in limits])
 
 
-_PLACEHOLDERS = [Dummy(f"ι{k}", integer=True, positive=True) for k in range(8)]
+_PLACEHOLDERS: dict[tuple, Dummy] = {}  # (position, assumptions) → one Dummy for the process
+
+
+def _placeholder(position: int, symbol: Symbol) -> Dummy:
+    """The same Dummy for every symbol at this position with these assumptions (an index over
+    1..n is a positive integer): SymPy sees the placeholder exactly as it saw the symbol."""
+    key = (position, tuple(sorted(symbol.assumptions0.items())))
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = Dummy(f"ι{position}", **symbol.assumptions0)
+    return _PLACEHOLDERS[key]
 
 
 def _canonical_indices(node: Derivative) -> tuple[Derivative, dict]:
@@ -627,9 +636,7 @@ def _canonical_indices(node: Derivative) -> tuple[Derivative, dict]:
             for symbol in sorted(index.free_symbols, key=default_sort_key):
                 if symbol not in order:
                     order.append(symbol)
-    if len(order) > len(_PLACEHOLDERS):
-        return node, {}
-    rename = dict(zip(order, _PLACEHOLDERS))
+    rename = {symbol: _placeholder(k, symbol) for k, symbol in enumerate(order)}
     return node.xreplace(rename), {placeholder: symbol for symbol, placeholder in rename.items()}
 
 
