@@ -5,6 +5,7 @@ NumPy implementation at random points, for sizes that differ and sizes that are 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -125,6 +126,27 @@ def test_network_gradients_match_finite_differences(hidden, output, sizes):
     values = random_values(shapes, "columns" if output == "softmax" else "binary")
     names = [n for n in shapes if n[0] in "Wb"]
     check_against_finite_differences(derivation, network_cost(hidden, output), values, names)
+
+
+def test_the_float_screen_keeps_numpy_quiet_outside_a_domain():
+    """log of a negative pre-activation is a NaN on the float screen's grid, which it skips, never
+    a numpy RuntimeWarning printed to the user (a newcomer's `derive network --hidden log`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        derivation = derive_network(["log"], "softmax")
+    assert derivation.proven
+
+
+@pytest.mark.parametrize("activation", ["maximum", "minimum", "leaky_relu", "clip", "huber"])
+def test_activations_with_parameters_are_refused_with_a_way_out(activation):
+    """Functions of several arguments are not offered for --hidden, and asking for one says
+    why and what to do instead (no error inside an expression the user never wrote)."""
+    with pytest.raises(UsageError) as refused:
+        derive_network([activation], "softmax")
+    assert "takes" in str(refused.value) and "--expr" in str(refused.value) and "column" not in str(refused.value)
+    with pytest.raises(UsageError) as unknown:
+        derive_network(["swish"], "softmax")
+    assert "tanh" in str(unknown.value) and activation not in str(unknown.value).split("known:")[1]
 
 
 def test_a_deep_network_ends_on_a_matrix_step():

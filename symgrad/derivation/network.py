@@ -53,6 +53,8 @@ class NetworkQuestion:
     title: str
 
 
+# the functions of one argument: each can be a layer's activation as it stands
+ACTIVATIONS = tuple(name for name, f in ELEMENTWISE.items() if f.arity == 1)
 GENERIC = "g"  # --hidden g (or --generic): an abstract activation g[l], declared per layer as g1, g2, …
 
 
@@ -61,9 +63,13 @@ def network_question(hidden: list[str], output: str = "softmax", sizes: dict | N
     ``g``: an abstract activation g[l], a declared function g1, g2, … of its layer), ``output``
     (softmax, sigmoid, identity) and ``sizes`` (n0 … nL and m; each an int or "symbolic";
     missing ones small and fixed)."""
-    unknown = [g for g in hidden if g not in ELEMENTWISE and g != GENERIC]
+    unknown = [g for g in hidden if g not in ACTIVATIONS and g != GENERIC]
+    if unknown and unknown[0] in ELEMENTWISE:  # maximum(x, c), clip(x, lo, hi): parameters to give
+        g = unknown[0]
+        raise UsageError(f"{g} takes {ELEMENTWISE[g].arity} arguments, so it is not a --hidden activation; "
+                         f"write the network as a loss with --expr, where {g}(…) takes them")
     if unknown:
-        raise UsageError(f"unknown activation {unknown[0]!r} for --hidden (known: {', '.join(ELEMENTWISE)}, "
+        raise UsageError(f"unknown activation {unknown[0]!r} for --hidden (known: {', '.join(ACTIVATIONS)}, "
                          f"and {GENERIC} for an abstract activation g[l])")
     if output not in OUTPUTS:
         raise UsageError(f"unknown output {output!r} for --output-layer (known: {', '.join(OUTPUTS)})")

@@ -198,14 +198,16 @@ class StepChecker:
         points = 0
         for number in range(NUMERIC_POINTS):
             try:
-                key = (number, id(elimination))
-                grid = self._grids.get(key, (None, None))[1]
-                if grid is None:
-                    state = self.numeric.point(number, elimination)
-                    base = [float(v) for v in state.values[:len(self.numeric.base)]]
-                    grid = GridModel(self.model, base_arrays(self.model, base))
-                    self._grids[key] = (elimination, grid)  # (the elimination kept alive: its id is the key)
+                # a value outside a function's domain (log of a negative pre-activation) is a NaN
+                # the screen skips, not a warning for the user: numpy is silenced for all of it
                 with numpy.errstate(all="ignore"):
+                    key = (number, id(elimination))
+                    grid = self._grids.get(key, (None, None))[1]
+                    if grid is None:
+                        state = self.numeric.point(number, elimination)
+                        base = [float(v) for v in state.values[:len(self.numeric.base)]]
+                        grid = GridModel(self.model, base_arrays(self.model, base))
+                        self._grids[key] = (elimination, grid)  # (the elimination kept alive: its id is the key)
                     left, right = grid.grid(lhs, free, ranges), grid.grid(rhs, free, ranges)
             except (Unsupported, ZeroDivisionError, NumericError, ValueError, TypeError, IndexError,
                     KeyError, OverflowError):
