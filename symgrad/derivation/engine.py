@@ -631,7 +631,9 @@ class _Engine:
                                functions=self.functions)
         if rhs_tree.kind != VECTOR:
             raise UsageError("the identity's right-hand side must be a vector, like the gradient")
-        rhs = self.ctx.entry(rhs_tree, j)
+        # in the file's own terms: the rhs's (1 − ε)y + ε/n is the shorthand t of step 2, which
+        # the result was just written without
+        rhs = self._without_shorthands(self.ctx.entry(rhs_tree, j))
         rhs_vector = read_matrix(factor_terms(rhs), (j,), {j: self.ctx.size}) if vector is not None and rhs.has(j) else None
         if rhs_vector is not None:
             self.steps.append(Step("This is the identity's right-hand side", Rule.IDENTITY, gradient, rhs_vector,
@@ -644,22 +646,27 @@ class _Engine:
         """The result written in the inputs and the activations a reader knows (a, s, h, A),
         never in a shorthand the derivation introduced for an inner expression (u = 1 + v,
         v = e^z): each shorthand is replaced by its definition, as a checked step."""
-        shorthands = {n.head: n for n in self.ctx.order if _is_shorthand(n.node)}
-        value = component
-        for _ in range(len(shorthands)):
-            unfolded = value.replace(lambda e: isinstance(e, Indexed) and e.base in shorthands,
-                                     lambda e: _instantiate(shorthands[e.base].definition, e.indices))
-            if unfolded == value:
-                break
-            value = unfolded
+        value = self._without_shorthands(component)
         if value == component:
             return component
+        shorthands = {n.head for n in self.ctx.order if _is_shorthand(n.node)}
         tidy = _tidy(value)
         names = ", ".join(f"${bold(h)}$" for h in shorthands if component.has(h))
         self.steps.append(Step(f"Write the result in the variables and the named activations: {names} "
                                f"{'were shorthands' if ',' in names else 'was a shorthand'}",
                                Rule.UNFOLD, lhs, tidy, free, assumptions=self.used))
         return tidy
+
+    def _without_shorthands(self, value: Expr) -> Expr:
+        """``value`` with every shorthand the derivation introduced replaced by its definition."""
+        shorthands = {n.head: n for n in self.ctx.order if _is_shorthand(n.node)}
+        for _ in range(len(shorthands)):
+            unfolded = value.replace(lambda e: isinstance(e, Indexed) and e.base in shorthands,
+                                     lambda e: _instantiate(shorthands[e.base].definition, e.indices))
+            if unfolded == value:
+                break
+            value = unfolded
+        return value
 
     def _note_unused_sums(self, component: Expr) -> None:
         """A leftover Σ_i y_i: name the assumption that would remove it — only for labels (the
