@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,9 @@ def test_false_identity_fails_with_a_counterexample(tmp_path):
     result = run("verify", str(path), "--junit", str(junit))
     assert result.returncode == 1
     assert "refuted numerically" in result.stdout and "z[1] = " in result.stdout and "y[1] = " in result.stdout
+    # every name the counterexample is written in is a variable or defined in it (S_1 = Σ e^{z_K})
+    for name in set(re.findall(r"\bS_\d+\b", result.stdout)):
+        assert f"{name} = Sum(exp(z[K])" in result.stdout, result.stdout
     failures = ET.parse(junit).getroot().findall(".//failure")
     assert len(failures) == 1 and failures[0].get("message") == "refuted at n = 2, 3"  # one identity, two sizes
     data = json.loads(run("verify", str(path), "--format", "json").stdout)

@@ -679,4 +679,15 @@ def counterexample_text(program: NumericProgram, state, entry, k, lv, rv) -> str
     more = " …" if len(program.base) > 8 else ""
     left, right = entry
     return (f"entry {k + 1}: {left} = {mpmath.nstr(lv, 12)} but {right} = {mpmath.nstr(rv, 12)} "
-            f"at {shown_values}{more}")
+            f"at {shown_values}{more}{_where(program, entry)}")
+
+
+def _where(program: NumericProgram, entry) -> str:
+    """The definitions of the named scalars an entry is written in (S_1 for Σ_K e^{z_K}), which
+    the reader of a counterexample has not seen anywhere else."""
+    model = program.concrete.model
+    named = sorted({x for side in entry for x in side.free_symbols
+                    if isinstance(x, Symbol) and model.is_abbreviation(x)}, key=str)
+    if not named:
+        return ""
+    return " (where " + ", ".join(f"{x} = {model.definition_for(x)}" for x in named) + ")"
