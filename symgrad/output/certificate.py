@@ -164,7 +164,10 @@ READING = (
     "one template. Expand each template at every index value, unroll each Sum over its concrete "
     "range, evaluate derivatives as 'derivatives' says, substitute the assumptions, and compare "
     "(exactly, or numerically at random points). 'check' says how symgrad checked the step: "
-    "'in index form' means proven once for every index value in the range. A step whose side is "
+    "'in index form' means proven once for every index value in the range. The names in "
+    "free_indices, index_ranges, row_index and col_index are those of the srepr texts' index "
+    "symbols, which are positive integers (Symbol('i', integer=True, positive=True)): substitute "
+    "values for those, since a bare Symbol('i') is another symbol. A step whose side is "
     "a vector or matrix also states it whole in lhs_matrix and rhs_matrix: see matrix_reading.")
 MATRIX_TEMPLATE = ("a matrix side written by one rule: lhs and rhs are its entry (row, col) as "
                    "templates in free_indices; the matrix is every instance over index_ranges, row "
