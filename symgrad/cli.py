@@ -408,8 +408,10 @@ def verify(
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
 
-    Every file that can be checked is checked; every file or identity that cannot is reported on
-    one line (and is an error in --junit and -f json). A summary line follows the table."""
+    Every file that can be checked is checked. A file with a mistake in it (not TOML, or a bad
+    key or expression in any of its identities) is not checked: its first mistake is reported on
+    one line (an error in --junit and -f json). So is an identity with a mistake that shows only
+    at some size. A summary line follows the table."""
     from symgrad.api import check_files
     from symgrad.output.report import problem_line, results_json, results_junit
 
