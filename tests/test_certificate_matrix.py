@@ -56,9 +56,19 @@ def _read(cert, text):
     return _hold(sympify(text)).xreplace(_sizes(cert))
 
 
+_BASES: dict[int, tuple] = {}  # id(cert) → (cert, kept alive so the id stays its own, its bases)
+
+
 def bases(cert):
     """Every IndexedBase the certificate's templates and definitions mention, by name, with the
-    number of indices its entries take."""
+    number of indices its entries take (read once per certificate: sympifying every text is most
+    of a check)."""
+    if id(cert) not in _BASES or _BASES[id(cert)][0] is not cert:
+        _BASES[id(cert)] = (cert, _read_bases(cert))
+    return _BASES[id(cert)][1]
+
+
+def _read_bases(cert):
     texts = [t for step in cert["steps"] for t in (step["lhs"], step["rhs"])]
     texts += [t for pair in cert["definitions"].items() for t in pair] + cert.get("base_variables", [])
     texts += [t["lhs"] for t in cert.get("definition_templates", [])]
