@@ -298,9 +298,14 @@ def derive_identity(path: str | PathLike[str], identity: str | None = None, *, n
     from pathlib import Path
 
     from symgrad.derivation.engine import derive_problem, problem_from_identity
-    from symgrad.identity_file import load_file
+    from symgrad.identity_file import load_file_parts
 
-    identities = load_file(Path(path))
+    identities, problems = load_file_parts(Path(path))
+    # a mistake in the identity asked for (or, with none named, in any) is this command's error;
+    # one in another identity of the file is not
+    asked = [p for p in problems if identity is None or p.identity == identity]
+    if asked:
+        raise asked[0]
     if identity is None:
         if len(identities) != 1:
             names = ", ".join(repr(i.name) for i in identities)
@@ -444,11 +449,12 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
                     stdin: IO[bytes] | IO[str] | None = None,
                     cache: ResultCache | None = None) -> tuple[list[Identity], list[IdentityFileError], list[Path]]:
     """(identities, problems, files): every identity of the files under ``paths`` (``-``: standard
-    input), read and validated but not checked, with one problem per file that cannot be read.
+    input), read and validated but not checked, with one problem per file that cannot be read
+    and one per identity with a mistake (the file's other identities are still read).
     ``cache``: a ``symgrad.cache.ResultCache`` that keeps what reading an unchanged file found."""
     from pathlib import Path
 
-    from symgrad.identity_file import find_files, load_file
+    from symgrad.identity_file import find_files, load_file_parts
 
     named = [str(p) for p in paths]
     if named.count(STDIN) > 1:
@@ -466,10 +472,13 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
         files = [Path(STDIN_NAME), *files]
     for file in files[1 if STDIN in named else 0:]:
         try:
-            identities += load_file(file, cache)
+            found, bad = load_file_parts(file, cache)  # a bad identity: the file's others still count
         except IdentityFileError as problem:
+            found, bad = [], [problem]
+        for problem in bad:
             problem.path = problem.path or file
-            problems.append(problem)
+        identities += found
+        problems += bad
     return identities, problems, files
 
 

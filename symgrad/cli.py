@@ -408,10 +408,10 @@ def verify(
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
 
-    Every file that can be checked is checked. A file with a mistake in it (not TOML, or a bad
-    key or expression in any of its identities) is not checked: its first mistake is reported on
-    one line (an error in --junit and -f json). So is an identity with a mistake that shows only
-    at some size. A summary line follows the table."""
+    Every identity that can be checked is checked. A file that cannot be read (not TOML, no
+    [[identity]] tables) is reported on one line, and so is each identity with a mistake (a bad
+    key or expression, or one that shows only at some size): the file's other identities are
+    still checked. Each is an error in --junit and -f json. A summary line follows the table."""
     from symgrad.api import check_files
     from symgrad.output.report import problem_line, results_json, results_junit
 

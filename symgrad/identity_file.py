@@ -135,18 +135,29 @@ def load_paths(paths: list[Path]) -> list[Identity]:
 
 def load_file(path: Path, cache=None) -> list[Identity]:
     """The identities of one file, each validated (every key, every expression with the language
-    itself), or an ``IdentityFileError`` naming the file, and where possible line and column.
+    itself), or an ``IdentityFileError`` naming the file, and where possible line and column:
+    the file's first problem, whether with the file or with one of its identities."""
+    identities, problems = load_file_parts(path, cache)
+    if problems:
+        raise problems[0]
+    return identities
+
+
+def load_file_parts(path: Path, cache=None) -> tuple[list[Identity], list[IdentityFileError]]:
+    """The identities of one file that are well formed, and a problem (``IdentityFileError``, its
+    ``identity`` the name) for each that is not: a typo in one identity must not hide the others
+    from ``verify``. A problem with the file as a whole (not TOML, no [[identity]]) is raised.
     ``cache`` (a ``symgrad.cache.ResultCache``): a file read before, byte for byte the same, by
     the same checker, is served from it without parsing (a file with a problem is never kept)."""
     path = Path(path)
     raw, text = _read_text(path)
     kept = cache.identities(path, raw, _well_formed) if cache is not None else None
     if kept is not None:
-        return [_from_data(path, text, data) for data in kept]
-    identities = _parse_file(path, text)
-    if cache is not None:
+        return [_from_data(path, text, data) for data in kept], []
+    identities, problems = _parse_file(path, text)
+    if cache is not None and not problems:
         cache.keep_identities(path, raw, [_to_data(identity) for identity in identities])
-    return identities
+    return identities, problems
 
 
 def _to_data(identity: Identity) -> dict:
@@ -196,7 +207,7 @@ def _read_text(path: Path) -> tuple[bytes, str]:
     return raw, text
 
 
-def _parse_file(path: Path, text: str) -> list[Identity]:
+def _parse_file(path: Path, text: str) -> tuple[list[Identity], list[IdentityFileError]]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -224,7 +235,13 @@ def _parse_file(path: Path, text: str) -> list[Identity]:
     if not all(isinstance(table, dict) for table in tables):
         raise IdentityFileError(f"{path}: 'identity' must be an array of tables: write [[identity]] "
                                 "before each identity", path)
-    return [_identity(path, text, k, table) for k, table in enumerate(tables, start=1)]
+    identities, problems = [], []
+    for k, table in enumerate(tables, start=1):
+        try:
+            identities.append(_identity(path, text, k, table))
+        except IdentityFileError as problem:
+            problems.append(problem)
+    return identities, problems
 
 
 def _table_start(text: str, number: int) -> int:

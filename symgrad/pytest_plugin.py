@@ -57,13 +57,16 @@ def pytest_collect_file(file_path, parent):
 
 class IdentityFile(pytest.File):
     def collect(self):
-        from symgrad.identity_file import IdentityFileError, load_file
+        from symgrad.identity_file import IdentityFileError, load_file_parts
 
         try:
-            identities = load_file(self.path, _cache(self.config))
+            identities, problems = load_file_parts(self.path, _cache(self.config))
         except IdentityFileError as error:
             yield BadIdentityFile.from_parent(self, name="(identity file)", problem=error)
             return
+        for k, problem in enumerate(problems, start=1):  # each bad identity fails on its own
+            yield BadIdentityFile.from_parent(self, name=problem.identity or f"(identity with a mistake {k})",
+                                              problem=problem)
         for identity in identities:
             yield IdentityItem.from_parent(self, name=identity.name, identity=identity)
 

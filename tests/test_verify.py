@@ -120,6 +120,37 @@ def test_junit_counts_what_the_text_summary_counts(tmp_path):
         "undecided: undecided at n = symbolic"
 
 
+ONE_OF_EACH = (WRONG_SIGN.replace('"wrong sign"', '"wrong"')
+               + WRONG_SIGN.replace('"wrong sign"', '"good"').replace('"y - softmax(z)"', '"softmax(z) - y"')
+               + '[[identity]]\nname = "typo"\nvars = { z = "n" }\nn = [2]\nlhs = "sofmax(z)"\nrhs = "softmax(z)"\n'
+               + '[[identity]]\nname = "bad size"\nvars = { z = "n" }\nn = [0]\nlhs = "z"\nrhs = "z"\n')
+"""One file, four identities: one holds, one fails, two have mistakes (a newcomer's report: the
+first typo used to keep the whole file from being checked)."""
+
+
+def test_an_identity_with_a_mistake_does_not_hide_the_others_of_its_file(tmp_path, symgrad_main):
+    path = tmp_path / "mixed.toml"
+    path.write_text(ONE_OF_EACH, encoding="utf-8")
+    result = symgrad_main("verify", "-j", "1", "-f", "json", str(path))
+    assert result.returncode == 2
+    data = json.loads(result.stdout)
+    assert {r["name"]: r["holds"] for r in data["results"]} == {"wrong": False, "good": True}
+    assert sorted(e["name"] for e in data["errors"]) == ["bad size", "typo"]
+    assert data["summary"]["errors"] == 2
+    lines = result.stderr.strip().split("\n")
+    assert len(lines) == 2 and all(str(path) in line and "identity '" in line for line in lines)
+
+
+def test_the_pytest_plugin_fails_each_bad_identity_on_its_own(tmp_path):
+    (tmp_path / "mixed.toml").write_text(ONE_OF_EACH, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+                             "--symgrad-no-cache", "mixed.toml"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "3 failed, 1 passed" in result.stdout, result.stdout
+    for name in ("typo", "bad size", "wrong"):
+        assert f"mixed.toml::{name} " in result.stdout, result.stdout
+
+
 def test_false_identity_fails_with_a_counterexample(tmp_path):
     path = tmp_path / "false.toml"
     path.write_text(FALSE, encoding="utf-8")
