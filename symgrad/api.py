@@ -473,10 +473,10 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
     for file in files[1 if STDIN in named else 0:]:
         try:
             found, bad = load_file_parts(file, cache)  # a bad identity: the file's others still count
-        except IdentityFileError as problem:
-            found, bad = [], [problem]
-        for problem in bad:
-            problem.path = problem.path or file
+        except IdentityFileError as unreadable:
+            found, bad = [], [unreadable]
+        for mistake in bad:
+            mistake.path = mistake.path or file
         identities += found
         problems += bad
     return identities, problems, files
