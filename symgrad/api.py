@@ -466,9 +466,11 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
     identities: list[Identity] = []
     if STDIN in named:
         try:
-            identities += load_stdin(stdin)
-        except IdentityFileError as problem:
-            problems.append(problem)
+            found, bad = load_stdin(stdin)  # as a file: a bad identity does not hide the others
+        except IdentityFileError as unreadable:
+            found, bad = [], [unreadable]
+        identities += found
+        problems += bad
         files = [Path(STDIN_NAME), *files]
     for file in files[1 if STDIN in named else 0:]:
         try:
@@ -497,9 +499,10 @@ def holds_identities(path: str | PathLike[str]) -> bool:
     return re.search(rb"^[ \t]*\[\[[ \t]*identity[ \t]*\]\]", head, re.M) is not None
 
 
-def load_stdin(stream: IO[bytes] | IO[str] | None = None) -> list[Identity]:
+def load_stdin(stream: IO[bytes] | IO[str] | None = None) -> tuple[list[Identity], list[IdentityFileError]]:
     """The identities of one identity file read from ``stream`` (default: standard input), named
-    ``<stdin>`` in every message and report. Raises IdentityFileError."""
+    ``<stdin>`` in every message and report, and a problem per identity with a mistake, as
+    ``load_text_parts``. Raises IdentityFileError for input that cannot be read at all."""
     import sys
 
     from symgrad.identity_file import MAX_FILE_BYTES
@@ -508,28 +511,40 @@ def load_stdin(stream: IO[bytes] | IO[str] | None = None) -> list[Identity]:
     data = stream.read(MAX_FILE_BYTES + 1)
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
-    return load_text(data, STDIN_NAME)
+    return load_text_parts(data, STDIN_NAME)
 
 
 def load_text(data: bytes, name: str) -> list[Identity]:
     """The identities of one identity file's contents, read as ``symgrad verify`` reads a file
     (the same checks, the same messages), and called ``name`` in every message and report.
-    Raises IdentityFileError."""
+    Raises IdentityFileError: the first problem, with the contents or with one identity."""
+    identities, problems = load_text_parts(data, name)
+    if problems:
+        raise problems[0]
+    return identities
+
+
+def load_text_parts(data: bytes, name: str) -> tuple[list[Identity], list[IdentityFileError]]:
+    """``load_text`` with a problem per identity with a mistake instead of raising the first
+    (``identity_file.load_file_parts``); contents that cannot be read at all still raise."""
     import dataclasses
     import tempfile
     from pathlib import Path
 
-    from symgrad.identity_file import IdentityFileError, load_file
+    from symgrad.identity_file import IdentityFileError, load_file_parts
 
     with tempfile.TemporaryDirectory(prefix="symgrad-stdin-") as folder:
         temporary = Path(folder) / "stdin.toml"
         temporary.write_bytes(data)
+
+        def named(error: IdentityFileError) -> IdentityFileError:
+            return IdentityFileError(str(error).replace(str(temporary), name), Path(name), error.identity)
+
         try:
-            identities = load_file(temporary)
+            identities, problems = load_file_parts(temporary)
         except IdentityFileError as error:
-            raise IdentityFileError(str(error).replace(str(temporary), name), Path(name),
-                                    error.identity) from None
-    return [dataclasses.replace(identity, path=Path(name)) for identity in identities]
+            raise named(error) from None
+    return [dataclasses.replace(identity, path=Path(name)) for identity in identities], [named(p) for p in problems]
 
 
 def list_identities(paths: Iterable[str | PathLike[str]]) -> tuple[list[dict[str, Any]], list[IdentityFileError]]:

@@ -141,6 +141,15 @@ def test_an_identity_with_a_mistake_does_not_hide_the_others_of_its_file(tmp_pat
     assert len(lines) == 2 and all(str(path) in line and "identity '" in line for line in lines)
 
 
+def test_standard_input_is_read_like_a_file_with_its_mistakes_one_by_one():
+    result = run("verify", "-j", "1", "-f", "json", "-", input=ONE_OF_EACH)
+    assert result.returncode == 2
+    data = json.loads(result.stdout)
+    assert {r["name"]: r["holds"] for r in data["results"]} == {"wrong": False, "good": True}
+    assert sorted(e["name"] for e in data["errors"]) == ["bad size", "typo"]
+    assert all(line.startswith("symgrad: error: <stdin>:") for line in result.stderr.strip().split("\n"))
+
+
 def test_the_pytest_plugin_fails_each_bad_identity_on_its_own(tmp_path):
     (tmp_path / "mixed.toml").write_text(ONE_OF_EACH, encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
