@@ -464,23 +464,24 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
     if only_identity_files:
         files = [file for file in files if holds_identities(file)]
     identities: list[Identity] = []
-    if STDIN in named:
+
+    def read(parts: Callable[[], tuple[list[Identity], list[IdentityFileError]]], path: Path) -> None:
+        """One file's identities, and its problems: one if it cannot be read at all, else one per
+        identity with a mistake (a bad identity does not hide the file's others)."""
         try:
-            found, bad = load_stdin(stdin)  # as a file: a bad identity does not hide the others
-        except IdentityFileError as unreadable:
-            found, bad = [], [unreadable]
-        identities += found
-        problems += bad
-        files = [Path(STDIN_NAME), *files]
-    for file in files[1 if STDIN in named else 0:]:
-        try:
-            found, bad = load_file_parts(file, cache)  # a bad identity: the file's others still count
+            found, bad = parts()
         except IdentityFileError as unreadable:
             found, bad = [], [unreadable]
         for mistake in bad:
-            mistake.path = mistake.path or file
-        identities += found
-        problems += bad
+            mistake.path = mistake.path or path
+        identities.extend(found)
+        problems.extend(bad)
+
+    if STDIN in named:
+        read(lambda: load_stdin(stdin), Path(STDIN_NAME))
+        files = [Path(STDIN_NAME), *files]
+    for file in files[1 if STDIN in named else 0:]:
+        read(lambda: load_file_parts(file, cache), file)
     return identities, problems, files
 
 

@@ -649,7 +649,7 @@ class _Engine:
         value = self._without_shorthands(component)
         if value == component:
             return component
-        shorthands = {n.head for n in self.ctx.order if _is_shorthand(n.node)}
+        shorthands = self._shorthands()
         tidy = _tidy(value)
         names = ", ".join(f"${bold(h)}$" for h in shorthands if component.has(h))
         self.steps.append(Step(f"Write the result in the variables and the named activations: {names} "
@@ -657,9 +657,13 @@ class _Engine:
                                Rule.UNFOLD, lhs, tidy, free, assumptions=self.used))
         return tidy
 
+    def _shorthands(self) -> dict:
+        """The shorthands the derivation introduced for inner expressions, by head (u, v, t)."""
+        return {n.head: n for n in self.ctx.order if _is_shorthand(n.node)}
+
     def _without_shorthands(self, value: Expr) -> Expr:
         """``value`` with every shorthand the derivation introduced replaced by its definition."""
-        shorthands = {n.head: n for n in self.ctx.order if _is_shorthand(n.node)}
+        shorthands = self._shorthands()
         for _ in range(len(shorthands)):
             unfolded = value.replace(lambda e: isinstance(e, Indexed) and e.base in shorthands,
                                      lambda e: _instantiate(shorthands[e.base].definition, e.indices))
