@@ -679,6 +679,26 @@ def _stop_progress() -> None:
     _LIVE.clear()
 
 
+def _streams_that_cannot_fail() -> None:
+    """A stream whose encoding cannot write ∂, Σ or ✓ (PYTHONIOENCODING=ascii, an old code page)
+    writes them as \\u escapes, with one warning, instead of stopping with UnicodeEncodeError
+    halfway through a derivation. Files written with --output are UTF-8 whatever the terminal."""
+    refused = []
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            "∂Σ✓".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
+            if stream is sys.stdout:
+                refused.append(encoding)
+    if refused:
+        _warning_line(f"standard output's encoding ({refused[0]}) cannot show symbols such as the partial "
+                      "derivative sign: they are written as "
+                      "\\u escapes (set PYTHONIOENCODING=utf-8, or write a file with --output)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3; Ctrl-C or
     SIGTERM print "symgrad: interrupted" and exit 130 (files being written are cleaned up).
@@ -693,6 +713,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(getattr(signal, name), _on_signal)
         except (AttributeError, ValueError, OSError):  # not the main thread, or no such signal
             pass
+    _streams_that_cannot_fail()
     command = typer.main.get_command(app)
     try:
         try:

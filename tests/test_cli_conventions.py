@@ -332,3 +332,31 @@ def test_readme_installs_from_a_clone_not_from_an_unpublished_package():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "pip install symgrad" not in readme
     assert "pip install -e ." in readme and "pip install 'git+" in readme
+
+
+def test_an_ascii_terminal_gets_escapes_and_a_warning_not_a_crash():
+    """PYTHONIOENCODING=ascii (an old code page): the derivation is still written, each symbol
+    the encoding lacks as a \\u escape that decodes back to the UTF-8 run's text."""
+    utf8 = run("derive", "--n", "2", "--no-cache", env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    ascii_run = run("derive", "--n", "2", "--no-cache", env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert utf8.returncode == 0 and ascii_run.returncode == 0, ascii_run.stderr
+    assert ascii_run.stdout.isascii() and not utf8.stdout.isascii()
+    assert "encoding (ascii)" in ascii_run.stderr and "Traceback" not in ascii_run.stderr
+    last = ascii_run.stdout.strip().splitlines()[-1]
+    assert last.encode().decode("unicode_escape") == utf8.stdout.strip().splitlines()[-1]
+
+
+def test_the_terminal_printer_ignores_sympys_ascii_flag():
+    """SymPy sets its drawing flag from sys.stdout's encoding: printing into a StringIO or on an
+    ASCII terminal must still draw the Unicode Σ the printer was asked for, not raise KeyError."""
+    from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
+
+    from symgrad import api
+
+    derivation = api.derive(n=2, check=False)
+    expected = api.render(derivation, "text")
+    previous = pretty_use_unicode(False)
+    try:
+        assert api.render(derivation, "text") == expected
+    finally:
+        pretty_use_unicode(previous)

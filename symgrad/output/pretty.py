@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from sympy import Eq, ImmutableMatrix, Indexed, MatrixBase, Piecewise, Symbol
 from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
 from symgrad.output.notation import PLAIN, SHORT_GREEK, Notation, layer_name, subscript, superscript
@@ -45,6 +46,10 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def __init__(self, notation=None, width: int | None = None, inline: bool = False):
         super().__init__({"use_unicode": True, "wrap_line": False})
+        # SymPy draws Σ, brackets and fraction bars from a module-wide flag, not from this
+        # printer's setting, and sets that flag from sys.stdout's encoding: with an ASCII
+        # stdout (LANG=C, a StringIO) it would look up the ASCII Σ, which has no tall form
+        pretty_use_unicode(True)
         self.notation = notation
         self.width = width
         self.inline = inline  # ∂L/∂z on one line (a summary line), not a stacked fraction
