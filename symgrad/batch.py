@@ -1,9 +1,10 @@
 """Checking many identities at once: verdicts from the cache first, the rest in worker processes,
 every result in input order — so ``verify -j 2`` prints byte for byte what ``-j 1`` prints.
 
-The unit of work is one identity at one size, the unit ``--time-limit`` bounds: each worker
-runs it in its own main thread, where ``budget.deadline`` (SIGALRM) applies as it does in one
-process. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
+A worker checks one identity at a time, its sizes in turn, each size bounded by ``--time-limit``
+in the worker's main thread, where ``budget.deadline`` (SIGALRM) applies as it does in one
+process; one identity's sizes share a process, so a size table that is an instance of the
+identity's proof for every size reuses that proof. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
 workers ignore SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before
 ``cli.main`` prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of
 memory) leaves the sizes it had not finished undecided, never a traceback.
@@ -140,31 +141,52 @@ def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from symgrad.identity_file import IdentityFileError
     from symgrad.verdicts import SizeResult
 
     for stream in (sys.stdout, sys.stderr):  # a forked worker must not write our buffers again
         stream.flush()
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
     try:
-        futures = {executor.submit(check_size, identities[i], identities[i].sizes[k], time_limit): (i, k)
-                   for i, k in pending}
+        by_identity: dict[int, list[int]] = {}
+        for i, k in pending:
+            by_identity.setdefault(i, []).append(k)
+        futures = {executor.submit(_check_sizes, identities[i], [identities[i].sizes[k] for k in ks], time_limit): i
+                   for i, ks in by_identity.items()}
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=futures.get):
-                i, k = futures[future]
+                i = futures[future]
                 try:
-                    verdicts[i, k] = future.result()
-                except IdentityFileError as problem:
-                    verdicts[i, k] = problem
+                    outcomes = future.result()
                 except BrokenProcessPool:
-                    verdicts[i, k] = SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0)
-                tracker.finished(i)
+                    outcomes = [SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in by_identity[i]]
+                for position, k in enumerate(by_identity[i]):
+                    if position < len(outcomes):  # after a mistake the later sizes were not checked
+                        verdicts[i, k] = outcomes[position]
+                    tracker.finished(i)
     except BaseException:  # an interrupt or a bug: do not wait for the checks still running
         _stop(executor)
         raise
     executor.shutdown()
+
+
+def _check_sizes(identity, sizes: list, time_limit: float | None) -> list:
+    """A worker's task: the identity's sizes one after another, each within its own time limit,
+    in one process, so that a size table which is an instance of the identity's proof for every
+    size reuses that proof (``verify.identity``). Up to an ``IdentityFileError``, which is that
+    size's outcome and ends the list: the later sizes of an identity with a mistake are not
+    checked, as in one process."""
+    from symgrad.identity_file import IdentityFileError
+
+    outcomes: list = []
+    for size in sizes:
+        try:
+            outcomes.append(check_size(identity, size, time_limit))
+        except IdentityFileError as problem:
+            outcomes.append(problem)
+            break
+    return outcomes
 
 
 def _context():

@@ -180,16 +180,19 @@ def _through_the_derivation(identity: Identity, table: SizeTable | int, started:
     """An identity over matrices at one size table, or a vector identity too large to expand at
     one n: the engine derives its lhs and ends at its rhs; every step is checked (exact and
     numeric). All proven: it holds. The last step (lhs = rhs) refuted: it fails, with the
-    counterexample. Anything else: undecided."""
-    from symgrad.derivation.engine import derive_problem, problem_from_identity
-    from symgrad.verify import check_derivation
+    counterexample. Anything else: undecided. A fixed size table of an identity also proven for
+    every size is an instance of that proof: its steps are evaluated there, not proven again."""
 
     def verdict(holds, method, detail):
         return SizeResult(table, holds, method, detail, time.perf_counter() - started)
 
+    general = _proven_for_every_size(identity, table)
+    if general is not None:
+        instance = _as_an_instance(general, table, started)
+        if instance is not None:
+            return instance
     try:
-        size = dict(table.values) if isinstance(table, SizeTable) else table
-        derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
+        derivation = _checked_derivation(identity, table)
     except UsageError as error:
         what = ("identities over matrices are checked through their derivation" if isinstance(table, SizeTable)
                 else f"at n = {table} the identity is too large to expand and is checked through its derivation")
@@ -204,6 +207,71 @@ def _through_the_derivation(identity: Identity, table: SizeTable | int, started:
     if not earlier and (last.exact is False or last.numeric is False):
         return verdict(False, "derivation + numeric", f"the derived gradient differs from the rhs: {last.detail}")
     return verdict(None, "—", f"the derivation did not prove step(s) {', '.join(map(str, earlier or [len(derivation.steps)]))}")
+
+
+# checked derivations of the identities this process checks, by identity and size table: an
+# identity's fixed size tables are instances of its symbolic one (``_proven_for_every_size``)
+_DERIVATIONS: dict = {}
+_KEPT_DERIVATIONS = 8
+
+
+def _checked_derivation(identity: Identity, table: SizeTable | int | str):
+    """The engine's derivation of the identity at ``table`` (a size table, an n, "symbolic"),
+    every step checked; kept for the process, so a size table that is an instance of the
+    symbolic one reuses its proof. Raises UsageError as ``problem_from_identity`` does."""
+    from symgrad.derivation.engine import derive_problem, problem_from_identity
+    from symgrad.verify import check_derivation
+
+    size = dict(table.values) if isinstance(table, SizeTable) else table
+    key = (identity.path, identity.name, identity.lhs, identity.rhs, repr(identity.variables), identity.assume,
+           repr(size))
+    if key not in _DERIVATIONS:
+        derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
+        while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
+            del _DERIVATIONS[next(iter(_DERIVATIONS))]
+        _DERIVATIONS[key] = derivation
+    return _DERIVATIONS[key]
+
+
+def _proven_for_every_size(identity: Identity, table: SizeTable | int):
+    """The identity's derivation at its all-symbolic size table, when it lists one with the
+    same names as ``table``, ``table`` is all numbers, and every step is proven (with no
+    parameter such as K in 1..n); else None."""
+    if not isinstance(table, SizeTable) or any(v == SYMBOLIC for v in table.values.values()):
+        return None
+    general = next((s for s in identity.sizes if isinstance(s, SizeTable) and set(s.values) == set(table.values)
+                    and all(v == SYMBOLIC for v in s.values.values())), None)
+    if general is None:
+        return None
+    try:
+        derivation = _checked_derivation(identity, general)
+    except UsageError:
+        return None
+    return derivation if derivation.proven and not derivation.model.parameters else None
+
+
+def _as_an_instance(general, table: SizeTable, started: float) -> SizeResult | None:
+    """The verdict at a fixed size table from the identity's proof for every size: each step is
+    evaluated numerically at these sizes (``check_instance``), not proven again. A refutation
+    there fails the identity; a step the numbers cannot decide (None) leaves it to the full
+    check at this size, so the verdict is never weaker than checking the size on its own."""
+    from symgrad.verify.symbolic import check_instance
+
+    checks = check_instance(general, {name: int(value) for name, value in table.values.items()})
+    every = ", ".join(general.model.size_symbols())
+
+    def verdict(holds, method, detail):
+        return SizeResult(table, holds, method, detail, time.perf_counter() - started)
+
+    refuted = next((k for k, c in enumerate(checks, start=1) if c.exact is False or c.numeric is False), None)
+    if refuted is not None:
+        return verdict(False, "derivation + numeric", f"step {refuted} of the derivation proven for every {every} "
+                                                      f"is refuted at {table}: {checks[refuted - 1].detail}")
+    if len(checks) < len(general.steps) or not all(c.numeric is True for c in checks):
+        return None
+    return verdict(True, "index notation (an instance) + numeric",
+                   f"every one of {len(general.steps)} derived steps proven for every {every} (index notation) "
+                   f"and evaluated numerically at {table}, the last one lhs = rhs")
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:

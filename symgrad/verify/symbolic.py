@@ -88,13 +88,10 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
                 continue
             seen.add(key)
             values = dict(key)
-            seed = f"{derivation.name}:{_label(values)}:{number}"
-            mapping = {symbols[name]: value for name, value in values.items()}
-            instance = _at_size(step, mapping)
             # proven for every size: the instances follow from the proof and are evaluated
             # numerically only; unproven: each instance is checked exactly, for the report
-            at.append((values, checker.numeric_only(instance, seed) if general.proven
-                       else checker.check(instance, seed)))
+            at.append((values, _instance_check(checker, derivation.name, number, step, values, symbols,
+                                               numeric_only=general.proven)))
             if _refutes(at[-1][1]):
                 # one counterexample settles the step; the later instances could only cost time
                 # (a wrong step can be slow to decide at a size where it indexes past a shape)
@@ -102,6 +99,33 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
         every = names + [x.name for x in model.parameters if x.name in mentioned]
         checked.append(step.with_check(_combine(general, at, every)))
     return derivation.with_steps(checked)
+
+
+def _instance_check(checker, name: str, number: int, step: Step, values: dict[str, int], symbols: dict,
+                    numeric_only: bool) -> Check:
+    """Step ``number`` at one assignment of the sizes (and parameters) in ``values``."""
+    seed = f"{name}:{_label(values)}:{number}"
+    instance = _at_size(step, {symbols[key]: value for key, value in values.items()})
+    return checker.numeric_only(instance, seed) if numeric_only else checker.check(instance, seed)
+
+
+def check_instance(derivation: Derivation, values: dict[str, int]) -> list[Check]:
+    """Every step of a derivation *proven for every size* evaluated numerically at one
+    assignment of its sizes (n = 3, p = 2, m = 2): an identity listing such a size beside
+    "symbolic" gets its exact part from the proof, as the instances above do, instead of
+    proving the same steps again at that size. Not for a model with parameters (K in 1..n)."""
+    from symgrad.verify import StepChecker
+
+    model = derivation.model
+    assert derivation.proven and not model.parameters, "an instance of a proof for every size only"
+    symbols = model.size_symbols()
+    checker = StepChecker(model.at_size(**values), index_proofs=False)
+    checks = []
+    for number, step in enumerate(derivation.steps, start=1):
+        checks.append(_instance_check(checker, derivation.name, number, step, values, symbols, numeric_only=True))
+        if _refutes(checks[-1]):
+            break
+    return checks
 
 
 def _size_order(model, name: str) -> tuple:
