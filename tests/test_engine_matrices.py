@@ -284,3 +284,52 @@ def test_matrix_shape_mistake_in_an_identity_file_is_located(tmp_path):
     path.write_text(MATRIX_IDENTITY.format(sizes="{ n = 2, p = 3, m = 2 }", rhs="W @ Y"), encoding="utf-8")
     result = run("verify", str(path))
     assert result.returncode == 2 and "bad.toml:7:" in result.stderr, result.stderr
+
+
+FIXED_AND_SYMBOLIC = '{ n = 3, p = 2, m = 2 }, { n = "symbolic", p = "symbolic", m = "symbolic" }'
+
+
+@pytest.mark.parametrize("rhs, holds", [("(softmax(W @ X + b) - Y) @ transpose(X) / m", True),
+                                        ("(softmax(W @ X + b) - Y) @ transpose(X)", False)])
+def test_a_fixed_size_table_is_an_instance_of_the_proof_for_every_size(tmp_path, rhs, holds):
+    """Listed beside the symbolic table, a fixed table takes its exact part from the proof for
+    every size and evaluates each step there; a false rhs has no such proof and fails at the
+    fixed size through its own derivation, with a counterexample."""
+    from symgrad.identity_file import load_file
+    from symgrad.verify.identity import check_identity
+
+    path = tmp_path / "layer.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes=FIXED_AND_SYMBOLIC, rhs=rhs), encoding="utf-8")
+    (identity,) = load_file(path)
+    fixed, general = check_identity(identity).results
+    assert fixed.holds is holds and general.holds is holds
+    assert ("an instance" in fixed.method) is holds, fixed.method
+    if not holds:
+        assert "differs from the rhs" in fixed.detail, fixed.detail
+
+
+def test_an_instance_check_refutes_a_wrong_step_the_proof_let_through(tmp_path, monkeypatch):
+    """The numbers at the fixed size are a real check, not a formality: a proof for every size
+    whose last step is wrong (doubled) though marked proven, as a bug in the index prover would
+    leave it, is refuted at the instance and the identity fails there."""
+    from symgrad.identity_file import load_file
+    from symgrad.verify import identity as identity_stage
+    from symgrad.verify.identity import check_at_size
+
+    path = tmp_path / "layer.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes=FIXED_AND_SYMBOLIC, rhs="(softmax(W @ X + b) - Y) @ transpose(X) / m"),
+                    encoding="utf-8")
+    (identity,) = load_file(path)
+    real = identity_stage._checked_derivation
+
+    def wrongly_proven(identity, table):
+        derivation = real(identity, table)
+        last = derivation.steps[-2]
+        assert last.check.proven
+        steps = [*derivation.steps[:-2], replace(last, rhs=last.rhs * 2), derivation.steps[-1]]
+        return derivation.with_steps(steps)
+
+    monkeypatch.setattr(identity_stage, "_checked_derivation", wrongly_proven)
+    fixed = check_at_size(identity, identity.sizes[0])
+    assert fixed.holds is False and f"step {len(identity_stage._checked_derivation(identity, identity.sizes[1]).steps) - 1}" in fixed.detail, fixed.detail
+    assert "refuted" in fixed.detail
