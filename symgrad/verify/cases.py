@@ -188,6 +188,27 @@ def resolve(expr: Basic, g: Basic, s: int) -> Basic:
     return rebuild(expr)
 
 
+def kink_skeleton(expr: Basic) -> Basic:
+    """The outermost kinked nodes of ``expr`` (each whole, with the kinks inside it), as one
+    sum without the smooth rest. It has the kink arguments of ``expr``, nested the same way, so
+    its regions refine those of ``expr``: a point inside each of its regions is a point inside
+    each region of ``expr`` (a region of ``expr`` that simplification merged is only split
+    further). Many entries and steps share one skeleton, while their values all differ."""
+    from sympy import default_sort_key
+
+    found: set = set()
+
+    def walk(node: Basic) -> None:
+        if isinstance(node, KINKED):
+            found.add(node)
+            return
+        for argument in node.args:
+            walk(argument)
+
+    walk(expr)
+    return Add(*sorted(found, key=default_sort_key))
+
+
 def regions(expr: Basic, max_regions: int = MAX_REGIONS) -> list[tuple[tuple, Basic]]:
     """(conditions, smooth value) for every sign pattern of the kink arguments; a condition
     (g, s) says g > 0 (s = 1) or g < 0 (s = −1). Raises TooManyRegions."""

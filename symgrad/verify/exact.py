@@ -19,6 +19,7 @@ from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy,
 
 from symgrad.notation import SumExcluding
 from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, describe, distinct_kinks, has_kinks,
+                                  kink_skeleton,
                                   kink_arguments, linear_witness, multilinear_parts, regions, search_witness,
                                   with_indicators)
 from symgrad.verify.concrete import ConcreteModel
@@ -177,6 +178,11 @@ class ExactProver:
         value = self._prepared(lhs - rhs, elimination, assumptions)
         if not has_kinks(value):
             return []
+        if every_region:
+            try:
+                return list(_in_every_region(kink_skeleton(value)))
+            except TooManyRegions:
+                pass  # the skeleton's finer split may pass the limit where the value's own does not
         try:
             patterns = _sign_patterns(value)
             if every_region and patterns is not None:  # each sign pattern is a region: no leaf needed
@@ -187,6 +193,15 @@ class ExactProver:
         if not every_region:
             leaves = [(conditions, leaf) for conditions, leaf in leaves if not _smooth_zero(leaf)]
         return _witnesses([conditions for conditions, _ in leaves])
+
+
+@lru_cache(maxsize=1024)
+def _in_every_region(skeleton: Basic) -> tuple[tuple[str, dict], ...]:
+    """(description, point) inside every region of a ``kink_skeleton``; kept, since the steps
+    of one derivation and their entries come back to the same kinks (Huber's |x| and δ)."""
+    patterns = _sign_patterns(skeleton)
+    conditions = patterns if patterns is not None else [c for c, _ in regions(skeleton)]
+    return tuple(_witnesses(conditions))
 
 
 def _witnesses(conditions_of_regions: list[tuple]) -> list[tuple[str, dict]]:
