@@ -331,3 +331,19 @@ def test_bound_indices_are_named_by_the_expressions_shape_not_by_creation_order(
                                                                   (k, 1, 2))
         texts.add(srepr(readable(e)))
     assert len(texts) == 1
+
+
+@pytest.mark.parametrize("kind", ["Min", "Max"])
+def test_min_and_max_print_their_arguments_as_the_terminal_does_elsewhere(kind):
+    """SymPy's pretty printer has no rule for Min and Max and falls back to str(): u[i] and
+    Max(-1, u[i]) in a derivation whose other entries read uᵢ (the Huber gradient)."""
+    import sympy
+
+    from symgrad.output.pretty import TerminalPrinter
+
+    u, i = sympy.IndexedBase("u", real=True), sympy.Symbol("i", integer=True, positive=True)
+    printer = TerminalPrinter()
+    inner = sympy.Max(-1, u[i]) if kind == "Min" else sympy.Min(1, u[i])
+    text = printer.doprint(getattr(sympy, kind)(inner, 1 if kind == "Min" else -1))
+    assert printer.doprint(u[i]) in text and "[" not in text, text
+    assert text.startswith(kind.lower() + "(") and ("max(" if kind == "Min" else "min(") in text, text

@@ -74,6 +74,13 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
             return f"{name},{indices}"
         return name + indices
 
+    def _print_Min(self, expr):
+        """min(1, max(−1, uᵢ)) as written in math: SymPy's pretty printer has no rule for Min or
+        Max and falls back to str(), which would print u[i] and Max(-1, u[i])."""
+        return self._helper_print_function(expr.func, expr.args, func_name=type(expr).__name__.lower())
+
+    _print_Max = _print_Min
+
     def _print_Symbol(self, expr, bold_name=False):
         if self._renamed(expr.name) or (not expr.is_integer and layer_name(expr.name)):
             return prettyForm(self.name(expr.name))  # a course name (n^[L-1]), a layer's W₂
