@@ -101,6 +101,18 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, color_system=None if plain else "auto")
 
 
+def _jobs_count(text: str) -> int:
+    """-j N: worker processes, a whole number 1 or more (click's own words, "not a valid int
+    range", name a type and not what the option wants)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise typer.BadParameter(f"{text!r} is not a number of worker processes (a whole number, 1 or more)")
+    return count
+
+
 @app.command(epilog=EPILOG)
 def derive(
     name: Annotated[Optional[str], typer.Argument(help="A built-in derivation (softmax-cross-entropy, the default; softmax-layer: Z = W A_prev + b over a batch), or an identity file (*.toml) with --identity.", show_default=False)] = None,
@@ -403,7 +415,7 @@ def verify(
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures, errors and the summary line (no table).")] = False,
     only_identity_files: Annotated[bool, typer.Option("--only-identity-files", help="Skip .toml files holding no [[identity]] table, and take a .tex export as the .toml beside it (for pre-commit, which passes every changed file).")] = False,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP, show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", parser=_jobs_count, metavar="N", help=JOBS_HELP, show_default=False)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP)] = False,
 ) -> None:
     """Check every identity at every listed size, exactly and numerically.
@@ -442,7 +454,7 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")] = None,
     unchecked: Annotated[bool, typer.Option("--unchecked", help="Export even identities that do not hold (or are undecided), each marked NOT verified in the LaTeX.")] = False,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", metavar="SECONDS", help=TIME_LIMIT_HELP)] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP, show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", parser=_jobs_count, metavar="N", help=JOBS_HELP, show_default=False)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP)] = False,
 ) -> None:
     """Check an identity file (as `symgrad verify` does) and render its statements as a LaTeX
