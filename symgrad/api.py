@@ -482,7 +482,21 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
         files = [Path(STDIN_NAME), *files]
     for file in files[1 if STDIN in named else 0:]:
         read(lambda: load_file_parts(file, cache), file)
-    return identities, problems, files
+    return identities, _in_the_order_given(problems, named), files
+
+
+def _in_the_order_given(problems: list[IdentityFileError], named: list[str]) -> list[IdentityFileError]:
+    """Problems in the order of the paths that were given (a directory's files where the
+    directory was named), not "missing paths first": ``verify bad.toml missing.toml`` reports
+    bad.toml first. Stable: one file's problems keep their order."""
+    from pathlib import Path
+
+    position: dict[Path, int] = {}
+    for name in named:
+        path = Path(STDIN_NAME if name == STDIN else name)
+        for file in sorted(path.rglob("*.toml")) if path.is_dir() else [path]:
+            position.setdefault(file, len(position))
+    return sorted(problems, key=lambda problem: position.get(Path(problem.path or ""), len(position)))
 
 
 def holds_identities(path: str | PathLike[str]) -> bool:

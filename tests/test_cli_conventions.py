@@ -360,3 +360,14 @@ def test_the_terminal_printer_ignores_sympys_ascii_flag():
         assert api.render(derivation, "text") == expected
     finally:
         pretty_use_unicode(previous)
+
+
+@pytest.mark.parametrize("order", [("bad.toml", "missing.toml"), ("missing.toml", "bad.toml")])
+def test_problems_are_reported_in_the_order_the_paths_were_given(tmp_path, order):
+    (tmp_path / "bad.toml").write_text("not toml [[[", encoding="utf-8")
+    good = tmp_path / "good.toml"
+    good.write_text('[[identity]]\nname = "t"\nvars = { z = "n" }\nn = [2]\nlhs = "z"\nrhs = "z"\n', encoding="utf-8")
+    result = run("verify", *(str(tmp_path / name) for name in order), str(good), "--no-cache")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("symgrad: error:")]
+    assert result.returncode == 2 and len(errors) == 2, result.stderr
+    assert [name for line in errors for name in order if name in line] == list(order), errors
