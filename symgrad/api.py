@@ -380,11 +380,11 @@ def render(derivation: Derivation, fmt: str = "text", *, standalone: bool = Fals
 
         from rich.console import Console
 
-        from symgrad.output.text import rich_renderable
+        from symgrad.output.text import rich_renderable, without_trailing_spaces
 
         console = Console(record=True, width=200, file=io.StringIO(), color_system=None)
         console.print(rich_renderable(derivation, notation=names))
-        return console.export_text()
+        return without_trailing_spaces(console.export_text())
     raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 

@@ -173,12 +173,12 @@ def derive(
             text = render(derivation, fmt.value, standalone=standalone, notation=notation.value,
                           bold=bold.value, label=label)
     if text is None:
-        from symgrad.output.text import rich_renderable
+        from symgrad.output.text import rich_renderable, without_trailing_spaces
 
         console = _console()
         with console.capture() as captured:
             console.print(rich_renderable(derivation, notation=notation_of(notation.value, bold.value)))
-        text = captured.get()
+        text = captured.get() if console.color_system else without_trailing_spaces(captured.get())
     _emit(text, target)
     if not derivation.proven:
         _error_line("not every step could be proven; see the step statuses above")

@@ -371,3 +371,13 @@ def test_problems_are_reported_in_the_order_the_paths_were_given(tmp_path, order
     errors = [line for line in result.stderr.splitlines() if line.startswith("symgrad: error:")]
     assert result.returncode == 2 and len(errors) == 2, result.stderr
     assert [name for line in errors for name in order if name in line] == list(order), errors
+
+
+@pytest.mark.parametrize("columns", ["40", "80"])
+def test_piped_text_has_no_trailing_spaces(columns):
+    """Rich keeps the space it wrapped a long line at; piped text must not end lines in spaces."""
+    result = run("derive", "--n", "2", "--no-cache", env={**os.environ, "COLUMNS": columns, "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(len(line) > int(columns) // 2 for line in lines)
+    assert [line for line in lines if line != line.rstrip()] == []

@@ -145,6 +145,13 @@ def markup_text(markup: str, notation=None) -> str:
     return latex_to_unicode(markup)
 
 
+def without_trailing_spaces(text: str) -> str:
+    """Rich wraps a long line at a space and keeps that space at the end of the line: piped or
+    saved text output would differ from an editor's view of it (and from itself after a
+    trailing-whitespace hook). Plain text only: with colours a line ends in escape codes."""
+    return "\n".join(line.rstrip(" ") for line in text.split("\n"))
+
+
 def rich_renderable(derivation: Derivation, notation=None) -> Group:
     """The derivation for a rich console; ``notation`` as for the LaTeX (names in titles and math)."""
     parts = [Text(_markup(derivation.title, notation), style="bold"),
