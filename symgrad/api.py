@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from symgrad.errors import UsageError
 from symgrad.identity_file import IdentityFileError
 from symgrad.output.notation import NOTATIONS, Notation
+from symgrad.recipes import BUILTINS, GENERAL, Builtin, builtin  # noqa: F401 (the API names them)
 from symgrad.limits import (DEFAULT_DERIVE_TIME_LIMIT, DEFAULT_TIME_LIMIT, EXTRA_SIZES, MAX_N,  # noqa: F401
                             MAX_MATRIX_WORK, expression_sizes, parse_size, parse_sizes,
                             parse_time_limit, parse_variables, refuse_too_much_work)
@@ -33,39 +34,6 @@ if TYPE_CHECKING:  # (SymPy is imported when something is derived or checked, no
 FORMATS = ("text", "latex", "markdown", "json")
 STDIN = "-"  # as a path: read one identity file from standard input
 STDIN_NAME = "<stdin>"  # what that file is called in messages and reports
-
-
-@dataclass(frozen=True)
-class Builtin:
-    """A built-in derivation as ``symgrad list`` shows it: what it derives, the options it takes."""
-
-    name: str
-    summary: str
-    options: tuple[str, ...]
-
-
-BUILTINS = (
-    Builtin("softmax-cross-entropy", "dL/dz of L = cross_entropy(softmax(z), y), down to dz = a - y "
-            "(the default); --one-hot K: y = e_K, down to a_j - delta_jK", ("--n", "--no-normalized-labels",
-                                                                         "--one-hot")),
-    Builtin("softmax-layer", "Z = W A_prev + b with a softmax output over a batch of m examples: "
-            "dZ, dW, db, dA_prev", ("--n", "--n-prev", "--m")),
-    Builtin("network", "hidden layers A[l] = g(W[l] A[l-1] + b[l]) and an output layer over a batch: "
-            "dZ[l], dW[l], db[l] for every layer", ("--hidden", "--generic", "--output-layer", "--sizes")),
-)
-
-
-def builtin(name: str) -> Builtin | None:
-    """The built-in derivation called ``name``, if there is one."""
-    return next((b for b in BUILTINS if b.name == name), None)
-
-
-GENERAL = (  # ways to derive that are not a name
-    Builtin("--expr LOSS", "any loss in the expression language (with --wrt and --vars)",
-            ("--expr", "--wrt", "--vars", "--assume", "--n", "--sizes")),
-    Builtin("FILE.toml --identity NAME", "a grad(...)/jacobian(...) identity of an identity file, "
-            "ending at its rhs", ("--identity", "--n")),
-)
 
 
 Shapes = Mapping[str, "int | str"] | str  # {"z": "n", "W": "n x p", "T": "scalar"} or "z=n,W=n x p,T=scalar"

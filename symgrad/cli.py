@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from symgrad.files import check_output_path, write_atomically  # noqa: F401 (write_atomically: API)
+from symgrad.recipes import options_by_derivation
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = ((EXIT_OK, "every identity holds (derive: every step proven)"),
@@ -28,6 +29,9 @@ EXIT_CODES = ((EXIT_OK, "every identity holds (derive: every step proven)"),
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
 TIME_LIMIT_HELP = "Seconds each identity may take at each size (0: no limit); beyond it the size is undecided."
 JOBS_HELP = "Worker processes checking identities at once (default: the machine's cores); the output is the same."
+# derive's help ends with which options go with which derivation (its options are all in one list)
+DERIVE_EPILOG = ("\b\nWhich options go with which derivation (symgrad list describes each):\n"
+                 + options_by_derivation() + "\n\n" + EPILOG)
 NO_CACHE_HELP = ("Check every identity again, without reading or writing .symgrad_cache/ "
                  "(also: environment variable SYMGRAD_NO_CACHE=1).")
 
@@ -113,9 +117,9 @@ def _jobs_count(text: str) -> int:
     return count
 
 
-@app.command(epilog=EPILOG)
+@app.command(epilog=DERIVE_EPILOG)
 def derive(
-    name: Annotated[Optional[str], typer.Argument(help="A built-in derivation (softmax-cross-entropy, the default; softmax-layer: Z = W A_prev + b over a batch), or an identity file (*.toml) with --identity.", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Argument(help="A built-in derivation: softmax-cross-entropy (the default), softmax-layer (Z = W A_prev + b over a batch) or network (hidden layers); or an identity file (*.toml) with --identity.", show_default=False)] = None,
     expr: Annotated[Optional[str], typer.Option("--expr", help="Derive the gradient of this loss, written in the expression language, e.g. \"binary_cross_entropy(sigmoid(z), y)\" (with --wrt and --vars).")] = None,
     wrt: Annotated[Optional[str], typer.Option("--wrt", help="--expr: the vector or matrix variable to differentiate by, or several separated by commas (W1,b1,W2,b2), derived together.")] = None,
     variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n,T=scalar; a size name (n, m) is a vector, 'ROWS x COLS' a matrix: 'W=n x p,X=p x m,b=n,Y=n x m' (quoted; sizes other than n get their values from --sizes).")] = None,

@@ -44,7 +44,8 @@ def help_options(*command):
     """Every option the real --help of a command shows."""
     result = help_of(*command)
     assert result.returncode == 0, result.stderr
-    return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", result.stdout))
+    options = result.stdout.split("Which options go with which derivation")[0]  # not derive's table of them
+    return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", options))
 
 
 def summary_of(stdout):
@@ -120,6 +121,19 @@ def test_list_shows_every_builtin_derivation_with_options_that_exist():
         assert listed and listed <= derive_options, line
     assert any(line.startswith("--expr") for line in lines)
     assert any(line.startswith("FILE.toml --identity NAME") for line in lines)
+
+
+def test_derive_help_says_which_options_go_with_which_derivation():
+    """`derive softmax-layer --help` is derive's help: it ends with the options of each
+    derivation, the same as `symgrad list` gives them, each one an option derive has."""
+    listed = [line for line in run("list").stdout.splitlines()[1:] if line.strip()]
+    text = help_of("derive").stdout.split("Which options go with which derivation")[1].split("Exit codes:")[0]
+    table = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    assert len(table) == len(listed)
+    for row, line in zip(table, listed):
+        name, options = re.split(r"\s{2,}", row)
+        assert line.startswith(name) and line.rstrip().endswith(options), (row, line)
+        assert set(options.split()) <= help_options("derive"), row
 
 
 def test_list_of_files_shows_identities_without_checking_them(tmp_path):
