@@ -347,3 +347,16 @@ def test_min_and_max_print_their_arguments_as_the_terminal_does_elsewhere(kind):
     text = printer.doprint(getattr(sympy, kind)(inner, 1 if kind == "Min" else -1))
     assert printer.doprint(u[i]) in text and "[" not in text, text
     assert text.startswith(kind.lower() + "(") and ("max(" if kind == "Min" else "min(") in text, text
+
+
+def test_a_transposed_name_with_a_superscript_tail_is_parenthesised():
+    """Aᵖʳᵉᵛᵀ reads as one exponent: the layer's dW ends (A − Y)(Aᵖʳᵉᵛ)ᵀ, in equations and titles
+    alike, and a title names the matrix as its equations do (Aᵖʳᵉᵛ, not the size-like Aₚᵣₑᵥ)."""
+    import re
+
+    from symgrad.output.notation import superscript_letters
+
+    text = render(derive("softmax-layer", check=False), "text")
+    assert "(Aᵖʳᵉᵛ)ᵀ" in text
+    assert not re.search("[" + superscript_letters() + "]ᵀ", text)
+    assert "Aₚᵣₑᵥ" not in text

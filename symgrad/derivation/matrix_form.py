@@ -205,7 +205,7 @@ def _sum(total: Sum, row, col, ranges: dict, reasons: list[str]) -> MatrixExpr:
         first, second = _read(left, row, index, ranges, reasons), _read(right, index, col, ranges, reasons)
         transposed = [m.arg.base for m in (first, second) if isinstance(m, Transpose) and isinstance(m.arg, MatVar)]
         reasons.append(rf"the sum over ${index}$ is a matrix product" + "".join(
-            rf", with ${{{bold(b)}}}^\top$ since ${tex(b)}$ is summed over its {'row' if m is first else 'column'} index"
+            rf", with ${{{bold(b)}}}^\top$ since ${bold(b)}$ is summed over its {'row' if m is first else 'column'} index"
             for b, m in zip(transposed, [x for x in (first, second) if isinstance(x, Transpose)])))
         result = MatMul(first, second)
     if elementwise != 1:

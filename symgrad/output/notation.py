@@ -140,6 +140,12 @@ def _fraction(match: re.Match) -> str:
     return f"{wrap(top)}/{wrap(bottom)}"
 
 
+def superscript_letters() -> str:
+    """The letters a name's superscript tail can hold (prev in Aᵖʳᵉᵛ)."""
+    return "".join(sorted({superscript(c) for c in "abcdefghijklmnopqrstuvwxyz" if len(superscript(c)) == 1}
+                          - set("abcdefghijklmnopqrstuvwxyz")))
+
+
 def latex_to_unicode(markup: str) -> str:
     """Titles and notes are written as text with ``$…$`` LaTeX math; show them in a terminal.
     Every command becomes Unicode or its plain name (\\tanh → tanh, \\lambda → λ), scripts
@@ -152,6 +158,10 @@ def latex_to_unicode(markup: str) -> str:
         s = _innermost(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}", r"\1", s)
         s = _innermost(r"\\sqrt\{([^{}]*)\}", lambda m: "√" + (m.group(1) if len(m.group(1)) == 1 else f"({m.group(1)})"), s)
         s = s.replace(r"\left", "").replace(r"\right", "")
+        # {Aᵖʳᵉᵛ}^\top: (Aᵖʳᵉᵛ)ᵀ, as the equations print it; Aᵖʳᵉᵛᵀ would read as one exponent
+        tail = "[" + superscript_letters() + "]"
+        s = re.sub(r"(?:\{([^{}]*" + tail + r")\}|(\w*" + tail + r"))\^(?:\{\\top\}|\\top)",
+                   lambda m: f"({m.group(1) or m.group(2)})ᵀ", s)
         s = s.replace("^{\\top}", "ᵀ").replace("^\\top", "ᵀ")
         for command in sorted(_COMMANDS, key=len, reverse=True):
             space = " ?" if command in _PREFIX_COMMANDS else ""

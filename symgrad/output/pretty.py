@@ -14,11 +14,13 @@ from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.notation import PLAIN, SHORT_GREEK, Notation, layer_name, subscript, superscript
+from symgrad.output.notation import (PLAIN, SHORT_GREEK, Notation, layer_name, subscript, superscript,
+                                     superscript_letters)
 from symgrad.output.ordering import OrderingMixin, ends_in_sum, ordered_factors, ordered_terms
 
 MAX_MATRIX = 6
 SUBSCRIPT_DIGITS = set(subscript("0123456789"))
+SUPERSCRIPT_LETTERS = set(superscript_letters())
 
 
 def display_name(name: str) -> str:
@@ -87,8 +89,10 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
         if expr.name in SHORT_GREEK:
             return prettyForm(SHORT_GREEK[expr.name][1])
         head, _, tail = expr.name.partition("_")
-        if head and tail.isalpha() and tail.islower():  # a size n_prev reads nₚᵣₑᵥ, as in the titles
-            return prettyForm(head + subscript(tail))
+        if head and tail.isalpha() and tail.islower():
+            # a size n_prev reads nₚᵣₑᵥ, as in the titles; a matrix's name (dA_prev, capital in
+            # its head) dAᵖʳᵉᵛ, as the matrix Aᵖʳᵉᵛ reads, so that its entries' indices stay apart
+            return prettyForm(head + (superscript(tail) if not head.islower() else subscript(tail)))
         return super()._print_Symbol(expr, bold_name)
 
     def _print_Indexed(self, expr: Indexed):
@@ -299,8 +303,9 @@ class TerminalPrinter(OrderingMixin, PrettyPrinter):
 
     def _print_Transpose(self, expr):
         inner = self._print(expr.arg)
-        if not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ not in ("Vec", "MatVar"):
-            inner = prettyForm(*inner.parens())  # (∂L/∂z)ᵀ inline too
+        compound = not isinstance(expr.arg, (Symbol,)) and expr.arg.__class__.__name__ not in ("Vec", "MatVar")
+        if compound or str(inner)[-1:] in SUPERSCRIPT_LETTERS:
+            inner = prettyForm(*inner.parens())  # (∂L/∂z)ᵀ inline too; (Aᵖʳᵉᵛ)ᵀ, not Aᵖʳᵉᵛᵀ
         return prettyForm(*inner.right("ᵀ"))
 
     def _print_MatrixBase(self, expr: MatrixBase):
