@@ -245,6 +245,24 @@ def test_the_reported_command_ends_on_the_vector_form():
     assert gradient.shape == (2, 1)
     assert list(gradient.as_explicit()) == [Derivative(L, w[1]), Derivative(L, w[2])]
     assert mismatches(cert) == []
+    # the top-level results: the answer without knowing which field of which step holds it
+    (result,) = cert["results"]
+    assert result["step"] == len(cert["steps"]) and result["proven"] is True and result["free_indices"] == []
+    assert sympify(result["rhs"]).doit() == (X.T * (s - y)).doit()
+
+
+def test_the_results_of_a_layer_are_its_three_gradients_whole():
+    """dW, db and dA_prev of the softmax layer at n = 3, n_prev = 2, m = 2: each shaped like its
+    variable (3 × 2, 3 × 1, 2 × 2) and equal, entry by entry, to the matrix that derivation's
+    own step states (the entry templates, read by ``stated``)."""
+    cert = certificate_of(CASES["softmax-layer 3,2,2"]())
+    results = cert["results"]
+    assert [sympify(r["lhs"]).shape for r in results] == [(3, 2), (3, 1), (2, 2)]
+    for result in results:
+        step = cert["steps"][result["step"] - 1]
+        assert whole(cert, result["rhs"]).shape == sympify(result["lhs"]).shape
+        if step["free_indices"]:
+            assert whole(cert, result["rhs"]) - stated(cert, step, "rhs") == Matrix.zeros(*whole(cert, result["rhs"]).shape)
 
 
 # -- the checker rejects what is wrong --------------------------------------------------------------

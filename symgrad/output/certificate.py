@@ -148,8 +148,33 @@ def certificate(derivation: Derivation) -> dict:
         "matrix_reading": MATRIX_READING,
         "steps": steps,
         "proven": derivation.proven,
+        "results": _results(derivation, steps),
         "notes": [_markup(note) for note in derivation.notes],
     }
+
+
+def _results(derivation: Derivation, steps: list[dict]) -> list[dict]:
+    """The derivation's results (the ``result:`` lines of the terminal: dW, db, dA_prev of a
+    layer, or the gradient), each as its step says it, whole where the step has whole sides:
+    a reader that wants the answer need not know that ``steps[-1]["rhs"]`` may be an entry
+    template while ``rhs_matrix`` holds the vector. ``step`` is its number (from 1)."""
+    from symgrad.output.status import result_steps
+
+    numbers = [next(k for k, s in enumerate(derivation.steps) if s is step) for step in result_steps(derivation)]
+    results = []
+    for k in numbers:
+        record, check = steps[k], derivation.steps[k].check
+        whole = "lhs_matrix" in record
+        results.append({
+            "step": k + 1,
+            "lhs": record["lhs_matrix"] if whole else record["lhs"],
+            "rhs": record["rhs_matrix"] if whole else record["rhs"],
+            "free_indices": [] if whole else record["free_indices"],
+            "index_ranges": {} if whole else record["index_ranges"],
+            "latex": record["latex"],
+            "proven": bool(check and check.proven),
+        })
+    return results
 
 
 MAX_LISTED_DEFINITIONS = 32  # abbreviation entries listed one by one in definitions / direct_definitions
