@@ -360,3 +360,13 @@ def test_a_transposed_name_with_a_superscript_tail_is_parenthesised():
     assert "(Aᵖʳᵉᵛ)ᵀ" in text
     assert not re.search("[" + superscript_letters() + "]ᵀ", text)
     assert "Aₚᵣₑᵥ" not in text
+
+
+def test_a_result_line_is_one_line_even_with_a_fraction_over_a_sum():
+    """`result:` sums a derivation up on one line; the gradient of logsumexp(z) − z·y is
+    e^z / Σₖ e^(zₖ) − y, which the terminal's layout would stack over a dozen rows."""
+    derivation = derive(expr="logsumexp(z) - dot(z, y)", wrt="z", vars="z=n,y=n", n=3, check=False)
+    lines = render(derivation, "text").rstrip("\n").splitlines()
+    head = next(k for k, line in enumerate(lines) if "steps, not checked" in line)
+    assert len(lines[head + 1:]) == 1 and lines[-1].startswith("result (not checked): ")
+    assert "Σ" in lines[-1] and lines[-1].endswith("- y"), lines[-1]

@@ -34,6 +34,8 @@ def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | Non
     while True:
         printer = TerminalPrinter(notation, budget)
         right = printer._print(step.rhs)
+        if inline and right.height() > 1:
+            right = _one_line(step.rhs, notation) or right
         left = TerminalPrinter(notation, inline=inline)._print(step.lhs) if show_lhs else prettyForm("")
         left = prettyForm(*stringPict.next(prettyForm(lead), left, " = "))
         joined = prettyForm(*stringPict.next(left, right))
@@ -48,6 +50,20 @@ def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | Non
         text += "\n(for " + "; ".join(f"{', '.join(printer._name(i) for i in indices)} = 1 … {bound}"
                                       for indices, bound in index_ranges(step, model)) + ")"
     return text, fitted
+
+
+def _one_line(rhs, notation) -> prettyForm | None:
+    """A result line's rhs on one line (1/(Σₖ₌₁³ e^(zₖ)) eᶻ - y), where the terminal's layout
+    stacks it (a fraction over a sum): the LaTeX of the paper, read as a title is. None for an
+    explicit matrix, which needs its rows."""
+    from sympy import MatrixBase, preorder_traversal
+
+    from symgrad.output.latex import PaperLatexPrinter
+
+    if any(isinstance(node, MatrixBase) for node in preorder_traversal(rhs)):
+        return None
+    text = latex_to_unicode("$" + PaperLatexPrinter(notation).doprint(rhs) + "$")
+    return prettyForm(text.replace("−", "-"))  # the minus sign of the terminal's other equations
 
 
 def _broken(printer: TerminalPrinter, rhs, left: prettyForm, right: prettyForm, width: int) -> str:
