@@ -134,6 +134,15 @@ def _innermost(pattern: str, replace, s: str) -> str:
         s = changed
 
 
+_FONTS = r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}"
+_SQUARE_ROOT = r"\\sqrt\{([^{}]*)\}"
+
+
+def _square_root(match: re.Match) -> str:
+    inside = match.group(1)
+    return "√" + (inside if len(inside) == 1 else f"({inside})")
+
+
 def _fraction(match: re.Match) -> str:
     top, bottom = match.group(1).strip(), match.group(2).strip()
     wrap = lambda part: f"({part})" if re.search(r"[\s+−-]", part) else part  # noqa: E731
@@ -155,8 +164,8 @@ def latex_to_unicode(markup: str) -> str:
         s = match.group(1).replace(r"\_", "\x00")  # an escaped underscore (leaky\_relu) is no subscript
         s = re.sub(r"\^\{(\[[^\]{}]*\])\}", r"^\1", s)  # course names: Z^{[L]} → Z^[L]
         s = s.replace(r"\mathcal{L}", "ℒ")
-        s = _innermost(r"\\(?:mathbf|bm|boldsymbol|operatorname|mathrm|text|mathcal|mathit)\{([^{}]*)\}", r"\1", s)
-        s = _innermost(r"\\sqrt\{([^{}]*)\}", lambda m: "√" + (m.group(1) if len(m.group(1)) == 1 else f"({m.group(1)})"), s)
+        s = _innermost(_FONTS, r"\1", s)
+        s = _innermost(_SQUARE_ROOT, _square_root, s)
         s = s.replace(r"\left", "").replace(r"\right", "")
         # {Aᵖʳᵉᵛ}^\top: (Aᵖʳᵉᵛ)ᵀ, as the equations print it; Aᵖʳᵉᵛᵀ would read as one exponent
         tail = "[" + superscript_letters() + "]"
@@ -170,9 +179,16 @@ def latex_to_unicode(markup: str) -> str:
         # one-character scripts first: a braced one may come out as _i,q, not to be read again
         s = re.sub(r"_(\w)", lambda m: subscript(m.group(1)), s)
         s = re.sub(r"\^(\w)", lambda m: superscript(m.group(1)), s)
-        s = _innermost(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
-        s = _innermost(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
-        s = _innermost(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", _fraction, s)
+        while True:  # nested: a fraction in a script (z^{\frac{3}{2}}), a script in a fraction or a font
+            before = s
+            s = _innermost(_FONTS, r"\1", s)
+            s = _innermost(r"\{(\([^{}]*\))\}", r"\1", s)  # a function's argument: \operatorname{sign}{(x)}
+            s = _innermost(_SQUARE_ROOT, _square_root, s)
+            s = _innermost(r"_\{([^{}]*)\}", lambda m: subscript(m.group(1)), s)
+            s = _innermost(r"\^\{([^{}]*)\}", lambda m: superscript(m.group(1)), s)
+            s = _innermost(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", _fraction, s)
+            if s == before:
+                break
         s = re.sub(r"\\([A-Za-z]+)", r"\1", s)  # a function's name: \tanh → tanh
         s = re.sub(r"\\(.)", lambda m: _SPACING.get(m.group(1), m.group(1)), s)
         s = s.replace("-", "−").replace("{", "").replace("}", "").replace("\x00", "_")

@@ -4,6 +4,8 @@ the terminal is wrapped, never cropped. Used by ``Derivation.__rich__`` and by t
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Group
 from rich.panel import Panel
 from rich.cells import cell_len
@@ -34,7 +36,7 @@ def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | Non
     while True:
         printer = TerminalPrinter(notation, budget)
         right = printer._print(step.rhs)
-        if inline and right.height() > 1:
+        if inline and right.height() > MAX_RESULT_ROWS:
             right = _one_line(step.rhs, notation) or right
         left = TerminalPrinter(notation, inline=inline)._print(step.lhs) if show_lhs else prettyForm("")
         left = prettyForm(*stringPict.next(prettyForm(lead), left, " = "))
@@ -52,6 +54,9 @@ def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | Non
     return text, fitted
 
 
+MAX_RESULT_ROWS = 3  # a result line's rhs stacked higher (a fraction over a sum) is written on one line
+
+
 def _one_line(rhs, notation) -> prettyForm | None:
     """A result line's rhs on one line (1/(Σₖ₌₁³ e^(zₖ)) eᶻ - y), where the terminal's layout
     stacks it (a fraction over a sum): the LaTeX of the paper, read as a title is. None for an
@@ -62,8 +67,24 @@ def _one_line(rhs, notation) -> prettyForm | None:
 
     if any(isinstance(node, MatrixBase) for node in preorder_traversal(rhs)):
         return None
-    text = latex_to_unicode("$" + PaperLatexPrinter(notation).doprint(rhs) + "$")
-    return prettyForm(text.replace("−", "-"))  # the minus sign of the terminal's other equations
+    printer = PaperLatexPrinter(notation)
+    printer._settings["mul_symbol_latex"] = r" \cdot "  # 2⋅1 + 2⋅y: juxtaposed, 2 1 would read 21
+    text = latex_to_unicode("$" + printer.doprint(rhs) + "$").replace("−", "-").replace(" · ", "⋅")
+    if _LATEX_LEFT.search(text) or not _balanced(text):
+        return None  # LaTeX the reading does not cover: the stacked layout, which is always right
+    return prettyForm(text)  # (the minus sign of the terminal's other equations)
+
+
+_LATEX_LEFT = re.compile(r"frac|sqrt|left|right|operatorname|math[a-z]+|begin|end|cdot|\\")
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for character in text:
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _broken(printer: TerminalPrinter, rhs, left: prettyForm, right: prettyForm, width: int) -> str:
