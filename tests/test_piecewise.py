@@ -400,3 +400,46 @@ def test_a_kink_compiled_for_the_region_search_has_the_sign_sympy_gives(g, value
         # sign is used, and values this near 0 are refused
         assert abs(fast - expected) <= mpmath.mpf(10) ** -12 * max(1, abs(expected))
     assert (fast > 0) == (reference > 0)
+
+
+# -- the kink skeleton: witness points for every region of an entry, shared by its steps -------------------
+def _witnessed(value, witnesses):
+    """Every region of ``value`` that is not empty holds one of the witness points: a point that fixes every
+    variable of the region's kinks and gives each kink the region's sign."""
+    from sympy import Rational as R
+
+    def inside(conditions, point):
+        if any(x not in point for g, _ in conditions for x in g.free_symbols):
+            return False
+        return all(g.xreplace({x: R(p) for x, p in point.items()}) * s > 0 for g, s in conditions)
+
+    def empty(conditions):
+        decided, point = linear_witness(conditions)
+        return decided and point is None
+
+    return all(any(inside(conditions, point) for _, point in witnesses)
+               for conditions, _ in regions(value) if not empty(conditions))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["max", "min", "abs", "piecewise"]), st.integers(-3, 3),
+                          st.integers(-2, 2), st.integers(-1000, 1000)), min_size=1, max_size=4))
+@example([("max", 1, 1, 1000), ("min", 2, -1, -1000), ("max", 1, 0, 0)])  # the reviewer's cancellation
+@example([("piecewise", 1, 1, 1000), ("piecewise", 2, -1, 1000)])
+@settings(max_examples=40, deadline=None)
+def test_every_region_of_an_entry_gets_a_point_from_its_skeleton(terms):
+    """The skeleton (its kinked nodes alone, in a tuple) is asked for the points, not the entry:
+    whatever the coefficients cancel in the entry, each of the entry's own regions holds one."""
+    from sympy import Abs, Min, Piecewise
+
+    from symgrad.verify.cases import kink_skeleton
+    from symgrad.verify.exact import _in_every_region
+
+    x, y = Symbol("x", real=True), Symbol("y", real=True)
+    value = Integer(0)
+    for kind, coefficient, sign, shift in terms:
+        inner = Abs(y + shift)
+        node = {"max": Max(x + sign * inner, inner), "min": Min(-x - inner, sign * inner), "abs": Abs(x + sign * inner),
+                "piecewise": Piecewise((sign * inner, x > 0), (1, True))}[kind]
+        value += coefficient * node
+    assume(value.has(*KINKED))
+    assert _witnessed(value, _in_every_region(kink_skeleton(value)))

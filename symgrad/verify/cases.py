@@ -189,12 +189,14 @@ def resolve(expr: Basic, g: Basic, s: int) -> Basic:
 
 
 def kink_skeleton(expr: Basic) -> Basic:
-    """The outermost kinked nodes of ``expr`` (each whole, with the kinks inside it), as one
-    sum without the smooth rest. It has the kink arguments of ``expr``, nested the same way, so
-    its regions refine those of ``expr``: a point inside each of its regions is a point inside
-    each region of ``expr`` (a region of ``expr`` that simplification merged is only split
-    further). Many entries and steps share one skeleton, while their values all differ."""
-    from sympy import default_sort_key
+    """The outermost kinked nodes of ``expr`` (each whole, with the kinks inside it), as a
+    tuple without the smooth rest. It has the kink arguments of ``expr``, nested the same way,
+    and settling a kink settles each node as it does inside ``expr``; nothing in a tuple can
+    cancel (in a sum, Max(x + |y|, |y|) − Max(x + |y|, |y|)-like terms would, and |y|'s regions
+    would be lost), so its regions refine those of ``expr``: a point inside each of its regions
+    is a point inside each region of ``expr``. Many entries and steps share one skeleton,
+    while their values all differ."""
+    from sympy import Tuple, default_sort_key
 
     found: set = set()
 
@@ -206,7 +208,7 @@ def kink_skeleton(expr: Basic) -> Basic:
             walk(argument)
 
     walk(expr)
-    return Add(*sorted(found, key=default_sort_key))
+    return Tuple(*sorted(found, key=default_sort_key))
 
 
 def regions(expr: Basic, max_regions: int = MAX_REGIONS) -> list[tuple[tuple, Basic]]:
