@@ -377,10 +377,13 @@ def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_L
     ``symgrad.cache.ResultCache`` that serves and keeps definite verdicts (None: no cache)."""
     from symgrad.batch import check_size
     from symgrad.verdicts import IdentityResult
+    from symgrad.verify.identity import shared_proof_groups
 
     limit = parse_time_limit(time_limit)
-    results = []
-    for size in identity.sizes:
+    results: dict[int, Any] = {}
+    everywhere = list(range(len(identity.sizes)))
+    for k in (k for group in shared_proof_groups(identity, everywhere) for k in group):  # symbolic tables first
+        size = identity.sizes[k]
         result = cache.get(identity, size) if cache is not None else None
         if result is None:
             if progress:
@@ -388,8 +391,8 @@ def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_L
             result = check_size(identity, size, limit)
             if cache is not None:
                 cache.put(identity, size, result)
-        results.append(result)
-    return IdentityResult(identity, tuple(results))
+        results[k] = result
+    return IdentityResult(identity, tuple(results[k] for k in everywhere))
 
 
 def check_files(paths: Iterable[str | PathLike[str]], *, time_limit: float | None = DEFAULT_TIME_LIMIT,
@@ -459,6 +462,8 @@ def _in_the_order_given(problems: list[IdentityFileError], named: list[str]) -> 
     bad.toml first. Stable: one file's problems keep their order."""
     from pathlib import Path
 
+    if len(problems) < 2:
+        return problems
     position: dict[Path, int] = {}
     for name in named:
         path = Path(STDIN_NAME if name == STDIN else name)

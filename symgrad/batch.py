@@ -1,13 +1,14 @@
 """Checking many identities at once: verdicts from the cache first, the rest in worker processes,
 every result in input order — so ``verify -j 2`` prints byte for byte what ``-j 1`` prints.
 
-A worker checks one identity at a time, its sizes in turn, each size bounded by ``--time-limit``
-in the worker's main thread, where ``budget.deadline`` (SIGALRM) applies as it does in one
-process; one identity's sizes share a process, so a size table that is an instance of the
-identity's proof for every size reuses that proof. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
+The unit of work is one identity at one size — or, for an identity with an all-symbolic size
+table, that table followed by the fixed tables that are its instances, which then reuse its
+proof in the same process. Each size is bounded by ``--time-limit`` in the worker's main
+thread, where ``budget.deadline`` (SIGALRM) applies as it does in one process. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
 workers ignore SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before
 ``cli.main`` prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of
-memory) leaves the sizes it had not finished undecided, never a traceback.
+memory) leaves the sizes of its unit of work undecided (of a shared-proof group, those it had
+already finished too), never a traceback.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def check_identities(identities: list, *, time_limit: float | None, jobs: int = 
                     verdicts[i, k] = cached
     pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))
                if (i, k) not in verdicts]
+    groups = _groups(identities, pending)
     checked_now = set(pending)
     tracker = _Tracker(identities, pending, progress)
-    if jobs > 1 and len(pending) > 1:
-        _in_workers(identities, pending, time_limit, min(jobs, len(pending)), verdicts, tracker)
+    if jobs > 1 and len(groups) > 1:
+        _in_workers(identities, groups, time_limit, min(jobs, len(groups)), verdicts, tracker)
     else:
-        _in_this_process(identities, pending, time_limit, verdicts, tracker)
+        _in_this_process(identities, groups, time_limit, verdicts, tracker)
     tracker.finish()
 
     results, problems = [], []
@@ -121,12 +123,24 @@ class _Tracker:
             self.progress(len(self.identities), len(self.identities), "done")
 
 
-def _in_this_process(identities, pending, time_limit, verdicts, tracker) -> None:
+def _groups(identities, pending: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """The pending sizes as units of work, (identity, its size positions in checking order):
+    an all-symbolic size table with the fixed tables that are its instances (checked after it,
+    in one process, they reuse its proof), every other size on its own."""
+    from symgrad.verify.identity import shared_proof_groups
+
+    positions: dict[int, list[int]] = {}
+    for i, k in pending:
+        positions.setdefault(i, []).append(k)
+    return [(i, group) for i, ks in positions.items() for group in shared_proof_groups(identities[i], ks)]
+
+
+def _in_this_process(identities, groups, time_limit, verdicts, tracker) -> None:
     """One size after another; an identity with a mistake is not checked at its later sizes."""
     from symgrad.identity_file import IdentityFileError
 
     failed: set[int] = set()
-    for i, k in pending:
+    for i, k in ((i, k) for i, group in groups for k in group):
         if i not in failed:
             tracker.starting(i, k)
             try:
@@ -137,7 +151,7 @@ def _in_this_process(identities, pending, time_limit, verdicts, tracker) -> None
         tracker.finished(i)
 
 
-def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker) -> None:
+def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -147,21 +161,18 @@ def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker
         stream.flush()
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
     try:
-        by_identity: dict[int, list[int]] = {}
-        for i, k in pending:
-            by_identity.setdefault(i, []).append(k)
-        futures = {executor.submit(_check_sizes, identities[i], [identities[i].sizes[k] for k in ks], time_limit): i
-                   for i, ks in by_identity.items()}
+        futures = {executor.submit(_check_sizes, identities[i], [identities[i].sizes[k] for k in group], time_limit):
+                   number for number, (i, group) in enumerate(groups)}
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=futures.get):
-                i = futures[future]
+                i, group = groups[futures[future]]
                 try:
                     outcomes = future.result()
                 except BrokenProcessPool:
-                    outcomes = [SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in by_identity[i]]
-                for position, k in enumerate(by_identity[i]):
+                    outcomes = [SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in group]
+                for position, k in enumerate(group):
                     if position < len(outcomes):  # after a mistake the later sizes were not checked
                         verdicts[i, k] = outcomes[position]
                     tracker.finished(i)
@@ -172,11 +183,10 @@ def _in_workers(identities, pending, time_limit, workers: int, verdicts, tracker
 
 
 def _check_sizes(identity, sizes: list, time_limit: float | None) -> list:
-    """A worker's task: the identity's sizes one after another, each within its own time limit,
-    in one process, so that a size table which is an instance of the identity's proof for every
-    size reuses that proof (``verify.identity``). Up to an ``IdentityFileError``, which is that
-    size's outcome and ends the list: the later sizes of an identity with a mistake are not
-    checked, as in one process."""
+    """A worker's task: sizes of one identity one after another (one size, or a shared-proof
+    group), each within its own time limit. Up to an ``IdentityFileError``, which is that size's
+    outcome and ends the list: the later sizes of an identity with a mistake are not checked,
+    as in one process."""
     from symgrad.identity_file import IdentityFileError
 
     outcomes: list = []

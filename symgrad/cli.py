@@ -697,22 +697,46 @@ def _stop_progress() -> None:
 
 def _streams_that_cannot_fail() -> None:
     """A stream whose encoding cannot write ∂, Σ or ✓ (PYTHONIOENCODING=ascii, an old code page)
-    writes them as \\u escapes, with one warning, instead of stopping with UnicodeEncodeError
-    halfway through a derivation. Files written with --output are UTF-8 whatever the terminal."""
-    refused = []
+    writes each such character as a JSON-style escape (\\u2202; a pair of \\u escapes beyond
+    U+FFFF), so text stays readable and JSON stays valid JSON, instead of stopping with
+    UnicodeEncodeError halfway through a derivation. The first escape written warns once on
+    stderr. Files written with --output are UTF-8 whatever the terminal."""
+    import codecs
+
+    codecs.register_error("symgrad-escape", _escaped)
     for stream in (sys.stdout, sys.stderr):
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
             "∂Σ✓".encode(encoding)
         except (UnicodeEncodeError, LookupError):
             if hasattr(stream, "reconfigure"):
-                stream.reconfigure(errors="backslashreplace")
-            if stream is sys.stdout:
-                refused.append(encoding)
-    if refused:
-        _warning_line(f"standard output's encoding ({refused[0]}) cannot show symbols such as the partial "
-                      "derivative sign: they are written as "
-                      "\\u escapes (set PYTHONIOENCODING=utf-8, or write a file with --output)")
+                stream.reconfigure(errors="symgrad-escape")
+
+
+_ESCAPE_WARNED: list[bool] = []
+
+
+def _warn_of_escapes() -> None:
+    if _ESCAPE_WARNED:
+        _warning_line("the terminal's encoding cannot show symbols such as the partial derivative sign: they were "
+                      "written as \\u escapes (set PYTHONIOENCODING=utf-8, or write a file with --output)")
+
+
+def _escaped(error: UnicodeError) -> tuple[str, int]:
+    """The ``symgrad-escape`` codec error handler: \\uXXXX for each character the stream's
+    encoding lacks (UTF-16 surrogate pairs beyond U+FFFF, as JSON writes them)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    _ESCAPE_WARNED.append(True)  # the warning is written once the command is done (``main``)
+    out = []
+    for character in error.object[error.start:error.end]:
+        code = ord(character)
+        if code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out), error.end
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -736,6 +760,7 @@ def main(argv: list[str] | None = None) -> None:
             code = command.main(args=argv, prog_name="symgrad", standalone_mode=False)
         finally:
             _stop_progress()
+            _warn_of_escapes()
     except (Interrupted, KeyboardInterrupt):
         code = _interrupted()
     except TimeLimitReached as reached:

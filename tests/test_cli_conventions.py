@@ -355,9 +355,19 @@ def test_an_ascii_terminal_gets_escapes_and_a_warning_not_a_crash():
     ascii_run = run("derive", "--n", "2", "--no-cache", env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert utf8.returncode == 0 and ascii_run.returncode == 0, ascii_run.stderr
     assert ascii_run.stdout.isascii() and not utf8.stdout.isascii()
-    assert "encoding (ascii)" in ascii_run.stderr and "Traceback" not in ascii_run.stderr
+    assert "written as \\u escapes" in ascii_run.stderr and "Traceback" not in ascii_run.stderr
     last = ascii_run.stdout.strip().splitlines()[-1]
     assert last.encode().decode("unicode_escape") == utf8.stdout.strip().splitlines()[-1]
+
+
+def test_json_on_an_ascii_terminal_is_still_json():
+    """The escapes are JSON's own (\\u00d7 for ×, a surrogate pair beyond U+FFFF): the same
+    certificate as in UTF-8, read back by json."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    ascii_run = run("derive", "softmax-layer", "-f", "json", "--no-cache", env=env)
+    utf8 = run("derive", "softmax-layer", "-f", "json", "--no-cache", env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert ascii_run.returncode == 0 and ascii_run.stdout.isascii(), ascii_run.stderr
+    assert json.loads(ascii_run.stdout) == json.loads(utf8.stdout)
 
 
 def test_the_terminal_printer_ignores_sympys_ascii_flag():

@@ -310,8 +310,9 @@ def test_a_fixed_size_table_is_an_instance_of_the_proof_for_every_size(tmp_path,
 
 def test_an_instance_check_refutes_a_wrong_step_the_proof_let_through(tmp_path, monkeypatch):
     """The numbers at the fixed size are a real check, not a formality: a proof for every size
-    whose last step is wrong (doubled) though marked proven, as a bug in the index prover would
-    leave it, is refuted at the instance and the identity fails there."""
+    whose next-to-last step is wrong (doubled) though marked proven, as a bug in the index
+    prover would leave it, is refuted at the instance, and the fixed size is then decided by
+    its own full check (this identity is true: it holds there, but not as an instance)."""
     from symgrad.identity_file import load_file
     from symgrad.verify import identity as identity_stage
     from symgrad.verify.identity import check_at_size
@@ -320,16 +321,34 @@ def test_an_instance_check_refutes_a_wrong_step_the_proof_let_through(tmp_path, 
     path.write_text(MATRIX_IDENTITY.format(sizes=FIXED_AND_SYMBOLIC, rhs="(softmax(W @ X + b) - Y) @ transpose(X) / m"),
                     encoding="utf-8")
     (identity,) = load_file(path)
-    real = identity_stage._checked_derivation
+    fixed, general = identity.sizes
+    honest = check_at_size(identity, general)  # derived, checked and kept for its instances
+    assert honest.holds is True
+    assert "an instance" in check_at_size(identity, fixed).method
+    key = identity_stage._derivation_key(identity, general)
+    derivation = identity_stage._DERIVATIONS[key]
+    last = derivation.steps[-2]
+    wrong = derivation.with_steps([*derivation.steps[:-2], replace(last, rhs=last.rhs * 2), derivation.steps[-1]])
+    assert wrong.proven  # the check marks say proven: only the numbers can tell
+    monkeypatch.setitem(identity_stage._DERIVATIONS, key, wrong)
+    result = check_at_size(identity, fixed)
+    assert "an instance" not in result.method and result.holds is True, result
 
-    def wrongly_proven(identity, table):
-        derivation = real(identity, table)
-        last = derivation.steps[-2]
-        assert last.check.proven
-        steps = [*derivation.steps[:-2], replace(last, rhs=last.rhs * 2), derivation.steps[-1]]
-        return derivation.with_steps(steps)
 
-    monkeypatch.setattr(identity_stage, "_checked_derivation", wrongly_proven)
-    fixed = check_at_size(identity, identity.sizes[0])
-    assert fixed.holds is False and f"step {len(identity_stage._checked_derivation(identity, identity.sizes[1]).steps) - 1}" in fixed.detail, fixed.detail
-    assert "refuted" in fixed.detail
+def test_a_fixed_size_never_pays_for_the_proof_for_every_size(tmp_path):
+    """Checked before its symbolic table (nothing kept yet), a fixed table takes its own full
+    route at once: it never derives the symbolic one inside its own time limit. Grouped for
+    checking, the symbolic table goes first."""
+    from symgrad.identity_file import load_file
+    from symgrad.verify import identity as identity_stage
+    from symgrad.verify.identity import check_at_size, shared_proof_groups
+
+    path = tmp_path / "layer.toml"
+    path.write_text(MATRIX_IDENTITY.format(sizes=FIXED_AND_SYMBOLIC + ", { n = 2, p = 3, m = 1 }",
+                                           rhs="(softmax(W @ X + b) - Y) @ transpose(X) / m"), encoding="utf-8")
+    (identity,) = load_file(path)
+    identity_stage._DERIVATIONS.clear()
+    result = check_at_size(identity, identity.sizes[0])
+    assert result.holds is True and "an instance" not in result.method
+    assert not identity_stage._DERIVATIONS  # the symbolic proof was not derived for it
+    assert shared_proof_groups(identity, [0, 1, 2]) == [[1, 0, 2]]

@@ -390,7 +390,8 @@ def test_latex_commands_in_titles_become_unicode():
              r"$\Sigma \alpha_{\mathrm{max}}$": "Σ αₘₐₓ", r"$W_{i,q}$": "W_i,q",
              # nested: a fraction in a script, a script in a font, a sum under a root, a braced argument
              r"$\frac{5 z_{j}^{\frac{3}{2}}}{2}$": "(5 zⱼ^(3/2))/2", r"$\mathbf{x_{2}} - \sqrt{\sum_{i=1}^{n} x_{i}^{2}}$":
-             "x₂ − √(Σᵢ₌₁ⁿ xᵢ²)", r"$\frac{1 + \operatorname{sign}{\left(x \right)}}{2}$": "(1 + sign(x ))/2"}
+             "x₂ − √(Σᵢ₌₁ⁿ xᵢ²)", r"$\frac{1 + \operatorname{sign}{\left(x \right)}}{2}$": "(1 + sign(x ))/2",
+             r"$\frac{1}{\frac{a}{b}}$": "1/(a/b)"}
     for latex, unicode in cases.items():
         assert latex_to_unicode(latex) == unicode, latex
 

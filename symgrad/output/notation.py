@@ -145,7 +145,7 @@ def _square_root(match: re.Match) -> str:
 
 def _fraction(match: re.Match) -> str:
     top, bottom = match.group(1).strip(), match.group(2).strip()
-    wrap = lambda part: f"({part})" if re.search(r"[\s+−-]", part) else part  # noqa: E731
+    wrap = lambda part: f"({part})" if re.search(r"[\s+−/-]", part) else part  # noqa: E731 (a/b over c: (a/b)/c)
     return f"{wrap(top)}/{wrap(bottom)}"
 
 

@@ -23,7 +23,12 @@ from symgrad.verify.concrete import Contradictory
 
 
 def check_identity(identity: Identity) -> IdentityResult:
-    return IdentityResult(identity, tuple(check_at_size(identity, size) for size in identity.sizes))
+    """The verdict at every size, reported in the listed order, checked in ``shared_proof_groups``
+    order (an all-symbolic table before the fixed tables that are its instances)."""
+    everywhere = list(range(len(identity.sizes)))
+    results = {k: check_at_size(identity, identity.sizes[k])
+               for group in shared_proof_groups(identity, everywhere) for k in group}
+    return IdentityResult(identity, tuple(results[k] for k in everywhere))
 
 
 def build_at_size(identity: Identity, size: int):
@@ -215,63 +220,101 @@ _DERIVATIONS: dict = {}
 _KEPT_DERIVATIONS = 8
 
 
+def _derivation_key(identity: Identity, table) -> tuple:
+    """Everything the derivation of an identity at a size depends on."""
+    size = dict(table.values) if isinstance(table, SizeTable) else table
+    return (identity.path, identity.name, identity.lhs, identity.rhs, repr(identity.variables), identity.assume,
+            repr(size))
+
+
 def _checked_derivation(identity: Identity, table: SizeTable | int | str):
     """The engine's derivation of the identity at ``table`` (a size table, an n, "symbolic"),
-    every step checked; kept for the process, so a size table that is an instance of the
-    symbolic one reuses its proof. Raises UsageError as ``problem_from_identity`` does."""
+    every step checked. At an all-symbolic table it is kept for the process: the fixed tables
+    that are its instances reuse its proof. Raises UsageError as ``problem_from_identity`` does."""
     from symgrad.derivation.engine import derive_problem, problem_from_identity
     from symgrad.verify import check_derivation
 
+    key = _derivation_key(identity, table)
+    kept = _DERIVATIONS.get(key)
+    if kept is not None:
+        return kept
     size = dict(table.values) if isinstance(table, SizeTable) else table
-    key = (identity.path, identity.name, identity.lhs, identity.rhs, repr(identity.variables), identity.assume,
-           repr(size))
-    if key not in _DERIVATIONS:
-        derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
+    derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
+    if _all_symbolic(table):
         while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
             del _DERIVATIONS[next(iter(_DERIVATIONS))]
         _DERIVATIONS[key] = derivation
-    return _DERIVATIONS[key]
+    return derivation
+
+
+def _all_symbolic(size) -> bool:
+    return isinstance(size, SizeTable) and all(v == SYMBOLIC for v in size.values.values())
+
+
+def _general_table(identity: Identity, table) -> SizeTable | None:
+    """The all-symbolic size table the identity lists with the same names as ``table``, an
+    all-numbers table; else None."""
+    if not isinstance(table, SizeTable) or any(v == SYMBOLIC for v in table.values.values()):
+        return None
+    return next((s for s in identity.sizes if _all_symbolic(s) and set(s.values) == set(table.values)), None)
+
+
+def shared_proof_groups(identity: Identity, positions: list[int]) -> list[list[int]]:
+    """``positions`` (indices into ``identity.sizes``) in the order to check them: an
+    all-symbolic size table first, with the fixed tables that are its instances after it (one
+    group: one process, so they find its proof kept); every other size in a group of its own.
+    The results are reported in the listed order whatever the order of checking."""
+    groups: list[list[int]] = []
+    placed: set[int] = set()
+    for k in positions:
+        if k in placed:
+            continue
+        size = identity.sizes[k]
+        general = size if _all_symbolic(size) else _general_table(identity, size)
+        if general is None:
+            groups.append([k])
+            placed.add(k)
+            continue
+        members = [j for j in positions if j not in placed and (identity.sizes[j] is general
+                                                                or _general_table(identity, identity.sizes[j]) is general)]
+        members.sort(key=lambda j: (identity.sizes[j] is not general, j))
+        groups.append(members)
+        placed.update(members)
+    return groups
 
 
 def _proven_for_every_size(identity: Identity, table: SizeTable | int):
-    """The identity's derivation at its all-symbolic size table, when it lists one with the
-    same names as ``table``, ``table`` is all numbers, and every step is proven (with no
-    parameter such as K in 1..n); else None."""
-    if not isinstance(table, SizeTable) or any(v == SYMBOLIC for v in table.values.values()):
-        return None
-    general = next((s for s in identity.sizes if isinstance(s, SizeTable) and set(s.values) == set(table.values)
-                    and all(v == SYMBOLIC for v in s.values.values())), None)
+    """The identity's derivation at its all-symbolic size table with the same names as
+    ``table`` (an all-numbers table), when this process has already derived and checked it —
+    within that size's own time limit, never this one's (``shared_proof_groups`` checks it
+    first) — and every step is proven, with no parameter such as K in 1..n; else None."""
+    general = _general_table(identity, table)
     if general is None:
         return None
-    try:
-        derivation = _checked_derivation(identity, general)
-    except UsageError:
+    derivation = _DERIVATIONS.get(_derivation_key(identity, general))
+    if derivation is None or not derivation.proven or derivation.model.parameters:
         return None
-    return derivation if derivation.proven and not derivation.model.parameters else None
+    return derivation
 
 
 def _as_an_instance(general, table: SizeTable, started: float) -> SizeResult | None:
     """The verdict at a fixed size table from the identity's proof for every size: each step is
-    evaluated numerically at these sizes (``check_instance``), not proven again. A refutation
-    there fails the identity; a step the numbers cannot decide (None) leaves it to the full
-    check at this size, so the verdict is never weaker than checking the size on its own."""
+    evaluated numerically at these sizes (``check_instance``), not proven again. Only "holds",
+    when every step agrees there; anything else — a step the numbers cannot decide, an error,
+    or a step refuted, which would contradict the proof itself — leaves the size to the full
+    check (None), so the verdict is never weaker than checking the size on its own."""
     from symgrad.verify.symbolic import check_instance
 
-    checks = check_instance(general, {name: int(value) for name, value in table.values.items()})
-    every = ", ".join(general.model.size_symbols())
-
-    def verdict(holds, method, detail):
-        return SizeResult(table, holds, method, detail, time.perf_counter() - started)
-
-    refuted = next((k for k, c in enumerate(checks, start=1) if c.exact is False or c.numeric is False), None)
-    if refuted is not None:
-        return verdict(False, "derivation + numeric", f"step {refuted} of the derivation proven for every {every} "
-                                                      f"is refuted at {table}: {checks[refuted - 1].detail}")
+    try:
+        checks = check_instance(general, {name: int(value) for name, value in table.values.items()})
+    except Exception:  # noqa: BLE001 - SymPy internals at this size: the full check says what it is
+        return None
     if len(checks) < len(general.steps) or not all(c.numeric is True for c in checks):
         return None
-    return verdict(True, "index notation (an instance) + numeric",
-                   f"every one of {len(general.steps)} derived steps proven for every {every} (index notation) "
-                   f"and evaluated numerically at {table}, the last one lhs = rhs")
+    every = ", ".join(general.model.size_symbols())
+    return SizeResult(table, True, "index notation (an instance) + numeric",
+                      f"every one of {len(general.steps)} derived steps proven for every {every} (index notation) "
+                      f"and evaluated numerically at {table}, the last one lhs = rhs", time.perf_counter() - started)
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
