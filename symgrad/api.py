@@ -377,7 +377,7 @@ def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_L
     ``symgrad.cache.ResultCache`` that serves and keeps definite verdicts (None: no cache)."""
     from symgrad.batch import check_size
     from symgrad.verdicts import IdentityResult
-    from symgrad.verify.identity import shared_proof_groups
+    from symgrad.identity_file import shared_proof_groups
 
     limit = parse_time_limit(time_limit)
     results: dict[int, Any] = {}

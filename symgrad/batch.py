@@ -127,7 +127,7 @@ def _groups(identities, pending: list[tuple[int, int]]) -> list[tuple[int, list[
     """The pending sizes as units of work, (identity, its size positions in checking order):
     an all-symbolic size table with the fixed tables that are its instances (checked after it,
     in one process, they reuse its proof), every other size on its own."""
-    from symgrad.verify.identity import shared_proof_groups
+    from symgrad.identity_file import shared_proof_groups
 
     positions: dict[int, list[int]] = {}
     for i, k in pending:

@@ -101,6 +101,43 @@ class Identity:
         return f"{self.path}:{line}:{start + (column or 1) - 1}"
 
 
+def all_symbolic(size) -> bool:
+    """An all-symbolic size table ({ n = "symbolic", p = "symbolic" })."""
+    return isinstance(size, SizeTable) and all(v == SYMBOLIC for v in size.values.values())
+
+
+def general_table(identity: Identity, table) -> SizeTable | None:
+    """The all-symbolic size table the identity lists with the same names as ``table``, an
+    all-numbers table; else None."""
+    if not isinstance(table, SizeTable) or any(v == SYMBOLIC for v in table.values.values()):
+        return None
+    return next((s for s in identity.sizes if all_symbolic(s) and set(s.values) == set(table.values)), None)
+
+
+def shared_proof_groups(identity: Identity, positions: list[int]) -> list[list[int]]:
+    """``positions`` (indices into ``identity.sizes``) in the order to check them: an
+    all-symbolic size table first, with the fixed tables that are its instances after it (one
+    group: one process, so they find its proof kept); every other size in a group of its own.
+    The results are reported in the listed order whatever the order of checking."""
+    groups: list[list[int]] = []
+    placed: set[int] = set()
+    for k in positions:
+        if k in placed:
+            continue
+        size = identity.sizes[k]
+        general = size if all_symbolic(size) else general_table(identity, size)
+        if general is None:
+            groups.append([k])
+            placed.add(k)
+            continue
+        members = [j for j in positions if j not in placed and (identity.sizes[j] is general
+                                                                or general_table(identity, identity.sizes[j]) is general)]
+        members.sort(key=lambda j: (identity.sizes[j] is not general, j))
+        groups.append(members)
+        placed.update(members)
+    return groups
+
+
 def find_files(paths: list[Path]) -> tuple[list[Path], list[IdentityFileError]]:
     """The identity files named, and ``*.toml`` files under directories (recursively), with a
     problem for each path that is neither."""

@@ -341,7 +341,8 @@ def test_a_fixed_size_never_pays_for_the_proof_for_every_size(tmp_path):
     checking, the symbolic table goes first."""
     from symgrad.identity_file import load_file
     from symgrad.verify import identity as identity_stage
-    from symgrad.verify.identity import check_at_size, shared_proof_groups
+    from symgrad.identity_file import shared_proof_groups
+    from symgrad.verify.identity import check_at_size
 
     path = tmp_path / "layer.toml"
     path.write_text(MATRIX_IDENTITY.format(sizes=FIXED_AND_SYMBOLIC + ", { n = 2, p = 3, m = 1 }",

@@ -4,6 +4,7 @@ each identity at each size in the workers, and neither ``import symgrad`` nor ``
 SymPy. (Speed itself is measured by bench/bench_speed.py, not asserted here.)"""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -123,6 +124,24 @@ def test_help_and_version_do_not_import_sympy(args):
     assert result.returncode == 0
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "symgrad.cli" in imported  # the measurement saw the program's imports
+    assert not {name for name in imported if name.split(".")[0] in ("sympy", "mpmath")}
+
+
+def test_an_unchanged_catalog_is_served_without_importing_sympy(tmp_path, monkeypatch):
+    """The pre-commit case (under a second): every verdict from the result cache, so neither
+    SymPy nor mpmath is imported — the second run of verify on a copy of one catalog file."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "derivations" / "softmax_and_activations.toml"
+    shutil.copy(source, tmp_path / source.name)
+    env = {key: value for key, value in os.environ.items() if key != "SYMGRAD_NO_CACHE"}
+    command = [sys.executable, "-X", "importtime", "-m", "symgrad", "verify", source.name]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    second = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-500:]
+    imported = {line.split("|")[-1].strip() for line in second.stderr.splitlines() if line.startswith("import time:")}
+    assert "symgrad.batch" in imported  # the measurement saw the checking code's imports
     assert not {name for name in imported if name.split(".")[0] in ("sympy", "mpmath")}
 
 

@@ -14,7 +14,8 @@ import time
 from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
 from symgrad.errors import UsageError
-from symgrad.identity_file import SIZE_NAME, SYMBOLIC, Identity, IdentityFileError, SizeTable
+from symgrad.identity_file import (SIZE_NAME, SYMBOLIC, Identity, IdentityFileError, SizeTable, all_symbolic,
+                                   general_table, shared_proof_groups)
 from symgrad.language import LanguageError, TooMuchWork, Variable, evaluate, shape_of
 from symgrad.model import Assumption, Definition, Model
 from symgrad.steps import Rule, Step
@@ -240,47 +241,11 @@ def _checked_derivation(identity: Identity, table: SizeTable | int | str):
         return kept
     size = dict(table.values) if isinstance(table, SizeTable) else table
     derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
-    if _all_symbolic(table):
+    if all_symbolic(table):
         while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
             del _DERIVATIONS[next(iter(_DERIVATIONS))]
         _DERIVATIONS[key] = derivation
     return derivation
-
-
-def _all_symbolic(size) -> bool:
-    return isinstance(size, SizeTable) and all(v == SYMBOLIC for v in size.values.values())
-
-
-def _general_table(identity: Identity, table) -> SizeTable | None:
-    """The all-symbolic size table the identity lists with the same names as ``table``, an
-    all-numbers table; else None."""
-    if not isinstance(table, SizeTable) or any(v == SYMBOLIC for v in table.values.values()):
-        return None
-    return next((s for s in identity.sizes if _all_symbolic(s) and set(s.values) == set(table.values)), None)
-
-
-def shared_proof_groups(identity: Identity, positions: list[int]) -> list[list[int]]:
-    """``positions`` (indices into ``identity.sizes``) in the order to check them: an
-    all-symbolic size table first, with the fixed tables that are its instances after it (one
-    group: one process, so they find its proof kept); every other size in a group of its own.
-    The results are reported in the listed order whatever the order of checking."""
-    groups: list[list[int]] = []
-    placed: set[int] = set()
-    for k in positions:
-        if k in placed:
-            continue
-        size = identity.sizes[k]
-        general = size if _all_symbolic(size) else _general_table(identity, size)
-        if general is None:
-            groups.append([k])
-            placed.add(k)
-            continue
-        members = [j for j in positions if j not in placed and (identity.sizes[j] is general
-                                                                or _general_table(identity, identity.sizes[j]) is general)]
-        members.sort(key=lambda j: (identity.sizes[j] is not general, j))
-        groups.append(members)
-        placed.update(members)
-    return groups
 
 
 def _proven_for_every_size(identity: Identity, table: SizeTable | int):
@@ -288,7 +253,7 @@ def _proven_for_every_size(identity: Identity, table: SizeTable | int):
     ``table`` (an all-numbers table), when this process has already derived and checked it —
     within that size's own time limit, never this one's (``shared_proof_groups`` checks it
     first) — and every step is proven, with no parameter such as K in 1..n; else None."""
-    general = _general_table(identity, table)
+    general = general_table(identity, table)
     if general is None:
         return None
     derivation = _DERIVATIONS.get(_derivation_key(identity, general))
