@@ -453,13 +453,13 @@ def read_identities(paths: Iterable[str | PathLike[str]], *, only_identity_files
         files = [Path(STDIN_NAME), *files]
     for file in files[1 if STDIN in named else 0:]:
         read(lambda: load_file_parts(file, cache), file)
-    return identities, _in_the_order_given(problems, named), files
+    return identities, _in_the_order_given(problems, named, files), files
 
 
-def _in_the_order_given(problems: list[IdentityFileError], named: list[str]) -> list[IdentityFileError]:
-    """Problems in the order of the paths that were given (a directory's files where the
-    directory was named), not "missing paths first": ``verify bad.toml missing.toml`` reports
-    bad.toml first. Stable: one file's problems keep their order."""
+def _in_the_order_given(problems: list[IdentityFileError], named: list[str], files: list[Path]) -> list[IdentityFileError]:
+    """Problems in the order of the paths that were given (a directory's files, as ``files``
+    lists them, where the directory was named), not "missing paths first": ``verify bad.toml
+    missing.toml`` reports bad.toml first. Stable: one file's problems keep their order."""
     from pathlib import Path
 
     if len(problems) < 2:
@@ -467,7 +467,7 @@ def _in_the_order_given(problems: list[IdentityFileError], named: list[str]) -> 
     position: dict[Path, int] = {}
     for name in named:
         path = Path(STDIN_NAME if name == STDIN else name)
-        for file in sorted(path.rglob("*.toml")) if path.is_dir() else [path]:
+        for file in [f for f in files if f == path or path in f.parents] or [path]:
             position.setdefault(file, len(position))
     return sorted(problems, key=lambda problem: position.get(Path(problem.path or ""), len(position)))
 

@@ -4,11 +4,12 @@ every result in input order — so ``verify -j 2`` prints byte for byte what ``-
 The unit of work is one identity at one size — or, for an identity with an all-symbolic size
 table, that table followed by the fixed tables that are its instances, which then reuse its
 proof in the same process. Each size is bounded by ``--time-limit`` in the worker's main
-thread, where ``budget.deadline`` (SIGALRM) applies as it does in one process. The parent alone reads and writes the cache. Ctrl-C reaches the whole process group:
-workers ignore SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before
-``cli.main`` prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of
-memory) leaves the sizes of its unit of work undecided (of a shared-proof group, those it had
-already finished too), never a traceback.
+thread, where ``budget.deadline`` (SIGALRM) applies as it does in one process. The parent
+alone reads and writes the cache. Ctrl-C reaches the whole process group: workers ignore
+SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before ``cli.main``
+prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of memory)
+leaves the sizes of its unit of work undecided (of a shared-proof group, those it had already
+finished too), never a traceback.
 """
 
 from __future__ import annotations
@@ -136,18 +137,26 @@ def _groups(identities, pending: list[tuple[int, int]]) -> list[tuple[int, list[
 
 
 def _in_this_process(identities, groups, time_limit, verdicts, tracker) -> None:
-    """One size after another; an identity with a mistake is not checked at its later sizes."""
+    """One unit of work after another; an identity with a mistake is not checked at its later
+    sizes (in this unit or the next)."""
     from symgrad.identity_file import IdentityFileError
 
     failed: set[int] = set()
-    for i, k in ((i, k) for i, group in groups for k in group):
-        if i not in failed:
-            tracker.starting(i, k)
-            try:
-                verdicts[i, k] = check_size(identities[i], identities[i].sizes[k], time_limit)
-            except IdentityFileError as problem:
-                verdicts[i, k] = problem
-                failed.add(i)
+    for i, group in groups:
+        outcomes = [] if i in failed else _check_sizes(
+            identities[i], [identities[i].sizes[k] for k in group], time_limit,
+            starting=lambda position, i=i, group=group: tracker.starting(i, group[position]))
+        if any(isinstance(outcome, IdentityFileError) for outcome in outcomes):
+            failed.add(i)
+        _record(i, group, outcomes, verdicts, tracker)
+
+
+def _record(i: int, group: list[int], outcomes: list, verdicts, tracker) -> None:
+    """A unit's outcomes as the verdicts of its sizes; after a mistake (an ``IdentityFileError``,
+    the last outcome) the later sizes were not checked and have none."""
+    for position, k in enumerate(group):
+        if position < len(outcomes):
+            verdicts[i, k] = outcomes[position]
         tracker.finished(i)
 
 
@@ -172,25 +181,25 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
                     outcomes = future.result()
                 except BrokenProcessPool:
                     outcomes = [SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in group]
-                for position, k in enumerate(group):
-                    if position < len(outcomes):  # after a mistake the later sizes were not checked
-                        verdicts[i, k] = outcomes[position]
-                    tracker.finished(i)
+                _record(i, group, outcomes, verdicts, tracker)
     except BaseException:  # an interrupt or a bug: do not wait for the checks still running
         _stop(executor)
         raise
     executor.shutdown()
 
 
-def _check_sizes(identity, sizes: list, time_limit: float | None) -> list:
-    """A worker's task: sizes of one identity one after another (one size, or a shared-proof
-    group), each within its own time limit. Up to an ``IdentityFileError``, which is that size's
-    outcome and ends the list: the later sizes of an identity with a mistake are not checked,
-    as in one process."""
+def _check_sizes(identity, sizes: list, time_limit: float | None,
+                 starting: Callable[[int], None] | None = None) -> list:
+    """A unit of work (a worker's task): sizes of one identity one after another (one size, or a
+    shared-proof group), each within its own time limit; ``starting(position)`` before each.
+    Up to an ``IdentityFileError``, which is that size's outcome and ends the list: the later
+    sizes of an identity with a mistake are not checked."""
     from symgrad.identity_file import IdentityFileError
 
     outcomes: list = []
-    for size in sizes:
+    for position, size in enumerate(sizes):
+        if starting:
+            starting(position)
         try:
             outcomes.append(check_size(identity, size, time_limit))
         except IdentityFileError as problem:

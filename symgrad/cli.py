@@ -727,7 +727,8 @@ def _escaped(error: UnicodeError) -> tuple[str, int]:
     encoding lacks (UTF-16 surrogate pairs beyond U+FFFF, as JSON writes them)."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    _ESCAPE_WARNED.append(True)  # the warning is written once the command is done (``main``)
+    if not _ESCAPE_WARNED:  # the warning is written once the command is done (``main``)
+        _ESCAPE_WARNED.append(True)
     out = []
     for character in error.object[error.start:error.end]:
         code = ord(character)

@@ -19,9 +19,8 @@ from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy,
 
 from symgrad.notation import SumExcluding
 from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, describe, distinct_kinks, has_kinks,
-                                  kink_skeleton,
-                                  kink_arguments, linear_witness, multilinear_parts, regions, search_witness,
-                                  with_indicators)
+                                  kink_arguments, kink_skeleton, linear_witness, multilinear_parts, regions,
+                                  search_witness, with_indicators)
 from symgrad.verify.concrete import ConcreteModel
 from symgrad.verify.numeric import arithmetic_closure
 

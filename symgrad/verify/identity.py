@@ -221,11 +221,15 @@ _DERIVATIONS: dict = {}
 _KEPT_DERIVATIONS = 8
 
 
+def _engine_size(table: SizeTable | int | str) -> dict | int | str:
+    """A size as ``problem_from_identity`` takes it: a table's values, an n, "symbolic"."""
+    return dict(table.values) if isinstance(table, SizeTable) else table
+
+
 def _derivation_key(identity: Identity, table) -> tuple:
     """Everything the derivation of an identity at a size depends on."""
-    size = dict(table.values) if isinstance(table, SizeTable) else table
     return (identity.path, identity.name, identity.lhs, identity.rhs, repr(identity.variables), identity.assume,
-            repr(size))
+            repr(_engine_size(table)))
 
 
 def _checked_derivation(identity: Identity, table: SizeTable | int | str):
@@ -239,8 +243,7 @@ def _checked_derivation(identity: Identity, table: SizeTable | int | str):
     kept = _DERIVATIONS.get(key)
     if kept is not None:
         return kept
-    size = dict(table.values) if isinstance(table, SizeTable) else table
-    derivation = check_derivation(derive_problem(problem_from_identity(identity, size)))
+    derivation = check_derivation(derive_problem(problem_from_identity(identity, _engine_size(table))))
     if all_symbolic(table):
         while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
             del _DERIVATIONS[next(iter(_DERIVATIONS))]
