@@ -170,8 +170,12 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
         stream.flush()
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
     try:
-        futures = {executor.submit(_check_sizes, identities[i], [identities[i].sizes[k] for k in group], time_limit):
-                   number for number, (i, group) in enumerate(groups)}
+        # the longest units first, so that no worker is left with one at the end while the others idle
+        order = sorted(range(len(groups)), key=lambda number: -_expected_cost(identities[groups[number][0]],
+                                                                              groups[number][1]))
+        futures = {executor.submit(_check_sizes, identities[groups[number][0]],
+                                   [identities[groups[number][0]].sizes[k] for k in groups[number][1]], time_limit):
+                   number for number in order}
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
@@ -186,6 +190,20 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
         _stop(executor)
         raise
     executor.shutdown()
+
+
+# a size's checking time, roughly, in units of one fixed n: a proof for every size costs about
+# what n = 12 does (the catalog: 0.2–0.9 s for "symbolic", 0.03 s + 0.03 s per n for fixed n)
+_SYMBOLIC_COST = 12
+
+
+def _expected_cost(identity, group: list[int]) -> int:
+    """A unit of work's expected checking time, for the order of submission (largest first):
+    a guess, which changes no result — only how evenly the workers finish."""
+    def cost(size) -> int:
+        values = size.values.values() if hasattr(size, "values") else [size]
+        return sum(value if isinstance(value, int) else _SYMBOLIC_COST for value in values)
+    return sum(cost(identity.sizes[k]) for k in group)
 
 
 def _check_sizes(identity, sizes: list, time_limit: float | None,

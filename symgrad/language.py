@@ -40,6 +40,7 @@ from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Rational, Symbo
                    oo, sqrt, zoo)
 
 from symgrad.functions import ELEMENTWISE
+from symgrad.smooth_algebra import derivative
 
 MAX_LENGTH = 2000  # characters in one expression
 MAX_DEPTH = 40  # nested operations
@@ -692,12 +693,12 @@ def _norm(v):
 
 def _grad(f, x):
     f = _scalar(f, "grad (of a scalar; use jacobian for a vector)")
-    return x.applyfunc(lambda entry: f.diff(entry))
+    return x.applyfunc(lambda entry: derivative(f, entry))
 
 
 def _jacobian(f, x):
     f = _vector(f, "jacobian")
-    return ImmutableMatrix(f.shape[0], x.shape[0], lambda r, c: f[r].diff(x[c]))
+    return ImmutableMatrix(f.shape[0], x.shape[0], lambda r, c: derivative(f[r], x[c]))
 
 
 # Matrix functions the derivation engine's tree knows (``parse_tree(..., matrices=True)``):

@@ -18,6 +18,7 @@ from sympy import (Add, Mul, Poly, S, PolynomialError, Basic, Derivative, Dummy,
                    expand, expand_log, log, sinh, tanh, together)
 
 from symgrad.notation import SumExcluding
+from symgrad.smooth_algebra import expands_to_zero
 from symgrad.verify.cases import (MAX_REGIONS, NotIndicatorForm, TooManyRegions, describe, distinct_kinks, has_kinks,
                                   kink_arguments, kink_skeleton, linear_witness, multilinear_parts, regions,
                                   search_witness, with_indicators)
@@ -111,7 +112,8 @@ class ExactProver:
         if value == 0:
             return True
         unfolded = cm.unfold(value, keep_sums=True)
-        if expand(unfolded.xreplace(elimination) if elimination else unfolded) == 0:
+        substituted = unfolded.xreplace(elimination) if elimination else unfolded
+        if expands_to_zero(substituted) or expand(substituted) == 0:
             return True
         if has_kinks(unfolded):
             return self._zero_by_cases(unfolded, elimination)
