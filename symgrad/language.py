@@ -769,7 +769,26 @@ def parse_tree(text: str, allow_equation: bool = False, matrices: bool = False, 
 def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = False,
              constants: dict | None = None) -> Basic:
     """SymPy value of an expression (a scalar, a column vector or a matrix), or an ``Eq``.
-    ``constants`` names numbers the text may use (the size n)."""
+    ``constants`` names numbers the text may use (the size n).
+
+    Values are remembered (the last ``_KEPT_VALUES``, errors never): reading an identity file
+    evaluates each identity at its smallest size, and checking it there builds the same value
+    again — in this process, or in a ``verify -j`` worker forked after the reading."""
+    key = (text, tuple(sorted(variables.items())), allow_equation, tuple(sorted((constants or {}).items(), key=str)))
+    kept = _VALUES.get(key)
+    if kept is None:
+        kept = _evaluate(text, variables, allow_equation, constants)
+        if len(_VALUES) >= _KEPT_VALUES:
+            del _VALUES[next(iter(_VALUES))]
+        _VALUES[key] = kept
+    return kept
+
+
+_VALUES: dict = {}
+_KEPT_VALUES = 256
+
+
+def _evaluate(text: str, variables: dict[str, Variable], allow_equation: bool, constants: dict | None) -> Basic:
     tree = parse_tree(text, allow_equation)
     _check_cost(tree, variables)
     builder = _Builder(variables, constants)
