@@ -370,3 +370,20 @@ def test_a_result_line_is_one_line_even_with_a_fraction_over_a_sum():
     head = next(k for k, line in enumerate(lines) if "steps, not checked" in line)
     assert len(lines[head + 1:]) == 1 and lines[-1].startswith("result (not checked): ")
     assert "Σ" in lines[-1] and lines[-1].endswith("- y"), lines[-1]
+
+
+def test_drawing_puts_sympys_own_unicode_setting_back():
+    """SymPy keeps one module-wide "draw with Unicode" flag. symgrad draws its Σ in Unicode
+    whatever the stream, but a notebook's own SymPy printing must keep the caller's setting."""
+    from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
+
+    import symgrad.api as api
+
+    derivation = api.derive(n=2, check=False)
+    previous = pretty_use_unicode(False)
+    try:
+        text = api.render(derivation, "text")
+        assert "Σ" in text or "∑" in text
+        assert pretty_use_unicode() is False
+    finally:
+        pretty_use_unicode(previous)

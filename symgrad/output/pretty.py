@@ -42,15 +42,27 @@ def course_name(latex: str) -> str:
     return text.replace("\\mathcal{L}", "ℒ").replace("{", "").replace("}", "")
 
 
+@contextmanager
+def unicode_drawing():
+    """SymPy draws Σ, brackets and fraction bars, and joins forms with · and parentheses, from a
+    module-wide flag that it sets from sys.stdout's encoding. Our drawing needs Unicode whatever
+    the stream (an ASCII stdout has no tall Σ: KeyError 'sum'), and the caller's setting is put
+    back afterwards: a notebook's own SymPy printing is not changed by ours. Also a decorator."""
+    previous = pretty_use_unicode(True)
+    try:
+        yield
+    finally:
+        pretty_use_unicode(previous)
+
+
 class TerminalPrinter(OrderingMixin, PrettyPrinter):
     """``width``: the columns an equation may take; matrices show as many columns as fit
     (first ones, ⋯, the last). ``notation``: names as in the LaTeX (course: Z^[L], A^[L-1])."""
 
     def __init__(self, notation=None, width: int | None = None, inline: bool = False):
         super().__init__({"use_unicode": True, "wrap_line": False})
-        # SymPy draws Σ, brackets and fraction bars from a module-wide flag, not from this
-        # printer's setting, and sets that flag from sys.stdout's encoding: with an ASCII
-        # stdout (LANG=C, a StringIO) it would look up the ASCII Σ, which has no tall form
+        # the module-wide flag (``unicode_drawing``) for a caller that draws without that
+        # context; the renderers below draw inside it, which puts the caller's setting back
         pretty_use_unicode(True)
         self.notation = notation
         self.width = width
@@ -364,5 +376,6 @@ def _units_not_imported():
             del sys.modules[name]
 
 
+@unicode_drawing()
 def pretty(expr, notation=None) -> str:
     return TerminalPrinter(notation).doprint(expr)

@@ -14,11 +14,12 @@ from rich.text import Text
 from symgrad.output.notation import latex_to_unicode
 from sympy.printing.pretty.stringpict import prettyForm, stringPict
 
-from symgrad.output.pretty import TerminalPrinter
+from symgrad.output.pretty import TerminalPrinter, unicode_drawing
 from symgrad.output.status import index_ranges, result_steps, status_symbol, status_words
 from symgrad.steps import Derivation, Step
 
 
+@unicode_drawing()
 def _equation(step: Step, show_lhs: bool, model, notation=None, width: int | None = None,
               lead: str = "", inline: bool = False) -> tuple[str, int | None]:
     """``lead`` lhs = rhs joined on their baselines by SymPy's own layout, plus the index range.
@@ -166,6 +167,7 @@ def _markup(markup: str, notation) -> str:
     return markup_text(markup, notation)
 
 
+@unicode_drawing()
 def markup_text(markup: str, notation=None) -> str:
     """A title or note for a terminal: names written by the terminal printer, as in its
     equations (course names included), then the rest of the math as Unicode."""
