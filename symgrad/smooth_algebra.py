@@ -19,7 +19,10 @@ differentiated it: ``tests/test_smooth_algebra.py`` compares the two at random p
 
 ``expands_to_zero`` is the exact checker's first test, expansion to 0, likewise: SymEngine's
 expansion is an identity over the complex numbers, so 0 there is 0 over the reals; anything
-else is left to SymPy's expand and the fall-backs after it, exactly as without SymEngine.
+else is left to SymPy's expand and the fall-backs after it, exactly as without SymEngine. Only
+expansions of at most ``MAX_EXPANDED_TERMS`` terms are handed over: SymEngine runs in C++, where
+``--time-limit`` (a signal, handled between Python bytecodes) cannot stop it, and (Σ z)⁵⁰ has
+hundreds of millions of terms; SymPy's expand of such a thing is stopped by the time limit.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from operator import add, mul
 from sympy import Add, Basic, E, Indexed, Mul, Pow, Symbol, erf, exp, log, pi, tanh
 
 _FUNCTIONS = {exp: "exp", log: "log", tanh: "tanh", erf: "erf"}
+MAX_EXPANDED_TERMS = 10_000
 
 
 def derivative(f: Basic, x: Basic) -> Basic:
@@ -48,9 +52,29 @@ def expands_to_zero(expr: Basic) -> bool:
     """True if SymEngine expands a smooth ``expr`` to 0; False means "not shown here" (not
     smooth, no SymEngine, or not 0 once expanded) and the caller goes on with SymPy."""
     engine = _symengine()
-    if engine is None or not _smooth(expr):
+    if engine is None or not _smooth(expr) or _expanded_terms(expr) > MAX_EXPANDED_TERMS:
         return False
     return engine.expand(_to_symengine(expr, {}, engine)) == 0
+
+
+def _expanded_terms(expr: Basic) -> int:
+    """An upper bound on the terms of ``expr`` expanded — and of every part of it expanded
+    inside (a function's argument) —, or MAX_EXPANDED_TERMS + 1 as soon as one passes the limit."""
+    over = MAX_EXPANDED_TERMS + 1
+    if not expr.args:
+        return 1
+    inner = [_expanded_terms(arg) for arg in expr.args]
+    if max(inner) >= over:
+        return over
+    if isinstance(expr, Add):
+        total = sum(inner)
+    elif isinstance(expr, Mul):
+        total = reduce(mul, inner, 1)
+    elif isinstance(expr, Pow) and expr.exp.is_Integer:
+        total = inner[0] ** min(abs(int(expr.exp)), 64)  # (a + b)⁻² expands its denominator
+    else:
+        total = 1  # a function, or a fractional power: one term (its inside counted above)
+    return min(total, over)
 
 
 def _symengine():

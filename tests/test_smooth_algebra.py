@@ -109,3 +109,22 @@ def test_expansion_to_zero_proves_only_what_is_zero():
     assert not expands_to_zero((a + b) ** 2 - a ** 2 - b ** 2)
     assert not expands_to_zero(exp(a + b) - exp(a) * exp(b) + Integer(1))
     assert not expands_to_zero(Abs(a) * (a + 1) - Abs(a) * a - Abs(a))  # not smooth: left to SymPy
+
+
+
+def test_an_expansion_too_large_to_stop_is_left_to_sympy(monkeypatch):
+    """(Σ z)⁵⁰ has hundreds of millions of terms: SymEngine (C++) could not be stopped by the
+    time limit, so nothing past the limit is handed over ((Σ z)¹² here, 50,388 terms, so that
+    this test fails quickly rather than hangs if it ever is); a small expansion still is."""
+    handed = []
+    convert = smooth_algebra._to_symengine
+
+    def recorded(expr, names, engine):
+        handed.append(expr)
+        return convert(expr, names, engine)
+
+    monkeypatch.setattr(smooth_algebra, "_to_symengine", recorded)
+    big = sum(z[k] for k in range(1, 9)) ** 12 - z[1]
+    assert expands_to_zero(big) is False and handed == []
+    small = (z[1] + z[2]) ** 2 - z[1] ** 2 - 2 * z[1] * z[2] - z[2] ** 2
+    assert expands_to_zero(small) and handed[0] == small
