@@ -171,8 +171,7 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
     try:
         # the longest units first, so that no worker is left with one at the end while the others idle
-        order = sorted(range(len(groups)), key=lambda number: -_expected_cost(identities[groups[number][0]],
-                                                                              groups[number][1]))
+        order = sorted(range(len(groups)), key=lambda number: -_expected_cost(identities, *groups[number]))
         futures = {executor.submit(_check_sizes, identities[groups[number][0]],
                                    [identities[groups[number][0]].sizes[k] for k in groups[number][1]], time_limit):
                    number for number in order}
@@ -197,13 +196,16 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
 _SYMBOLIC_COST = 12
 
 
-def _expected_cost(identity, group: list[int]) -> int:
-    """A unit of work's expected checking time, for the order of submission (largest first):
-    a guess, which changes no result — only how evenly the workers finish."""
+def _expected_cost(identities: list, i: int, group: list[int]) -> int:
+    """The expected checking time of identity i's sizes ``group`` (a unit of work), for the
+    order of submission (largest first): a guess, which changes no result — only how evenly the
+    workers finish."""
+    from symgrad.identity_file import SizeTable
+
     def cost(size) -> int:
-        values = size.values.values() if hasattr(size, "values") else [size]
+        values = size.values.values() if isinstance(size, SizeTable) else [size]
         return sum(value if isinstance(value, int) else _SYMBOLIC_COST for value in values)
-    return sum(cost(identity.sizes[k]) for k in group)
+    return sum(cost(identities[i].sizes[k]) for k in group)
 
 
 def _check_sizes(identity, sizes: list, time_limit: float | None,

@@ -773,8 +773,10 @@ def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = F
 
     Values are remembered (the last ``_KEPT_VALUES``, errors never): reading an identity file
     evaluates each identity at its smallest size, and checking it there builds the same value
-    again — in this process, or in a ``verify -j`` worker forked after the reading."""
-    key = (text, tuple(sorted(variables.items())), allow_equation, tuple(sorted((constants or {}).items(), key=str)))
+    again — in this process, or in a ``verify -j`` worker forked after the reading. A value
+    depends on the limits above too: whoever changes one (a test) calls ``forget_values``."""
+    named = sorted((name, type(value).__name__, value) for name, value in (constants or {}).items())
+    key = (text, tuple(sorted(variables.items())), allow_equation, tuple(named))
     kept = _VALUES.get(key)
     if kept is None:
         kept = _evaluate(text, variables, allow_equation, constants)
@@ -786,6 +788,11 @@ def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = F
 
 _VALUES: dict = {}
 _KEPT_VALUES = 256
+
+
+def forget_values() -> None:
+    """Drop every remembered value (see ``evaluate``): after changing a limit, or to free memory."""
+    _VALUES.clear()
 
 
 def _evaluate(text: str, variables: dict[str, Variable], allow_equation: bool, constants: dict | None) -> Basic:

@@ -141,8 +141,9 @@ def check_at_size(identity: Identity, size: int | str) -> SizeResult:
         return undecided(f"could not check: {error}")
     except RecursionError:
         return undecided("the expression is too deeply nested to check")
-    except Exception as error:  # noqa: BLE001 - SymPy internals (KeyError, TypeError …); named, not hidden
-        return undecided(f"the checker failed inside SymPy ({type(error).__name__}: {error})")
+    except Exception as error:  # noqa: BLE001 - SymPy/SymEngine internals (KeyError, TypeError …); named, not hidden
+        return undecided(f"the checker failed inside its computer algebra, SymPy or SymEngine "
+                         f"({type(error).__name__}: {error})")
 
 
 def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult:
