@@ -165,7 +165,7 @@ def main() -> None:
         ("symgrad derive --n 3 (its result cached)", derive_s, derive_all, f"{fresh_s / derive_s:.1f}× faster"),
         ("symgrad derive softmax-layer 16,16,16 --no-cache", layer_s, layer_all, ""),
         ("symgrad verify derivations/ (cold cache)", cold_s, cold_all, ""),
-        ("symgrad verify, the issue's 15 identities (cold cache)", issue_s, issue_all, ""),
+        ("symgrad verify (15 identities of issue 17, cold cache)", issue_s, issue_all, ""),
         ("symgrad verify derivations/ (warm cache)", warm_s, warm_all, f"{cold_s / warm_s:.1f}× faster than cold"),
         ("symgrad verify --no-cache -j 1 derivations/", one_s, one_all, ""),
         ("symgrad verify --no-cache -j 2 derivations/", two_s, two_all, f"{one_s / two_s:.2f}× faster than -j 1"),
