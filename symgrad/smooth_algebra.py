@@ -105,10 +105,11 @@ def _smooth(expr: Basic) -> bool:
     if isinstance(expr, (Add, Mul, Pow)) or type(expr) in _FUNCTIONS:
         if type(expr) is log and len(expr.args) != 1:
             return False
-        if isinstance(expr, Pow) and not expr.exp.is_Rational:
-            return False  # u^g: SymEngine writes g·u^(g−1), SymPy g·u^g/u, the form the checks expect
-        if isinstance(expr, Pow) and not expr.exp.is_Integer and not expr.base.is_nonnegative:
-            return False  # SymEngine writes (1/u)^(1/2) as u^(−1/2): false for u < 0
+        if isinstance(expr, Pow):
+            if not expr.exp.is_Rational:
+                return False  # u^g: SymEngine writes g·u^(g−1), SymPy g·u^g/u, the form the checks expect
+            if not expr.exp.is_Integer and not expr.base.is_nonnegative:
+                return False  # SymEngine writes (1/u)^(1/2) as u^(−1/2): false for u < 0
         return all(_smooth(arg) for arg in expr.args)
     return False
 
@@ -145,7 +146,9 @@ class _Unfamiliar(Exception):
     """SymEngine answered with a node that ``_to_sympy`` has no SymPy counterpart for."""
 
 
-_BACK = {"Add": Add, "Mul": Mul, "Pow": Pow, "log": log, "tanh": tanh, "erf": erf}
+# SymEngine's node names back to SymPy's constructors: the functions of _FUNCTIONS by their own
+# names (its exp(u) is a power of e, a Pow), and +, ×, powers
+_BACK = {"Add": Add, "Mul": Mul, "Pow": Pow, **{name: function for function, name in _FUNCTIONS.items()}}
 
 
 def _to_sympy(expr, atoms: dict, engine, done: dict) -> Basic:
