@@ -240,9 +240,13 @@ def _context():
 
 
 def _worker_started() -> None:
-    """Ctrl-C is the parent's to handle (it stops the workers); SIGTERM ends a worker at once."""
+    """Ctrl-C is the parent's to handle (it stops the workers); SIGTERM ends a worker at once.
+    The garbage collector as in a symgrad command, and blind to what the worker inherited."""
+    from symgrad import collector
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    collector.in_a_worker()
 
 
 def _stop(executor) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from symgrad import collector
 from symgrad.files import check_output_path, write_atomically  # noqa: F401 (write_atomically: API)
 from symgrad.recipes import options_by_derivation
 
@@ -744,6 +745,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3; Ctrl-C or
     SIGTERM print "symgrad: interrupted" and exit 130 (files being written are cleaned up).
 
+    ``argv`` None (the process's own command line): the garbage collector is tuned for the
+    whole process (``symgrad.collector``); a caller passing ``argv`` keeps its own settings.
+
     Click's exceptions are recognised by what they carry (``exit_code``, ``format_message``), not
     by class: typer ≥ 0.20 vendors its own click, and older typer uses the click package."""
     from symgrad.budget import TimeLimitReached
@@ -755,6 +759,9 @@ def main(argv: list[str] | None = None) -> None:
         except (AttributeError, ValueError, OSError):  # not the main thread, or no such signal
             pass
     _streams_that_cannot_fail()
+    whole_process = argv is None  # the console script or ``python -m symgrad``, not a caller's test
+    if whole_process:
+        collector.for_a_command()
     command = typer.main.get_command(app)
     try:
         try:
@@ -800,6 +807,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
+    if whole_process:
+        collector.before_exit()
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
