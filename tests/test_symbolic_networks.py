@@ -149,9 +149,9 @@ def test_an_index_of_another_range_is_undecided_not_a_recursion_error():
     lhs, rhs, (row, col) = prover.index_form(step)
     i = next(x for x in model.index_ranges if x.name == "i")
     assert model.range_of(i) != model.range_of(row)
-    wrong = (lhs - rhs).xreplace({row: i})
     for keep in prover._unfolding_levels():
-        result = prover._prove_at(wrong, keep, (i, col), _equations(derivation, step))
+        result = prover._prove_at(lhs.xreplace({row: i}), rhs.xreplace({row: i}), keep, (i, col),
+                                  _equations(derivation, step))
         assert not result.proven
 
 

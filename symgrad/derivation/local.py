@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sympy import (Derivative, Dummy, Expr, Indexed, KroneckerDelta, Piecewise, S, Sum,
                    factor_terms)
-from sympy.concrete.delta import deltasummation
+from symgrad.delta_sums import delta_summation
 from sympy.core.relational import Relational
 from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatrixExpr, OneMatrix
 
@@ -220,7 +220,7 @@ def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
     value = parent.definition.body.diff(c[j])
     # Σ_k δ_jk (from a sum of the child inside the template, x_i − Σ_k x_k / n) is 1: j is in 1..n
     value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta) and j not in e.variables,
-                          lambda e: deltasummation(e.function, e.limits[0]))
+                          lambda e: delta_summation(e.function, e.limits[0]))
     value = factor_terms(value.replace(lambda e: isinstance(e, Piecewise), lambda p: _in_range(p, j, ctx.size)))
     diagonal = _is_diagonal(value, i, j)
     title = (rf"${tex(u)}$ is computed entry by entry from ${bold(c)}$: a diagonal Jacobian" if diagonal
@@ -321,7 +321,7 @@ def differentiate_by_entry(body: Expr, base, index, size) -> Expr:
     fresh = Dummy("d", integer=True, positive=True)
     value = body.diff(base[fresh])
     value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta),
-                          lambda e: deltasummation(e.function, e.limits[0]))
+                          lambda e: delta_summation(e.function, e.limits[0]))
     value = value.replace(lambda e: isinstance(e, Piecewise), lambda p: _in_range(p, fresh, size))
     value = rules.rebind(value, {index})
     return factor_terms(value.xreplace({fresh: index}))

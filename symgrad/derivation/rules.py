@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, S, Sum, Symbol,
                    exp, expand, factor_terms)
-from sympy.concrete.delta import deltasummation
+from symgrad.delta_sums import delta_summation
 
 from symgrad.notation import SumExcluding
 
@@ -108,7 +108,7 @@ def derivative_through_sum(expr: Basic, wrt: Basic) -> Basic:
     SymPy's derivative leaves Σ_q δ_pq A_prev,qs; the delta sum is taken, and the range
     condition (p lies in 1..n_prev) dropped — the step's check confirms it."""
     return expr.diff(wrt).replace(lambda e: isinstance(e, Sum),
-                                  lambda e: deltasummation(e.function, e.limits[0], no_piecewise=True))
+                                  lambda e: delta_summation(e.function, e.limits[0], no_piecewise=True))
 
 
 def rebind(expr: Basic, avoid: set) -> Basic:

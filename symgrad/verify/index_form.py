@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, Product, S, Sum,
                    Wild, Symbol, cancel, exp, expand)
 from sympy import default_sort_key, factor_terms, srepr
-from sympy.concrete.delta import deltasummation
+from symgrad.delta_sums import delta_summation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
@@ -116,6 +116,8 @@ class IndexProver:
     def __init__(self, model: Model):
         self.model = model
         self._derivatives: dict[Derivative, Basic] = {}
+        self._realised_memo: dict[tuple, Basic] = {}
+        self._normal_memo: dict[tuple, tuple[Basic, list[str]]] = {}
 
     # -- 1. index form -----------------------------------------------------------------------
     def index_form(self, step) -> tuple[Basic, Basic, tuple[Symbol, ...]]:
@@ -204,6 +206,23 @@ class IndexProver:
             self._derivatives[node] = self._derivatives[canonical].xreplace(back)
         return self._derivatives[node]
 
+    def _realised(self, side: Basic, keep: frozenset) -> Basic:
+        """``realise``, kept: the steps of a derivation share their left-hand side (∂L/∂z_j)."""
+        key = (side, keep)
+        if key not in self._realised_memo:
+            self._realised_memo[key] = self.realise(side, keep)
+        return self._realised_memo[key]
+
+    def _normal_side(self, side: Basic, free: tuple, used: list[str]) -> Basic:
+        """``normal_form`` of one side, kept with the notes it made."""
+        key = (side, free)
+        if key not in self._normal_memo:
+            notes: list[str] = []
+            self._normal_memo[key] = (self.normal_form(side, free, notes), notes)
+        value, notes = self._normal_memo[key]
+        used.extend(note for note in notes if note not in used)
+        return value
+
     def realise(self, expr: Basic, keep: frozenset = frozenset()) -> Basic:
         """Derivatives evaluated, abbreviations unfolded except the families in ``keep``; a
         function by cases (Huber) as step functions, which sums cannot mangle."""
@@ -258,7 +277,7 @@ class IndexProver:
                 return None
             # deltasummation, not Sum.doit: doit would also write out every inner sum with
             # numeric bounds (Σ_k e^{Z_ks} → e^{Z_1s} + …) and the forms would no longer match
-            value = deltasummation(inside, (index, 1, upper))
+            value = delta_summation(inside, (index, 1, upper))
             if index in value.free_symbols or any(lim[0] == index for e in value.atoms(Sum) for lim in e.limits):
                 return None
             return self._resolve_ranges(value, bounds, upper, used)
@@ -388,7 +407,7 @@ class IndexProver:
             levels = levels[::-1]
         for keep in levels:
             try:
-                result = self._prove_at(lhs - rhs, keep, free, equations)
+                result = self._prove_at(lhs, rhs, keep, free, equations)
             except Undecided as reason:
                 result = IndexResult(False, [], str(reason))
             except RecursionError:
@@ -402,13 +421,17 @@ class IndexProver:
         return any(not self.model.is_abbreviation(node.variables[0])
                    for side in sides for node in plain_sympy(side).atoms(Derivative))
 
-    def _prove_at(self, difference: Basic, keep: frozenset, free, equations: list[Eq]) -> IndexResult:
+    def _prove_at(self, lhs: Basic, rhs: Basic, keep: frozenset, free, equations: list[Eq]) -> IndexResult:
         used: list[str] = []
-        difference = self.realise(difference, keep)
+        sides = [self._realised(side, keep) for side in (lhs, rhs)]
         parameters = tuple(self.model.parameters)
-        cases = _case_splits(difference, free, parameters)
-        for case_name, case in cases:
-            value = self.normal_form(case, free, used)
+        cases = _case_splits(sides[0] - sides[1], free, parameters)
+        for case_name, in_case in cases:
+            # each side in normal form on its own (the normal form of a difference is the
+            # difference of the normal forms, settled): the steps of a derivation share their
+            # left-hand side, whose normal form is then computed once, not once per step
+            left, right = (self._normal_side(side.xreplace(in_case), free, used) for side in sides)
+            value = _settle(left - right)
             for equation in equations:
                 value = self._apply_equation(value, equation, free)
                 if equation.rhs.has(KroneckerDelta) and value.has(Sum):
@@ -716,20 +739,21 @@ def _canonical_dummy(expr: Basic, avoid: set = frozenset()) -> Symbol:
     return index_symbol(f"ι_{number}")
 
 
-def _case_splits(expr: Basic, free: tuple[Symbol, ...], parameters: tuple = ()) -> list[tuple[str, Basic]]:
-    """[("", expr)] or, when expr depends on whether two free indices are equal (or a free index
-    and a parameter: j and K), both cases. In the equal case the free index is replaced by the
-    other (j by K: the assumptions speak of K, so K must stay)."""
+def _case_splits(expr: Basic, free: tuple[Symbol, ...], parameters: tuple = ()) -> list[tuple[str, dict]]:
+    """[("", {})] or, when expr depends on whether two free indices are equal (or a free index
+    and a parameter: j and K), both cases, each as the substitution that puts an expression in
+    it. In the equal case the free index is replaced by the other (j by K: the assumptions speak
+    of K, so K must stay)."""
     for p in (*parameters, *free):
         for q in free:
             if p == q:
                 continue
             if expr.has(KroneckerDelta(p, q)) or expr.has(Eq(p, q)):
-                equal = expr.xreplace({q: p})
-                apart = expr.xreplace({KroneckerDelta(p, q): 0, KroneckerDelta(q, p): 0,
-                                       Eq(p, q): S.false, Eq(q, p): S.false})
+                equal = {q: p}
+                apart = {KroneckerDelta(p, q): S.Zero, KroneckerDelta(q, p): S.Zero,
+                         Eq(p, q): S.false, Eq(q, p): S.false}
                 return [(f"case {p} = {q}: ", equal), (f"case {p} ≠ {q}: ", apart)]
-    return [("", expr)]
+    return [("", {})]
 
 
 def _case_of(value: Basic, case_name: str, free: tuple, parameters: tuple) -> Basic:
