@@ -67,7 +67,14 @@ def kink_arguments(expr: Basic) -> list[Basic]:
         for g in _canonical_kinks(node):
             if g not in found:
                 found.append(g)
-    return sorted(found, key=lambda g: (g.count_ops(), str(g)))
+    return sorted(found, key=_kink_order)
+
+
+@lru_cache(maxsize=65536)
+def _kink_order(g: Basic) -> tuple:
+    """Simplest first, then by text: kept, since printing a kink is slow and the steps of one
+    derivation ask about the same kinks again and again."""
+    return g.count_ops(), str(g)
 
 
 @lru_cache(maxsize=65536)
