@@ -438,7 +438,7 @@ class IndexProver:
                     # y_i = δ_iK put a Kronecker delta into a sum: sum it (Σ_i δ_iK = 1)
                     value = self.normal_form(value, free, used)
                 value = _settle(_case_of(value, case_name, free, parameters))
-            if value != 0 and value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0:
+            if value != 0 and _cancels_to_zero(value):
                 value = S.Zero  # a rational identity that expanding alone does not show
             if value != 0 and value.has(Sum):
                 value = _summands_cancelled(value)
@@ -585,6 +585,14 @@ def _unused_index(name: str, taken: set[str]) -> Symbol:
     return index_symbol(name)
 
 
+@lru_cache(maxsize=4096)
+def _cancels_to_zero(value: Basic) -> bool:
+    """A rational function that ``cancel`` shows is 0 (small enough to try). Kept: the same
+    remainders come back in the steps of one derivation and across identities (a sigmoid's
+    derivative written three ways: 0.1 s of ``cancel`` each time)."""
+    return value.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(value) == 0
+
+
 def _summands_cancelled(value: Basic) -> Basic:
     """Sums over the same ranges, with coefficients free of their indices, added into one sum
     whose summand is then cancelled: Σ_i f_i − Σ_i g_i is 0 when f_i − g_i is 0 as a rational
@@ -613,7 +621,7 @@ def _summands_cancelled(value: Basic) -> Basic:
         common = [Dummy("d", integer=True, positive=True) for _ in uppers]
         summand = Add(*[coefficient * total.function.xreplace(dict(zip([lim[0] for lim in total.limits], common)))
                         for coefficient, total in members])
-        if summand.count_ops() <= MAX_OPS_FOR_CANCEL and cancel(summand) == 0:
+        if _cancels_to_zero(summand):
             continue
         out.extend(coefficient * total for coefficient, total in members)
     return Add(*out)
