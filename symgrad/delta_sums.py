@@ -28,8 +28,15 @@ def _one_delta(summand: Basic, limit: tuple, no_piecewise: bool) -> Basic | None
     x, lower, upper = limit
     if not isinstance(summand, (Mul, KroneckerDelta)) or ((upper - lower) < 0) == True:  # noqa: E712 (SymPy's test)
         return None
-    delta, rest = None, []
+    # rebuilt factor by factor, as ``deltasummation`` rebuilds it (``_expand_delta``): a number
+    # times a sum distributes there, 3·(z_i − a_j) → 3z_i − 3a_j, and the answer must be the same
+    product = S.One
     for factor in Mul.make_args(summand):
+        product = product * factor
+    if not isinstance(product, (Mul, KroneckerDelta)):
+        return None
+    delta, rest = None, []
+    for factor in Mul.make_args(product):
         if delta is None and isinstance(factor, KroneckerDelta) and len(factor.args) == 2 and x in factor.args:
             delta = factor
         elif factor.has(KroneckerDelta) and factor.has(x):
