@@ -123,7 +123,7 @@ def derive(
     name: Annotated[Optional[str], typer.Argument(help="A built-in derivation: softmax-cross-entropy (the default), softmax-layer (Z = W A_prev + b over a batch) or network (hidden layers); or an identity file (*.toml) with --identity.", show_default=False)] = None,
     expr: Annotated[Optional[str], typer.Option("--expr", help="Derive the gradient of this loss, written in the expression language, e.g. \"binary_cross_entropy(sigmoid(z), y)\" (with --wrt and --vars).")] = None,
     wrt: Annotated[Optional[str], typer.Option("--wrt", help="--expr: the vector or matrix variable to differentiate by, or several separated by commas (W1,b1,W2,b2), derived together.")] = None,
-    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n,T=scalar; a size name (n, m) is a vector, 'ROWS x COLS' a matrix: 'W=n x p,X=p x m,b=n,Y=n x m' (quoted; sizes other than n get their values from --sizes).")] = None,
+    variables: Annotated[Optional[str], typer.Option("--vars", help="--expr: the variables and their shapes, e.g. z=n,y=n,T=scalar; a size name (n, m) is a vector (also written 'n x 1'), 'ROWS x COLS' a matrix: 'W=n x p,X=p x m,b=n,Y=n x m' (quoted; sizes other than n get their values from --sizes).")] = None,
     assume: Annotated[Optional[list[str]], typer.Option("--assume", help="--expr: an assumption such as \"sum(y) == 1\" (repeatable).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="With an identity file: the name of the grad/jacobian identity to derive.")] = None,
     n: Annotated[Optional[str], typer.Option("--n", help="Number of classes, the size n: a positive integer, or 'symbolic' (default 3).", show_default=False)] = None,

@@ -84,7 +84,8 @@ VARS_EXAMPLE = "e.g. z=n,y=n,T=scalar, or W=n x p,X=p x m,b=n with --sizes n=3,p
 def parse_variables(text: str) -> dict:
     """``"W=n x p,b=n,T=scalar"`` → {"W": "n x p", "b": "n", "T": "scalar"}: each variable's
     shape as in identity files: "scalar", a size name ("n", "m": a vector), a positive integer
-    (a vector of length n) or "ROWS x COLS" with two size names (a matrix)."""
+    (a vector of length n) or "ROWS x COLS" with two size names (a matrix); "n x 1" is the
+    column vector n, as papers write its shape."""
     variables = {name: _shape(name, length)
                  for name, length in _assignments(text, "--vars", "NAME=SHAPE", VARS_EXAMPLE, "variable", "declared")}
     if not variables:
@@ -99,9 +100,15 @@ def _shape(name: str, text: str) -> int | str:
             what = "has two sizes" if words.count("x") > 1 else "is written ROWS x COLS"
             raise UsageError(f"--vars: {name}={text}: a matrix {what} (e.g. {name}=n x p), with spaces around the x")
         rows, cols = words[0], words[2]
+        if cols == "1" and not rows.isdigit():  # a column vector, as papers write its shape
+            _check_size_name(name, text, rows)
+            return rows
+        if rows == "1" and not cols.isdigit():
+            raise UsageError(f"--vars: {name}={text}: a row vector; declare the column vector ({name}={cols}) "
+                             f"and write transpose({name}) where the row is meant")
         if rows.isdigit() or cols.isdigit():
             raise UsageError(f"--vars: {name}={text}: name the sizes ({name}=n x p) and give their values "
-                             "with --sizes (e.g. --sizes n=3,p=2)")
+                             f"with --sizes (e.g. --sizes n=3,p=2); a vector is written {name}=n")
         for size in (rows, cols):
             _check_size_name(name, text, size)
         return f"{rows} x {cols}"

@@ -41,6 +41,7 @@ def test_cli_derives_an_expression_and_a_catalog_identity(tmp_path):
     (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=n x"], "a matrix is written ROWS x COLS"),
     (["--expr", "sum(z)", "--wrt", "z", "--vars", "z=0"], "at least 1"),
     ([*LAYER[:5], "W=3 x 2,X=p x m,b=n,Y=n x m"], "name the sizes (W=n x p) and give their values with --sizes"),
+    (["--expr", "sum(w)", "--wrt", "w", "--vars", "w=1 x p"], "a row vector; declare the column vector (w=p)"),
     ([*LAYER[:5], "W=nxp,X=p x m,b=n,Y=n x m", "--sizes", "p=2,m=2"], "size nxp has no value"),
     ([*LAYER, "--sizes", "n=3,p=2"], "size m has no value"),
     ([*LAYER, "--sizes", "n=3,p=2,m=2,q=2"], "q is not a size of any variable"),
@@ -64,6 +65,16 @@ def test_cli_derive_usage_errors_are_one_line(symgrad_main, args, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_column_vector_may_be_written_as_papers_write_its_shape(symgrad_main):
+    """w = p x 1 is the vector w = p: the same derivation, step for step."""
+    args = ["derive", "--expr", "binary_cross_entropy(sigmoid(X @ w), y)", "--wrt", "w", "--sizes", "m=3,p=2",
+            "--format", "json", "--no-cache"]
+    as_vector = symgrad_main(*args, "--vars", "X=m x p,w=p,y=m")
+    as_column = symgrad_main(*args, "--vars", "X=m x p,w=p x 1,y=m")
+    assert as_vector.returncode == as_column.returncode == 0, as_column.stderr
+    assert as_column.stdout == as_vector.stdout
 
 
 def test_engine_latex_compiles(tmp_path):
