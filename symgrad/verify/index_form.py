@@ -399,22 +399,33 @@ class IndexProver:
         """Proven only when some unfolding reduces lhs − rhs to 0; a normal form that does not
         terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
         lhs, rhs, free = self.index_form(step)
-        result = None
         levels = self._unfolding_levels()
         if self._by_a_base_variable(lhs, rhs):
             # ∂J/∂W_jp unfolds the model down to W: keeping Z opaque elsewhere cannot match it,
             # so the full unfolding goes first (either order proves the same; this one sooner)
             levels = levels[::-1]
-        for keep in levels:
+        order = levels
+        if len(levels) > 1 and self._kept_opaque(lhs, levels[0]):
+            # a definition (a_i = e^{z_i}/Σ_k e^{z_k}) with a kept opaque cannot be unfolded on
+            # its left: that level fails, so it goes last (the same verdict, sooner; and when
+            # every level fails, the reason reported is still the last level's, as before)
+            order = [*levels[1:], levels[0]]
+        results = {}
+        for keep in order:
             try:
-                result = self._prove_at(lhs, rhs, keep, free, equations)
+                results[keep] = self._prove_at(lhs, rhs, keep, free, equations)
             except Undecided as reason:
-                result = IndexResult(False, [], str(reason))
+                results[keep] = IndexResult(False, [], str(reason))
             except RecursionError:
-                result = IndexResult(False, [], "the normal form exceeded Python's recursion limit")
-            if result.proven:
-                break
-        return result
+                results[keep] = IndexResult(False, [], "the normal form exceeded Python's recursion limit")
+            if results[keep].proven:
+                return results[keep]
+        return results[levels[-1]]
+
+    def _kept_opaque(self, side: Basic, keep: frozenset) -> bool:
+        """Whether ``side`` is itself an entry of a family that ``keep`` leaves opaque."""
+        return isinstance(side, (Indexed, Symbol)) and self.model.is_abbreviation(side) \
+            and self.model.family(side) in keep
 
     def _by_a_base_variable(self, *sides: Basic) -> bool:
         """Whether a side differentiates by a base variable (W, b, X: no abbreviation)."""
