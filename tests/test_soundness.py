@@ -272,3 +272,31 @@ def test_exact_evaluation_agrees_with_mpmath(expr, p, q):
             mine = value.q + sum(c.numerator * mpmath.log(mpmath.mpf(rr.numerator) / rr.denominator) / c.denominator
                                  for rr, c in value.logs)
         assert abs(complex(mine) - reference) <= 1e-9 * max(1, abs(reference))
+
+
+def test_an_index_free_and_bound_in_one_step_gets_no_range_from_its_sum():
+    """q runs over 1..p; a step that uses q outside a sum while another sum binds q over 1..n
+    must not read Σ_i δ_iq X_qt = [q ≤ n] X_qt as X_qt "since q runs over 1..n" (false for
+    q > n). Proven before the fix (one side; and, once each side was normalised alone, two)."""
+    from sympy import KroneckerDelta, Sum
+
+    from symgrad.derivation.engine import Problem, derive_problem
+    from symgrad.steps import Rule, Step
+    from symgrad.verify.index_form import IndexProver
+
+    derivation = derive_problem(Problem("cross_entropy(softmax(W @ X + b), Y) / m",
+                                        {"W": "n x p", "X": "p x m", "b": "n", "Y": "n x m"}, wrt="W",
+                                        assume=("colsum(Y) == 1",),
+                                        sizes={"n": "symbolic", "p": "symbolic", "m": "symbolic"}))
+    model = derivation.model
+    shapes = {b.name: b for b in model.shapes}
+    X, Y = shapes["X"], shapes["Y"]
+    i, t, q, r = ({x.name: x for x in model.index_ranges}[name] for name in "itqr")
+    n, p = model.size_symbols()["n"], model.size_symbols()["p"]
+    assert model.range_of(q) == p != n
+    delta_term = Sum(KroneckerDelta(i, q) * X[q, t], (i, 1, n))
+    for lhs, rhs in [(delta_term + Sum(Y[q, t], (q, 1, n)), X[q, t] + Sum(Y[i, t], (i, 1, n))),
+                     (delta_term + Sum(Y[q, t], (q, 1, n)) + Sum(X[r, t], (r, 1, p)),
+                      X[q, t] + Sum(Y[i, t], (i, 1, n)) + Sum(X[q, t], (q, 1, p)))]:
+        for free in [(t,), (q, t)]:
+            assert not IndexProver(model).prove(Step("t", Rule.SIMPLIFY, lhs, rhs, free, ()), []).proven

@@ -247,9 +247,12 @@ class IndexProver:
         ranges: dict[Symbol, set] = {index: {self.model.range_of(index)} for index in free}
         for parameter, bound in self.model.parameters.items():  # K of y = e_K runs over 1..n
             ranges.setdefault(parameter, set()).add(bound)
+        # An index that is also free here without being one of ``free`` (a step that uses a bound
+        # name outside its sum, too) has no known range either: its sum's range is not its own.
+        loose = expr.free_symbols - set(free) - set(self.model.parameters)
         for total in expr.atoms(Sum):
             for index, lower, upper in total.limits:
-                ranges.setdefault(index, set()).add(upper if lower == 1 else None)
+                ranges.setdefault(index, set()).add(upper if lower == 1 and index not in loose else None)
         bounds = {index: next(iter(found)) for index, found in ranges.items()
                   if len(found) == 1 and None not in found}
         depth = 0
