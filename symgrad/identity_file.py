@@ -116,26 +116,34 @@ def general_table(identity: Identity, table) -> SizeTable | None:
 
 def shared_proof_groups(identity: Identity, positions: list[int]) -> list[list[int]]:
     """``positions`` (indices into ``identity.sizes``) in the order to check them: an
-    all-symbolic size table first, with the fixed tables that are its instances after it (one
-    group: one process, so they find its proof kept); every other size in a group of its own.
-    The results are reported in the listed order whatever the order of checking."""
+    all-symbolic size table first, with the fixed tables that are its instances after it, and
+    likewise "symbolic" first, with the listed n after it (one group: one process, so they find
+    its proof kept); every other size in a group of its own. The results are reported in the
+    listed order whatever the order of checking."""
+    general_of = {k: _general_position(identity, k) for k in positions}
     groups: list[list[int]] = []
     placed: set[int] = set()
     for k in positions:
         if k in placed:
             continue
-        size = identity.sizes[k]
-        general = size if all_symbolic(size) else general_table(identity, size)
-        if general is None:
-            groups.append([k])
-            placed.add(k)
-            continue
-        members = [j for j in positions if j not in placed and (identity.sizes[j] is general
-                                                                or general_table(identity, identity.sizes[j]) is general)]
-        members.sort(key=lambda j: (identity.sizes[j] is not general, j))
+        general = general_of[k]
+        members = [j for j in positions if j not in placed and general is not None and general_of[j] == general]
+        members = sorted(members or [k], key=lambda j: (j != general, j))
         groups.append(members)
         placed.update(members)
     return groups
+
+
+def _general_position(identity: Identity, k: int) -> int | None:
+    """Where the size that size k is an instance of stands in ``identity.sizes`` (k itself for an
+    all-symbolic table or "symbolic"), or None."""
+    size = identity.sizes[k]
+    if all_symbolic(size) or size == SYMBOLIC:
+        return k
+    if isinstance(size, SizeTable):
+        general = general_table(identity, size)
+        return None if general is None else next(j for j, s in enumerate(identity.sizes) if s is general)
+    return identity.sizes.index(SYMBOLIC) if SYMBOLIC in identity.sizes else None
 
 
 def find_files(paths: list[Path]) -> tuple[list[Path], list[IdentityFileError]]:

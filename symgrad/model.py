@@ -103,6 +103,15 @@ class Model:
             parameters={x: put(bound) for x, bound in self.parameters.items() if x.name not in values},
         )
 
+    def fingerprint(self) -> tuple:
+        """Everything a check of a step over this model depends on, hashable: two models with
+        the same fingerprint give a step the same verdict at the same random points (the name
+        seeds the points, so it is part of it)."""
+        return (self.name, tuple(self.sizes.items()), tuple(self.shapes.items()), self.scalars, self.definitions,
+                tuple(self.abbreviation_shapes.items()),
+                tuple((name, a.equation) for name, a in self.assumptions.items()),
+                tuple(self.index_ranges.items()), tuple(self.parameters.items()))
+
     def size_symbols(self) -> dict:
         """Each symbolic size's name → its SymPy symbol (n → n)."""
         return {x.name: x for shape in [*self.shapes.values(), *self.abbreviation_shapes.values()]

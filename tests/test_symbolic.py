@@ -117,3 +117,69 @@ def test_symbolic_certificate_is_plain_sympy_and_says_symbolic(symbolic):
             sympify(side)  # readable by SymPy alone
     definitions = {sympify(key): sympify(value) for key, value in cert["definitions"].items()}
     assert definitions[a[i]] == exp(z[i]) / Sum(exp(z[k]), (k, 1, N))
+
+
+VECTOR_IDENTITY = """
+[[identity]]
+name = "bce"
+vars = {{ z = "n", y = "n" }}
+n = {sizes}
+lhs = "grad(binary_cross_entropy(sigmoid(z), y), z)"
+rhs = "{rhs}"
+"""
+
+
+def _vector_identity(tmp_path, sizes: str, rhs: str):
+    from symgrad.identity_file import load_file
+
+    path = tmp_path / "bce.toml"
+    path.write_text(VECTOR_IDENTITY.format(sizes=sizes, rhs=rhs), encoding="utf-8")
+    (identity,) = load_file(path)
+    return identity
+
+
+def test_a_small_n_beside_symbolic_is_an_instance_of_the_proof_and_a_larger_one_is_checked_alone(tmp_path):
+    """n = 1, 2, 3 were evaluated step by step by the proof for every n: they report that proof
+    (nothing is proven twice); n = 5 is beyond those instances and gets its own full check."""
+    from symgrad.verify.identity import check_identity
+
+    identity = _vector_identity(tmp_path, '[1, 3, 5, "symbolic"]', "sigmoid(z) - y")
+    one, three, five, general = check_identity(identity).results
+    assert all(r.holds is True for r in (one, three, five, general))
+    assert "an instance" in one.method and "an instance" in three.method, (one, three)
+    assert "at n = 3" in three.detail and "proven for every n" in three.detail
+    assert "an instance" not in five.method and "exact" in five.method, five
+
+
+def test_a_false_vector_identity_is_refuted_at_a_small_n_beside_symbolic(tmp_path):
+    """No proof for every n to lean on (the rhs is wrong): n = 2 takes its own full check and
+    fails there with a counterexample."""
+    from symgrad.verify.identity import check_identity
+
+    identity = _vector_identity(tmp_path, '[2, "symbolic"]', "sigmoid(z) - 2 * y")
+    two, general = check_identity(identity).results
+    assert general.holds is not True
+    assert two.holds is False and "an instance" not in two.method, two
+
+
+def test_a_vector_instance_refutes_a_wrong_step_the_proof_let_through(tmp_path, monkeypatch):
+    """The kept numbers are evaluations of the proof's own steps: a step doubled after the proof
+    (marked proven, as a bug in the index prover would leave it) is evaluated afresh at n = 3,
+    refuted there, and n = 3 is then decided by its own full check."""
+    from dataclasses import replace
+
+    from symgrad.identity_file import SYMBOLIC
+    from symgrad.verify import identity as identity_stage
+    from symgrad.verify.identity import check_at_size
+
+    identity = _vector_identity(tmp_path, '[3, "symbolic"]', "sigmoid(z) - y")
+    assert check_at_size(identity, SYMBOLIC).holds is True
+    assert "an instance" in check_at_size(identity, 3).method
+    key = identity_stage._derivation_key(identity, SYMBOLIC)
+    derivation = identity_stage._DERIVATIONS[key]
+    last = derivation.steps[-2]
+    wrong = derivation.with_steps([*derivation.steps[:-2], replace(last, rhs=last.rhs * 2), derivation.steps[-1]])
+    assert wrong.proven
+    monkeypatch.setitem(identity_stage._DERIVATIONS, key, wrong)
+    result = check_at_size(identity, 3)
+    assert "an instance" not in result.method and result.holds is True, result

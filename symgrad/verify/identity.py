@@ -126,6 +126,11 @@ def check_at_size(identity: Identity, size: int | str) -> SizeResult:
             return _through_the_derivation(identity, size, started)
         if size == SYMBOLIC:
             return _for_every_n(identity, started)
+        general = _proven_for_every_size(identity, size)
+        if general is not None:
+            instance = _as_an_instance(general, size, started)
+            if instance is not None:
+                return instance
         try:
             return _check_concrete(identity, size, started)
         except _TooLarge:
@@ -246,18 +251,31 @@ def _checked_derivation(identity: Identity, table: SizeTable | int | str):
         return kept
     derivation = check_derivation(derive_problem(problem_from_identity(identity, _engine_size(table))))
     if all_symbolic(table):
-        while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
-            del _DERIVATIONS[next(iter(_DERIVATIONS))]
-        _DERIVATIONS[key] = derivation
+        _keep(key, derivation)
     return derivation
 
 
+def _keep(key: tuple, derivation) -> None:
+    """A checked derivation for every size, for the fixed sizes that are its instances."""
+    while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
+        del _DERIVATIONS[next(iter(_DERIVATIONS))]
+    _DERIVATIONS[key] = derivation
+
+
 def _proven_for_every_size(identity: Identity, table: SizeTable | int):
-    """The identity's derivation at its all-symbolic size table with the same names as
-    ``table`` (an all-numbers table), when this process has already derived and checked it —
-    within that size's own time limit, never this one's (``shared_proof_groups`` checks it
-    first) — and every step is proven, with no parameter such as K in 1..n; else None."""
-    general = general_table(identity, table)
+    """The identity's derivation for every size, when ``table`` is an instance of it and this
+    process has already derived and checked it — within that size's own time limit, never this
+    one's (``shared_proof_groups`` checks it first) — and every step is proven, with no
+    parameter such as K in 1..n; else None. ``table`` is an all-numbers table (its instance:
+    the all-symbolic table with the same names) or an n no larger than the sizes at which the
+    proof's steps were already evaluated (``PROVEN_INSTANCE_SIZE``, its instance: "symbolic";
+    a larger n is checked on its own, entry by entry)."""
+    from symgrad.verify.symbolic import PROVEN_INSTANCE_SIZE
+
+    if isinstance(table, SizeTable):
+        general = general_table(identity, table)
+    else:
+        general = SYMBOLIC if SYMBOLIC in identity.sizes and 1 <= table <= PROVEN_INSTANCE_SIZE else None
     if general is None:
         return None
     derivation = _DERIVATIONS.get(_derivation_key(identity, general))
@@ -266,24 +284,33 @@ def _proven_for_every_size(identity: Identity, table: SizeTable | int):
     return derivation
 
 
-def _as_an_instance(general, table: SizeTable, started: float) -> SizeResult | None:
-    """The verdict at a fixed size table from the identity's proof for every size: each step is
-    evaluated numerically at these sizes (``check_instance``), not proven again. Only "holds",
-    when every step agrees there; anything else — a step the numbers cannot decide, an error,
-    or a step refuted, which would contradict the proof itself — leaves the size to the full
-    check (None), so the verdict is never weaker than checking the size on its own."""
+def _as_an_instance(general, table: SizeTable | int, started: float) -> SizeResult | None:
+    """The verdict at a fixed size table (or n) from the identity's proof for every size: each
+    step is evaluated numerically at these sizes (``check_instance``; at n = 1, 2, 3 the proof's
+    own check already did, and its evaluations are kept), not proven again. Only "holds", when
+    every step agrees there; anything else — a step the numbers cannot decide, an error, or a
+    step refuted, which would contradict the proof itself — leaves the size to the full check
+    (None), so the verdict is never weaker than checking the size on its own."""
     from symgrad.verify.symbolic import check_instance
 
+    symbols = list(general.model.size_symbols())
+    if isinstance(table, SizeTable):
+        values = {name: int(value) for name, value in table.values.items()}
+    elif len(symbols) == 1:
+        values = {symbols[0]: int(table)}
+    else:
+        return None
     try:
-        checks = check_instance(general, {name: int(value) for name, value in table.values.items()})
+        checks = check_instance(general, values)
     except Exception:  # noqa: BLE001 - SymPy internals at this size: the full check says what it is
         return None
     if len(checks) < len(general.steps) or not all(c.numeric is True for c in checks):
         return None
-    every = ", ".join(general.model.size_symbols())
+    every = ", ".join(symbols)
+    at = table if isinstance(table, SizeTable) else f"{symbols[0]} = {table}"
     return SizeResult(table, True, "index notation (an instance) + numeric",
                       f"every one of {len(general.steps)} derived steps proven for every {every} (index notation) "
-                      f"and evaluated numerically at {table}, the last one lhs = rhs", time.perf_counter() - started)
+                      f"and evaluated numerically at {at}, the last one lhs = rhs", time.perf_counter() - started)
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
@@ -302,6 +329,7 @@ def _for_every_n(identity: Identity, started: float) -> SizeResult:
         derivation = check_derivation(derive_problem(problem))
     except UsageError as error:
         return verdict(None, f"no proof for every n: {error} (it is checked at the listed sizes only)")
+    _keep(_derivation_key(identity, SYMBOLIC), derivation)  # n = 1, 2, 3 listed too: instances of it
     command = f"`symgrad derive {identity.path} --identity {identity.name!r} --n symbolic`"
     if derivation.proven:
         return verdict(True, f"proven for every n by {command} ({len(derivation.steps)} steps in index notation)")

@@ -101,12 +101,31 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
     return derivation.with_steps(checked)
 
 
+# numeric checks of instances of proven steps, kept for the process: an identity that lists
+# n = 1, 2 or 3 beside "symbolic" is an instance of its proof for every n, and its steps were
+# already evaluated there (``check_instance``). A numeric check depends on nothing but its key
+# (the model, its name seeding the points; the step; the seed), unlike a full check, which may
+# use steps proven before it, so only numeric checks are kept.
+_NUMERIC_INSTANCE_CHECKS: dict = {}
+_KEPT_NUMERIC_CHECKS = 4096
+
+
 def _instance_check(checker, name: str, number: int, step: Step, values: dict[str, int], symbols: dict,
                     numeric_only: bool) -> Check:
     """Step ``number`` at one assignment of the sizes (and parameters) in ``values``."""
     seed = f"{name}:{_label(values)}:{number}"
     instance = _at_size(step, {symbols[key]: value for key, value in values.items()})
-    return checker.numeric_only(instance, seed) if numeric_only else checker.check(instance, seed)
+    if not numeric_only:
+        return checker.check(instance, seed)
+    key = (checker.model.fingerprint(), seed, instance.lhs, instance.rhs, tuple(instance.assumptions),
+           tuple(instance.free_indices))
+    kept = _NUMERIC_INSTANCE_CHECKS.get(key)
+    if kept is None:
+        kept = checker.numeric_only(instance, seed)
+        if len(_NUMERIC_INSTANCE_CHECKS) >= _KEPT_NUMERIC_CHECKS:
+            _NUMERIC_INSTANCE_CHECKS.clear()
+        _NUMERIC_INSTANCE_CHECKS[key] = kept
+    return kept
 
 
 def check_instance(derivation: Derivation, values: dict[str, int]) -> list[Check]:
