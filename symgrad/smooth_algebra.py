@@ -40,6 +40,8 @@ from operator import mul
 
 from sympy import Add, Basic, E, Indexed, Mul, Pow, Symbol, erf, exp, log, pi, tanh
 
+from symgrad.differentiate import differentiate
+
 _FUNCTIONS = {exp: "exp", log: "log", tanh: "tanh", erf: "erf"}
 MAX_EXPANDED_TERMS = 10_000
 
@@ -48,7 +50,7 @@ def derivative(f: Basic, x: Basic) -> Basic:
     """∂f/∂x for an explicit SymPy expression f and a variable x (a Symbol or an entry z[i])."""
     engine = _symengine()
     if engine is None or not _smooth(f):
-        return f.diff(x)
+        return differentiate(f, x)
     names: dict = {x: engine.Symbol(_name(0))}
     converted = _to_symengine(f, names, engine)
     result = converted.diff(names[x])
@@ -56,7 +58,7 @@ def derivative(f: Basic, x: Basic) -> Basic:
     try:
         return _to_sympy(result, atoms, engine, {})
     except _Unfamiliar:  # a node this module does not map back: SymPy does the whole job
-        return f.diff(x)
+        return differentiate(f, x)
 
 
 def expands_to_zero(expr: Basic) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from sympy import (Derivative, Dummy, Expr, Indexed, KroneckerDelta, Piecewise, S, Sum,
                    factor_terms)
+from symgrad.differentiate import differentiate
 from symgrad.delta_sums import delta_summation
 from sympy.core.relational import Relational
 from sympy.matrices.expressions import DiagMatrix, Identity, MatAdd, MatrixExpr, OneMatrix
@@ -217,7 +218,7 @@ def _differentiate_template(ctx: Context, parent: Named, child: Node) -> Local:
         return _differentiate_matrix_template(ctx, parent, child)
     (i,), (j,) = indices(ctx, parent.node, child)
     u, c = parent.head, child_head(ctx, child)
-    value = parent.definition.body.diff(c[j])
+    value = differentiate(parent.definition.body, c[j])
     # Σ_k δ_jk (from a sum of the child inside the template, x_i − Σ_k x_k / n) is 1: j is in 1..n
     value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta) and j not in e.variables,
                           lambda e: delta_summation(e.function, e.limits[0]))
@@ -252,7 +253,7 @@ def entry_derivative(body: Expr, base, index: tuple) -> Expr:
     indices (a sum's own bound index would be captured), then take every sum over a Kronecker
     delta — each index runs over the range of the dimension it stands for."""
     fresh = tuple(Dummy(f"d{k}", integer=True, positive=True) for k in range(len(index)))
-    value = rules.collapse_kronecker(body.diff(base[fresh]))
+    value = rules.collapse_kronecker(differentiate(body, base[fresh]))
     value = rules.rebind(rules.evaluated(value), set(index))
     return factor_terms(value.xreplace(dict(zip(fresh, index))))
 
@@ -319,7 +320,7 @@ def differentiate_by_entry(body: Expr, base, index, size) -> Expr:
     """∂body/∂base_index with every sum over a Kronecker delta collapsed. Differentiates by a
     fresh index first: using a sum's own bound index would capture it."""
     fresh = Dummy("d", integer=True, positive=True)
-    value = body.diff(base[fresh])
+    value = differentiate(body, base[fresh])
     value = value.replace(lambda e: isinstance(e, Sum) and e.has(KroneckerDelta),
                           lambda e: delta_summation(e.function, e.limits[0]))
     value = value.replace(lambda e: isinstance(e, Piecewise), lambda p: _in_range(p, fresh, size))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sympy import (Add, Basic, Eq, Indexed, KroneckerDelta, Mul, Piecewise, S, Sum, Symbol,
                    exp, expand, factor_terms)
+from symgrad.differentiate import differentiate
 from symgrad.delta_sums import delta_summation
 
 from symgrad.notation import SumExcluding
@@ -99,7 +100,7 @@ def substitute_factors(total: Sum, known: dict) -> Sum:
 
 def derivative_of_summand(summand: Basic, wrt: Basic) -> Basic:
     """∂/∂x of the one term of a sum that holds x (the others do not depend on it)."""
-    return summand.diff(wrt)
+    return differentiate(summand, wrt)
 
 
 
@@ -107,7 +108,7 @@ def derivative_through_sum(expr: Basic, wrt: Basic) -> Basic:
     """∂/∂x of an expression holding Σ_q c_q x_q (Z_is = Σ_q W_iq A_prev,qs + b_i by W_ip):
     SymPy's derivative leaves Σ_q δ_pq A_prev,qs; the delta sum is taken, and the range
     condition (p lies in 1..n_prev) dropped — the step's check confirms it."""
-    return expr.diff(wrt).replace(lambda e: isinstance(e, Sum),
+    return differentiate(expr, wrt).replace(lambda e: isinstance(e, Sum),
                                   lambda e: delta_summation(e.function, e.limits[0], no_piecewise=True))
 
 

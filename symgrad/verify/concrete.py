@@ -16,6 +16,7 @@ from sympy import (S, Add, Basic, Derivative, Eq, ImmutableMatrix, Indexed, Inte
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions import HadamardPower, HadamardProduct, DiagMatrix, Identity, MatAdd, MatMul, MatrixExpr, OneMatrix, ZeroMatrix
 
+from symgrad.differentiate import differentiate
 from symgrad.model import Model, TemplateMatrix
 from symgrad.notation import GradientMatrix, MatVar, PartialD, SumExcluding, Vec, index_symbols
 
@@ -307,7 +308,7 @@ class ConcreteModel:
         for term in Add.make_args(expr):
             for atom in term.free_symbols:
                 if isinstance(atom, Indexed) or self.is_abbreviation(atom) or atom in self._scalars:
-                    partials.setdefault(atom, []).append(term.diff(atom))
+                    partials.setdefault(atom, []).append(differentiate(term, atom))
         result = {atom: Add(*parts) for atom, parts in sorted(partials.items(), key=lambda p: str(p[0]))}
         self._derivative_memo[key] = result
         return result

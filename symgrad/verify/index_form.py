@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from sympy import (Add, Basic, Derivative, Dummy, Eq, Indexed, KroneckerDelta, Piecewise, Product, S, Sum,
                    Wild, Symbol, cancel, exp, expand)
 from sympy import default_sort_key, factor_terms, srepr
+from symgrad.differentiate import differentiate
 from symgrad.delta_sums import delta_summation
 from sympy.core.relational import Relational
 from sympy import Mul, Transpose
@@ -202,7 +203,7 @@ class IndexProver:
             if canonical not in self._derivatives:
                 (wrt,) = canonical.variables
                 body = self.base_form(canonical.expr, keep=frozenset({self.model.family(wrt)}))
-                self._derivatives[canonical] = piecewise_as_steps(body.diff(wrt))
+                self._derivatives[canonical] = piecewise_as_steps(differentiate(body, wrt))
             self._derivatives[node] = self._derivatives[canonical].xreplace(back)
         return self._derivatives[node]
 
