@@ -104,13 +104,27 @@ class Model:
         )
 
     def fingerprint(self) -> tuple:
-        """Everything a check of a step over this model depends on, hashable: two models with
-        the same fingerprint give a step the same verdict at the same random points (the name
-        seeds the points, so it is part of it)."""
-        return (self.name, tuple(self.sizes.items()), tuple(self.shapes.items()), self.scalars, self.definitions,
+        """What the model says, hashable, without its name: two models with the same fingerprint
+        give every step the same proof (the three gradients of one layer derive three models
+        that differ in their names alone)."""
+        return (tuple(self.sizes.items()), tuple(self.shapes.items()), self.scalars, self.definitions,
                 tuple(self.abbreviation_shapes.items()),
                 tuple((name, a.equation) for name, a in self.assumptions.items()),
                 tuple(self.index_ranges.items()), tuple(self.parameters.items()))
+
+    def digest(self) -> str:
+        """The fingerprint as a short stable text (the same on every run and machine): a name
+        for the model's content, to seed random points by what is checked, not by who asks."""
+        import hashlib
+
+        from sympy import srepr
+
+        parts = [repr(list(self.sizes.items())), srepr(list(self.shapes.items())), srepr(list(self.scalars)),
+                 *(srepr((d.head, d.index, d.body)) for d in self.definitions),
+                 srepr(list(self.abbreviation_shapes.items())),
+                 *(f"{name}: {srepr(a.equation)}" for name, a in self.assumptions.items()),
+                 srepr(list(self.index_ranges.items())), srepr(list(self.parameters.items()))]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def size_symbols(self) -> dict:
         """Each symbolic size's name → its SymPy symbol (n → n)."""

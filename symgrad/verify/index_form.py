@@ -119,6 +119,7 @@ class IndexProver:
         self._derivatives: dict[Derivative, Basic] = {}
         self._realised_memo: dict[tuple, Basic] = {}
         self._normal_memo: dict[tuple, tuple[Basic, list[str]]] = {}
+        self._verdicts: dict[tuple, IndexResult] = {}  # (lhs, rhs, free, equations) → the verdict
 
     # -- 1. index form -----------------------------------------------------------------------
     def index_form(self, step) -> tuple[Basic, Basic, tuple[Symbol, ...]]:
@@ -401,8 +402,15 @@ class IndexProver:
     # -- 5. the check ------------------------------------------------------------------------
     def prove(self, step, equations: list[Eq]) -> IndexResult:
         """Proven only when some unfolding reduces lhs − rhs to 0; a normal form that does not
-        terminate (or exhausts Python's stack in SymPy) leaves the step undecided."""
+        terminate (or exhausts Python's stack in SymPy) leaves the step undecided. Kept: the
+        derivations of one model (a layer's three gradients) share steps."""
         lhs, rhs, free = self.index_form(step)
+        key = (lhs, rhs, free, tuple(equations))
+        if key not in self._verdicts:
+            self._verdicts[key] = self._prove(lhs, rhs, free, equations)
+        return self._verdicts[key]
+
+    def _prove(self, lhs: Basic, rhs: Basic, free: tuple, equations: list[Eq]) -> IndexResult:
         levels = self._unfolding_levels()
         if self._by_a_base_variable(lhs, rhs):
             # ∂J/∂W_jp unfolds the model down to W: keeping Z opaque elsewhere cannot match it,

@@ -12,6 +12,8 @@ proof for all sizes.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sympy import srepr
 
 from symgrad.notation import plain_sympy
@@ -60,9 +62,10 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
     model = derivation.model
     symbols = dict(sorted(model.size_symbols().items(), key=lambda item: _size_order(model, item[0])))
     names = list(symbols)
-    prover = IndexProver(model)
+    prover = shared_prover(model)
     # entry by entry at each instance: an independent route, not the index prover again
-    checkers = [(values, StepChecker(model.at_size(**values), index_proofs=False))
+    content = model.digest()
+    checkers = [(values, StepChecker(_instance_model(model, values, content), index_proofs=False))
                 for values in with_parameters(model, instances(names))]
     symbols.update({x.name: x for x in model.parameters})
     checked = []
@@ -79,6 +82,7 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
         mentioned = {x.name for x in model.parameters
                      if any(side.has(x) for side in (step.lhs, step.rhs, *equations))}
         seen = set()
+        digest = _step_digest(step)
         for values, checker in checkers:
             if general.proven and any(values[name] > PROVEN_INSTANCE_SIZE for name in names):
                 continue
@@ -90,7 +94,7 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
             values = dict(key)
             # proven for every size: the instances follow from the proof and are evaluated
             # numerically only; unproven: each instance is checked exactly, for the report
-            at.append((values, _instance_check(checker, derivation.name, number, step, values, symbols,
+            at.append((values, _instance_check(checker, step, digest, values, symbols,
                                                numeric_only=general.proven)))
             if _refutes(at[-1][1]):
                 # one counterexample settles the step; the later instances could only cost time
@@ -103,22 +107,33 @@ def check_symbolic_derivation(derivation: Derivation, progress=None) -> Derivati
 
 # numeric checks of instances of proven steps, kept for the process: an identity that lists
 # n = 1, 2 or 3 beside "symbolic" is an instance of its proof for every n, and its steps were
-# already evaluated there (``check_instance``). A numeric check depends on nothing but its key
-# (the model, its name seeding the points; the step; the seed), unlike a full check, which may
-# use steps proven before it, so only numeric checks are kept.
+# already evaluated there (``check_instance``); the three gradients of one layer share their
+# first fifteen steps. A numeric check depends on nothing but its key — the model's content
+# (which, through ``_instance_model``, also seeds its points), the step and the seed — unlike a
+# full check, which may use steps proven before it, so only numeric checks are kept.
 _NUMERIC_INSTANCE_CHECKS: dict = {}
 _KEPT_NUMERIC_CHECKS = 4096
 
 
-def _instance_check(checker, name: str, number: int, step: Step, values: dict[str, int], symbols: dict,
+def _instance_model(model, values: dict[str, int], content: str):
+    """The model at these sizes, named by its content: its random points are then those of any
+    identity whose derivation has the same model, whatever the identity is called."""
+    from dataclasses import replace
+
+    return replace(model.at_size(**values), name=f"model {content}")
+
+
+def _instance_check(checker, step: Step, digest: str, values: dict[str, int], symbols: dict,
                     numeric_only: bool) -> Check:
-    """Step ``number`` at one assignment of the sizes (and parameters) in ``values``."""
-    seed = f"{name}:{_label(values)}:{number}"
+    """The step at one assignment of the sizes (and parameters) in ``values``, seeded by what
+    the step says (not by its number or its derivation's name, so that a step two derivations
+    share is the same check in both)."""
+    seed = f"{_label(values)}:{digest}"
     instance = _at_size(step, {symbols[key]: value for key, value in values.items()})
     if not numeric_only:
         return checker.check(instance, seed)
-    key = (checker.model.fingerprint(), seed, instance.lhs, instance.rhs, tuple(instance.assumptions),
-           tuple(instance.free_indices))
+    key = (checker.model.fingerprint(), checker.model.name, seed, instance.lhs, instance.rhs,
+           tuple(instance.assumptions), tuple(instance.free_indices))
     kept = _NUMERIC_INSTANCE_CHECKS.get(key)
     if kept is None:
         kept = checker.numeric_only(instance, seed)
@@ -126,6 +141,36 @@ def _instance_check(checker, name: str, number: int, step: Step, values: dict[st
             _NUMERIC_INSTANCE_CHECKS.clear()
         _NUMERIC_INSTANCE_CHECKS[key] = kept
     return kept
+
+
+def _step_digest(step: Step) -> str:
+    """What the step says as a short stable text (its sides, assumptions and free indices)."""
+    return _digest(step.lhs, step.rhs, tuple(step.assumptions), tuple(step.free_indices))
+
+
+@lru_cache(maxsize=4096)
+def _digest(lhs, rhs, assumptions: tuple, free: tuple) -> str:
+    import hashlib
+
+    text = "\n".join([srepr(lhs), srepr(rhs), repr(assumptions), srepr(free)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# index provers by model content: the derivations of one layer's three gradients have one model
+# (up to its name), and a prover keeps its normal forms and verdicts
+_PROVERS: dict = {}
+_KEPT_PROVERS = 8
+
+
+def shared_prover(model) -> IndexProver:
+    """The ``IndexProver`` of this model's content, kept for the process."""
+    key = model.fingerprint()
+    prover = _PROVERS.get(key)
+    if prover is None:
+        while len(_PROVERS) >= _KEPT_PROVERS:
+            del _PROVERS[next(iter(_PROVERS))]
+        prover = _PROVERS[key] = IndexProver(model)
+    return prover
 
 
 def check_instance(derivation: Derivation, values: dict[str, int]) -> list[Check]:
@@ -138,10 +183,10 @@ def check_instance(derivation: Derivation, values: dict[str, int]) -> list[Check
     model = derivation.model
     assert derivation.proven and not model.parameters, "an instance of a proof for every size only"
     symbols = model.size_symbols()
-    checker = StepChecker(model.at_size(**values), index_proofs=False)
+    checker = StepChecker(_instance_model(model, values, model.digest()), index_proofs=False)
     checks = []
-    for number, step in enumerate(derivation.steps, start=1):
-        checks.append(_instance_check(checker, derivation.name, number, step, values, symbols, numeric_only=True))
+    for step in derivation.steps:
+        checks.append(_instance_check(checker, step, _step_digest(step), values, symbols, numeric_only=True))
         if _refutes(checks[-1]):
             break
     return checks
