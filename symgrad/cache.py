@@ -15,7 +15,9 @@ Why it can be trusted:
   part of the key: a verdict reached within some limit is the same verdict under any other.
 * **One file per entry, written atomically** (``files.write_atomically``: a temporary file
   beside it, then ``os.replace``), so concurrent runs (pytest-xdist workers, two terminals) at
-  worst write the same content twice, and a reader sees a whole file or none.
+  worst write the same content twice, and a reader sees a whole file or none. Entries are not
+  forced to disk (no fsync): a power cut may leave one empty or cut short, which the next point
+  catches.
 * **Nothing read is trusted blindly**: an entry holds the key's full input, and is used only if
   it parses, has this format, and its input is exactly the one asked for. A corrupted or foreign
   entry is ignored with a one-line warning and the identity is checked again (and the entry
@@ -145,7 +147,7 @@ class _CacheDirectory:
 
         try:
             self._prepare()
-            write_atomically(self._path(data), text)
+            write_atomically(self._path(data), text, durable=False)  # an entry is verified when read
         except (OSError, UsageError) as error:
             self._give_up(f"cannot write the cache {self.directory}/ "
                           f"({getattr(error, 'strerror', None) or error})")

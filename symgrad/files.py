@@ -66,9 +66,11 @@ def signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, durable: bool = True) -> None:
     """Write ``text`` (UTF-8, "\\n" line ends) to ``path``: atomically for a regular file, in
-    place for a special file."""
+    place for a special file. ``durable``: on disk before it replaces the old file (fsync), so
+    that a power cut leaves the old or the new content; a cache entry, which is checked when
+    read and rebuilt when damaged, skips that (0.1 s for a catalog's 130 verdicts)."""
     path = Path(path)
     data = text.encode("utf-8", "surrogateescape")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
@@ -96,7 +98,8 @@ def write_atomically(path: Path, text: str) -> None:
                         pass
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

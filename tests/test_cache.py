@@ -250,6 +250,19 @@ def test_a_file_with_a_problem_is_never_kept(here):
     assert entries(kind="read") == []
 
 
+def test_an_entry_a_power_cut_left_empty_or_cut_short_is_checked_again(here):
+    """Entries are not fsynced (a cache, not a user's file): what a crash can leave behind — an
+    empty file, or the first half of one — is ignored with a warning and rebuilt."""
+    assert run("verify", "ids.toml").returncode == 0
+    first, second, _ = entries()
+    first.write_bytes(b"")
+    second.write_bytes(second.read_bytes()[: len(second.read_bytes()) // 2])
+    result = run("verify", "ids.toml", "-f", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["summary"]["hold"] == 2
+    assert result.stderr.count("ignoring a corrupted or foreign cache entry") == 2, result.stderr
+    assert run("verify", "ids.toml").stderr == ""
+
+
 def test_a_corrupted_file_entry_is_a_warning_and_the_file_is_read_again(here):
     assert verify("ids.toml").exit_code == 0
     [path] = entries(kind="read")
