@@ -1,15 +1,16 @@
 """Checking many identities at once: verdicts from the cache first, the rest in worker processes,
 every result in input order — so ``verify -j 2`` prints byte for byte what ``-j 1`` prints.
 
-The unit of work is one identity at one size — or, for an identity with an all-symbolic size
-table, that table followed by the fixed tables that are its instances, which then reuse its
-proof in the same process. Each size is bounded by ``--time-limit`` in the worker's main
+The unit of work is one identity at one size — or, for an identity with a symbolic size (an
+all-symbolic table, or "symbolic"), that size followed by the fixed sizes that are its
+instances, which then reuse its proof in the same process; identities whose derivations share a
+model (a layer's dW, db and dA_prev) go in one unit too, and share their proofs. Each size is bounded by ``--time-limit`` in the worker's main
 thread, where ``budget.deadline`` (SIGALRM) applies as it does in one process. The parent
 alone reads and writes the cache. Ctrl-C reaches the whole process group: workers ignore
 SIGINT, and the parent, whose handler raises ``Interrupted``, stops them before ``cli.main``
 prints ``symgrad: interrupted`` and exits 130. A worker that dies (killed, out of memory)
-leaves the sizes of its unit of work undecided (of a shared-proof group, those it had already
-finished too), never a traceback.
+leaves the sizes of its unit of work undecided (those it had already finished too), never a
+traceback.
 """
 
 from __future__ import annotations
@@ -71,13 +72,13 @@ def check_identities(identities: list, *, time_limit: float | None, jobs: int = 
                     verdicts[i, k] = cached
     pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))
                if (i, k) not in verdicts]
-    groups = _groups(identities, pending)
+    units = _units(identities, pending)
     checked_now = set(pending)
     tracker = _Tracker(identities, pending, progress)
-    if jobs > 1 and len(groups) > 1:
-        _in_workers(identities, groups, time_limit, min(jobs, len(groups)), verdicts, tracker)
+    if jobs > 1 and len(units) > 1:
+        _in_workers(identities, units, time_limit, min(jobs, len(units)), verdicts, tracker)
     else:
-        _in_this_process(identities, groups, time_limit, verdicts, tracker)
+        _in_this_process(identities, units, time_limit, verdicts, tracker)
     tracker.finish()
 
     results, problems = [], []
@@ -124,31 +125,48 @@ class _Tracker:
             self.progress(len(self.identities), len(self.identities), "done")
 
 
-def _groups(identities, pending: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
-    """The pending sizes as units of work, (identity, its size positions in checking order):
-    an all-symbolic size table with the fixed tables that are its instances (checked after it,
-    in one process, they reuse its proof), every other size on its own."""
-    from symgrad.identity_file import shared_proof_groups
+def _units(identities, pending: list[tuple[int, int]]) -> list[list[tuple[int, list[int]]]]:
+    """The pending sizes as units of work, each a list of (identity, its size positions in
+    checking order), checked in one process: an all-symbolic size table (or "symbolic") with the
+    fixed sizes that are its instances after it, so they reuse its proof; the symbolic sizes of
+    identities whose derivations share a model (a layer's dW, db, dA_prev:
+    ``derivation_family``), so they share their proofs; every other size on its own."""
+    from symgrad.identity_file import SYMBOLIC, all_symbolic, derivation_family, shared_proof_groups
 
     positions: dict[int, list[int]] = {}
     for i, k in pending:
         positions.setdefault(i, []).append(k)
-    return [(i, group) for i, ks in positions.items() for group in shared_proof_groups(identities[i], ks)]
+    units: list[list[tuple[int, list[int]]]] = []
+    families: dict[tuple, list] = {}
+    for i, ks in positions.items():
+        family = derivation_family(identities[i])
+        for group in shared_proof_groups(identities[i], ks):
+            general = identities[i].sizes[group[0]]
+            if family is not None and (general == SYMBOLIC or all_symbolic(general)):
+                if family in families:
+                    families[family].append((i, group))
+                    continue
+                families[family] = [(i, group)]
+                units.append(families[family])
+            else:
+                units.append([(i, group)])
+    return units
 
 
-def _in_this_process(identities, groups, time_limit, verdicts, tracker) -> None:
+def _in_this_process(identities, units, time_limit, verdicts, tracker) -> None:
     """One unit of work after another; an identity with a mistake is not checked at its later
     sizes (in this unit or the next)."""
     from symgrad.identity_file import IdentityFileError
 
     failed: set[int] = set()
-    for i, group in groups:
-        outcomes = [] if i in failed else _check_sizes(
-            identities[i], [identities[i].sizes[k] for k in group], time_limit,
-            starting=lambda position, i=i, group=group: tracker.starting(i, group[position]))
-        if any(isinstance(outcome, IdentityFileError) for outcome in outcomes):
-            failed.add(i)
-        _record(i, group, outcomes, verdicts, tracker)
+    for unit in units:
+        for i, group in unit:
+            outcomes = [] if i in failed else _check_sizes(
+                identities[i], [identities[i].sizes[k] for k in group], time_limit,
+                starting=lambda position, i=i, group=group: tracker.starting(i, group[position]))
+            if any(isinstance(outcome, IdentityFileError) for outcome in outcomes):
+                failed.add(i)
+            _record(i, group, outcomes, verdicts, tracker)
 
 
 def _record(i: int, group: list[int], outcomes: list, verdicts, tracker) -> None:
@@ -160,7 +178,7 @@ def _record(i: int, group: list[int], outcomes: list, verdicts, tracker) -> None
         tracker.finished(i)
 
 
-def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker) -> None:
+def _in_workers(identities, units, time_limit, workers: int, verdicts, tracker) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -171,20 +189,23 @@ def _in_workers(identities, groups, time_limit, workers: int, verdicts, tracker)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_started)
     try:
         # the longest units first, so that no worker is left with one at the end while the others idle
-        order = sorted(range(len(groups)), key=lambda number: -_expected_cost(identities, *groups[number]))
-        futures = {executor.submit(_check_sizes, identities[groups[number][0]],
-                                   [identities[groups[number][0]].sizes[k] for k in groups[number][1]], time_limit):
-                   number for number in order}
+        order = sorted(range(len(units)), key=lambda number: -sum(_expected_cost(identities, i, group)
+                                                                   for i, group in units[number]))
+        futures = {executor.submit(_check_unit, [(identities[i], [identities[i].sizes[k] for k in group])
+                                                 for i, group in units[number]], time_limit): number
+                   for number in order}
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=futures.get):
-                i, group = groups[futures[future]]
+                unit = units[futures[future]]
                 try:
                     outcomes = future.result()
                 except BrokenProcessPool:
-                    outcomes = [SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in group]
-                _record(i, group, outcomes, verdicts, tracker)
+                    outcomes = [[SizeResult(identities[i].sizes[k], None, "—", WORKER_DIED, 0.0) for k in group]
+                                for i, group in unit]
+                for (i, group), its_outcomes in zip(unit, outcomes):
+                    _record(i, group, its_outcomes, verdicts, tracker)
     except BaseException:  # an interrupt or a bug: do not wait for the checks still running
         _stop(executor)
         raise
@@ -206,6 +227,11 @@ def _expected_cost(identities: list, i: int, group: list[int]) -> int:
         values = size.values.values() if isinstance(size, SizeTable) else [size]
         return sum(value if isinstance(value, int) else _SYMBOLIC_COST for value in values)
     return sum(cost(identities[i].sizes[k]) for k in group)
+
+
+def _check_unit(unit: list[tuple], time_limit: float | None) -> list[list]:
+    """A worker's task: each (identity, sizes) of a unit of work in turn (``_check_sizes``)."""
+    return [_check_sizes(identity, sizes, time_limit) for identity, sizes in unit]
 
 
 def _check_sizes(identity, sizes: list, time_limit: float | None,

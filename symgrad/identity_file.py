@@ -146,6 +146,28 @@ def _general_position(identity: Identity, k: int) -> int | None:
     return identity.sizes.index(SYMBOLIC) if SYMBOLIC in identity.sizes else None
 
 
+def derivation_family(identity: Identity) -> tuple | None:
+    """What the derivation of a gradient identity for every size is built from: the function
+    differentiated, the variables, assumptions and sizes, without the variable it is
+    differentiated by. Identities of one family (a layer's dW, db and dA_prev) derive over one
+    model and share their proofs when checked in one process; None for any other identity."""
+    import ast
+
+    from symgrad.language import LanguageError, parse_tree
+
+    if not any(size == SYMBOLIC or all_symbolic(size) for size in identity.sizes):
+        return None
+    try:
+        body = parse_tree(identity.lhs, matrices=True).body
+    except (LanguageError, RecursionError):
+        return None
+    if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name)
+            and body.func.id in ("grad", "jacobian") and body.args):
+        return None
+    return (body.func.id, ast.dump(body.args[0]), repr(sorted(identity.variables.items())), identity.assume,
+            tuple(str(size) for size in identity.sizes if size == SYMBOLIC or all_symbolic(size)))
+
+
 def find_files(paths: list[Path]) -> tuple[list[Path], list[IdentityFileError]]:
     """The identity files named, and ``*.toml`` files under directories (recursively), with a
     problem for each path that is neither."""

@@ -61,3 +61,21 @@ def test_what_is_shared_is_what_would_be_computed_afresh(layer, monkeypatch):
     _checked_derivation(weight, _symbolic_table(weight))
     after = _report(_checked_derivation(bias, _symbolic_table(bias)))
     assert after == alone
+
+
+def test_the_gradients_of_one_layer_are_one_unit_of_work_for_the_workers():
+    """verify -j N hands a layer's dW, db and dA_prev (their symbolic tables, each with its fixed
+    instances) to one worker, where they share their proofs; identities of other models and
+    sizes without a symbolic sibling stay units of their own."""
+    from symgrad.batch import _units
+    from symgrad.identity_file import load_paths
+
+    catalog = Path(__file__).resolve().parent.parent / "derivations"
+    identities = load_paths([catalog])
+    pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))]
+    units = _units(identities, pending)
+    assert sorted(k for unit in units for i, group in unit for k in [(i, x) for x in group]) == sorted(pending)
+    layer = [unit for unit in units if any(identities[i].path.name == "layer.toml" for i, _ in unit)]
+    assert len(layer) == 1 and {identities[i].name for i, _ in layer[0]} == {
+        "softmax layer weight gradient", "softmax layer bias gradient", "softmax layer input gradient"}
+    assert all(len(unit) == 1 for unit in units if unit is not layer[0])
