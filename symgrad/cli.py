@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from symgrad import collector
+from symgrad import collector, sympy_cache
 from symgrad.files import check_output_path, write_atomically  # noqa: F401 (write_atomically: API)
 from symgrad.recipes import options_by_derivation
 
@@ -745,8 +745,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors become one line on stderr and exit 2; a bug exits 3; Ctrl-C or
     SIGTERM print "symgrad: interrupted" and exit 130 (files being written are cleaned up).
 
-    ``argv`` None (the process's own command line): the garbage collector is tuned for the
-    whole process (``symgrad.collector``); a caller passing ``argv`` keeps its own settings.
+    ``argv`` None (the process's own command line): the garbage collector and SymPy's cache are
+    tuned for the whole process (``symgrad.collector``, ``symgrad.sympy_cache``); a caller
+    passing ``argv`` keeps its own settings.
 
     Click's exceptions are recognised by what they carry (``exit_code``, ``format_message``), not
     by class: typer ≥ 0.20 vendors its own click, and older typer uses the click package."""
@@ -762,6 +763,7 @@ def main(argv: list[str] | None = None) -> None:
     whole_process = argv is None  # the console script or ``python -m symgrad``, not a caller's test
     if whole_process:
         collector.for_a_command()
+        sympy_cache.for_a_command()
     command = typer.main.get_command(app)
     try:
         try:
