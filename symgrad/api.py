@@ -382,16 +382,19 @@ def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_L
     limit = parse_time_limit(time_limit)
     results: dict[int, Any] = {}
     everywhere = list(range(len(identity.sizes)))
-    for k in (k for group in shared_proof_groups(identity, everywhere) for k in group):  # symbolic tables first
-        size = identity.sizes[k]
-        result = cache.get(identity, size) if cache is not None else None
-        if result is None:
+    for group in shared_proof_groups(identity, everywhere):  # symbolic sizes first, then their instances
+        cached = [cache.get(identity, identity.sizes[k]) if cache is not None else None for k in group]
+        if all(result is not None for result in cached):  # served whole or checked whole (batch._whole_groups)
+            results.update(zip(group, cached))
+            continue
+        for k in group:
+            size = identity.sizes[k]
             if progress:
                 progress(f"{identity.name} (n = {size})")
             result = check_size(identity, size, limit)
             if cache is not None:
                 cache.put(identity, size, result)
-        results[k] = result
+            results[k] = result
     return IdentityResult(identity, tuple(results[k] for k in everywhere))
 
 

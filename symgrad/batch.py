@@ -72,6 +72,7 @@ def check_identities(identities: list, *, time_limit: float | None, jobs: int = 
                     verdicts[i, k] = cached
     pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))
                if (i, k) not in verdicts]
+    pending = _whole_groups(identities, pending, verdicts)
     units = _units(identities, pending)
     checked_now = set(pending)
     tracker = _Tracker(identities, pending, progress)
@@ -123,6 +124,23 @@ class _Tracker:
     def finish(self) -> None:
         if self.progress:
             self.progress(len(self.identities), len(self.identities), "done")
+
+
+def _whole_groups(identities, pending: list[tuple[int, int]], verdicts: dict) -> list[tuple[int, int]]:
+    """``pending`` with every size of a shared-proof group of which one size is pending (a
+    symbolic size whose fixed instances are cached, or one cache entry of the group damaged):
+    a group is checked whole or served whole, so what a size says (an instance of the proof, or
+    its own check) never depends on what the cache happened to hold."""
+    from symgrad.identity_file import shared_proof_groups
+
+    wanted = set(pending)
+    for i in sorted({i for i, _ in pending}):
+        for group in shared_proof_groups(identities[i], list(range(len(identities[i].sizes)))):
+            if any((i, k) in wanted for k in group):
+                for k in group:
+                    verdicts.pop((i, k), None)
+                    wanted.add((i, k))
+    return sorted(wanted)
 
 
 def _units(identities, pending: list[tuple[int, int]]) -> list[list[tuple[int, list[int]]]]:

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from functools import reduce
 
-from sympy import Add, Basic, Expr, Function, Indexed, KroneckerDelta, Mul, Pow, S, Sum, Symbol, log
+from sympy import Add, Basic, Derivative, Expr, Function, Indexed, KroneckerDelta, Mul, Pow, S, Sum, Symbol, log
 from sympy.core.function import AppliedUndef, ArgumentIndexError
 
 
 def differentiate(expr: Basic, x: Basic) -> Basic:
     """``expr.diff(x)`` for a Symbol or an entry x[j] (the same expression SymPy returns)."""
-    if not isinstance(x, (Symbol, Indexed)) or not isinstance(expr, Expr):
+    if not isinstance(x, (Symbol, Indexed)) or not isinstance(expr, Expr) or expr.has(Derivative):
+        # SymPy also rewrites every Derivative node of its result in canonical form (∂²/∂y∂x as
+        # ∂²/∂x∂y), even one it did not differentiate: such expressions are SymPy's to take
         return expr.diff(x)
+    return _derivative(expr, x)
+
+
+def _derivative(expr: Basic, x: Basic) -> Basic:
     # SymPy's quick exit: an expression without x (or, for x[j], without x[j] and j) is constant
     if x not in expr.free_symbols if isinstance(x, Symbol) else not expr.free_symbols & x.free_symbols:
         return S.Zero
@@ -34,7 +40,7 @@ def _atom(expr: Basic, x: Basic) -> Basic:
 
 
 def _add(expr: Add, x: Basic) -> Basic:
-    return Add(*[differentiate(arg, x) for arg in expr.args])
+    return Add(*[_derivative(arg, x) for arg in expr.args])
 
 
 def _mul(expr: Mul, x: Basic) -> Basic:
@@ -44,12 +50,12 @@ def _mul(expr: Mul, x: Basic) -> Basic:
         # product of all the factors per factor differentiated, each built at once
         terms = []
         for k in range(len(args)):
-            d = differentiate(args[k], x)
+            d = _derivative(args[k], x)
             terms.append(S.One * Mul(*(args[:k] + [d] + args[k + 1:])))
         return Add(*terms)
     terms = []
     for k in range(len(args)):
-        d = differentiate(args[k], x)
+        d = _derivative(args[k], x)
         if d:
             # ``Mul._eval_derivative``: one product at a time (Mul cannot mix subtypes at once)
             terms.append(reduce(lambda p, q: p * q, (args[:k] + [d] + args[k + 1:]), S.One))
@@ -57,15 +63,15 @@ def _mul(expr: Mul, x: Basic) -> Basic:
 
 
 def _pow(expr: Pow, x: Basic) -> Basic:
-    dbase = differentiate(expr.base, x)
-    dexp = differentiate(expr.exp, x)
+    dbase = _derivative(expr.base, x)
+    dexp = _derivative(expr.exp, x)
     return expr * (dexp * log(expr.base) + dbase * expr.exp / expr.base)
 
 
 def _function(expr: Function, x: Basic) -> Basic:
     terms = []
     for position, arg in enumerate(expr.args, start=1):
-        da = differentiate(arg, x)
+        da = _derivative(arg, x)
         if da.is_zero:
             continue
         try:
@@ -95,7 +101,7 @@ def _sum(expr: Sum, x: Basic) -> Basic:
     _, lower, upper = limit
     if x in lower.free_symbols or x in upper.free_symbols:
         return expr.diff(x)  # SymPy leaves it unevaluated
-    return expr.func(differentiate(function, x), limit)
+    return expr.func(_derivative(function, x), limit)
 
 
 _RULES = {Add: _add, Mul: _mul, Pow: _pow, Sum: _sum, Indexed: _indexed}

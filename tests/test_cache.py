@@ -315,3 +315,20 @@ def test_derive_never_keeps_a_derivation_that_is_not_proven(here):
     refuted = derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex")
     assert refuted.exit_code == 1 and entries(kind="derived") == []
     assert derive("bad.toml", "--identity", "logsumexp gradient", "--format", "latex").exit_code == 1
+
+
+def test_a_proof_and_its_instances_are_served_whole_or_checked_whole(here, checks):
+    """n = 1 beside "symbolic" is an instance of the proof only when the proof is checked in the
+    same run: with its entry lost (and the proof's kept), serving the proof while checking n = 1
+    alone would print another method. The group is checked again whole, and the output is byte
+    for byte that of a run without the cache."""
+    (here / "ids.toml").write_text(identities(sizes='[1, 2, "symbolic"]'), encoding="utf-8")
+    cold = verify("ids.toml", "-f", "json")
+    assert cold.exit_code == 0 and "an instance" in cold.stdout
+    (one,) = [path for path in entries()
+              if json.loads(path.read_text(encoding="utf-8"))["input"]["size"] == 1]
+    one.write_bytes(b"")
+    checks.clear()
+    again = verify("ids.toml", "-f", "json")
+    assert sorted(str(size) for name, size in checks if name == "logsumexp gradient") == ["1", "2", "symbolic"]
+    assert again.stdout == verify("ids.toml", "-f", "json", "--no-cache").stdout == cold.stdout

@@ -183,3 +183,23 @@ def test_a_vector_instance_refutes_a_wrong_step_the_proof_let_through(tmp_path, 
     monkeypatch.setitem(identity_stage._DERIVATIONS, key, wrong)
     result = check_at_size(identity, 3)
     assert "an instance" not in result.method and result.holds is True, result
+
+
+def test_an_identity_proven_by_cases_says_almost_everywhere_at_every_size(tmp_path):
+    """relu′(x) = (1 + sign(x))/2 holds except at the kink x = 0 (relu′(0) = 0 by convention,
+    the rhs is 1/2 there): the proof for every n is by cases, and every size that reports it —
+    n = 1 and 3 as its instances, "symbolic" itself — says almost everywhere, as the size
+    checked on its own (n = 5) does; an identity true everywhere says nothing of the kind."""
+    from symgrad.identity_file import load_file
+    from symgrad.verify.identity import check_identity
+
+    path = tmp_path / "kink.toml"
+    path.write_text('[[identity]]\nname = "relu"\nvars = { x = "n" }\nn = [1, 3, 5, "symbolic"]\n'
+                    'lhs = "grad(sum(relu(x)), x)"\nrhs = "(1 + sign(x)) / 2"\n', encoding="utf-8")
+    (identity,) = load_file(path)
+    results = check_identity(identity).results
+    assert all(r.holds is True for r in results), results
+    assert all("almost everywhere" in r.method for r in results), [r.method for r in results]
+    assert all("not at a kink" in r.detail for r in results if r.size != 5)
+    smooth = _vector_identity(tmp_path, '[1, "symbolic"]', "sigmoid(z) - y")
+    assert not any("almost everywhere" in r.method for r in check_identity(smooth).results)

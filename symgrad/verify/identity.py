@@ -212,8 +212,10 @@ def _through_the_derivation(identity: Identity, table: SizeTable | int, started:
     if derivation.proven:
         symbolic = [k for k, v in getattr(table, "values", {}).items() if v == SYMBOLIC]
         every = f" for every {', '.join(symbolic)} (index notation)" if symbolic else ""
-        return verdict(True, "derivation (exact + numeric)" if not symbolic else "derivation, index notation",
-                       f"every one of {len(derivation.steps)} derived steps proven{every}, the last one lhs = rhs")
+        method = "derivation (exact + numeric)" if not symbolic else "derivation, index notation"
+        return verdict(True, _by_cases_method(derivation, method),
+                       f"every one of {len(derivation.steps)} derived steps proven{every}"
+                       f"{_almost_everywhere(derivation)}, the last one lhs = rhs")
     last = derivation.steps[-1].check
     earlier = [k for k, step in enumerate(derivation.steps[:-1], start=1) if not step.check.proven]
     if not earlier and (last.exact is False or last.numeric is False):
@@ -308,9 +310,27 @@ def _as_an_instance(general, table: SizeTable | int, started: float) -> SizeResu
         return None
     every = ", ".join(symbols)
     at = table if isinstance(table, SizeTable) else f"{symbols[0]} = {table}"
-    return SizeResult(table, True, "index notation (an instance) + numeric",
-                      f"every one of {len(general.steps)} derived steps proven for every {every} (index notation) "
-                      f"and evaluated numerically at {at}, the last one lhs = rhs", time.perf_counter() - started)
+    return SizeResult(table, True, _by_cases_method(general, "index notation (an instance)") + " + numeric",
+                      f"every one of {len(general.steps)} derived steps proven for every {every} (index notation"
+                      f"{_almost_everywhere(general, inside=True)}) and evaluated numerically at {at}, the last one "
+                      "lhs = rhs", time.perf_counter() - started)
+
+
+def _by_cases(derivation) -> bool:
+    """Whether a step was proven region by region between kinks (Huber, ReLU against sign):
+    then the derivation holds almost everywhere, not at the kinks, and its verdict says so."""
+    return any("by cases: " in step.check.detail for step in derivation.steps)
+
+
+def _by_cases_method(derivation, method: str) -> str:
+    return f"{method}, almost everywhere" if _by_cases(derivation) else method
+
+
+def _almost_everywhere(derivation, inside: bool = False) -> str:
+    if not _by_cases(derivation):
+        return ""
+    return "; by cases, so almost everywhere: not at a kink" if inside else \
+        " (by cases, so almost everywhere: not at a kink)"
 
 
 def _for_every_n(identity: Identity, started: float) -> SizeResult:
@@ -320,9 +340,8 @@ def _for_every_n(identity: Identity, started: float) -> SizeResult:
     from symgrad.derivation.engine import derive_problem, problem_from_identity
     from symgrad.verify import check_derivation
 
-    def verdict(holds, detail):
-        return SizeResult(SYMBOLIC, holds, "index notation" if holds else "—", detail,
-                          time.perf_counter() - started)
+    def verdict(holds, detail, method="index notation"):
+        return SizeResult(SYMBOLIC, holds, method if holds else "—", detail, time.perf_counter() - started)
 
     try:
         problem = problem_from_identity(identity, SYMBOLIC)
@@ -332,6 +351,8 @@ def _for_every_n(identity: Identity, started: float) -> SizeResult:
     _keep(_derivation_key(identity, SYMBOLIC), derivation)  # n = 1, 2, 3 listed too: instances of it
     command = f"`symgrad derive {identity.path} --identity {identity.name!r} --n symbolic`"
     if derivation.proven:
-        return verdict(True, f"proven for every n by {command} ({len(derivation.steps)} steps in index notation)")
+        return verdict(True, f"proven for every n by {command} ({len(derivation.steps)} steps in index notation"
+                             f"{_almost_everywhere(derivation, inside=True)})",
+                       _by_cases_method(derivation, "index notation"))
     failed = [k for k, step in enumerate(derivation.steps, start=1) if not step.check.proven]
     return verdict(None, f"{command} did not prove step(s) {', '.join(map(str, failed))}")
