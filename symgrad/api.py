@@ -383,8 +383,8 @@ def check_identity(identity: Identity, time_limit: float | None = DEFAULT_TIME_L
     results: dict[int, Any] = {}
     everywhere = list(range(len(identity.sizes)))
     for group in shared_proof_groups(identity, everywhere):  # symbolic sizes first, then their instances
-        cached = [cache.get(identity, identity.sizes[k]) if cache is not None else None for k in group]
-        if all(result is not None for result in cached):  # served whole or checked whole (batch._whole_groups)
+        cached = cache.get_group(identity, [identity.sizes[k] for k in group]) if cache is not None else None
+        if cached is not None:  # served whole or checked whole
             results.update(zip(group, cached))
             continue
         for k in group:

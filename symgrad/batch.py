@@ -60,19 +60,18 @@ def check_identities(identities: list, *, time_limit: float | None, jobs: int = 
     """(results, problems) for ``identities``, both in input order: an ``IdentityResult`` per
     identity checked at every size, an ``IdentityFileError`` (with ``path`` and ``identity``)
     per identity with a mistake that shows only at some size (the first such size's)."""
-    from symgrad.identity_file import IdentityFileError
+    from symgrad.identity_file import IdentityFileError, shared_proof_groups
     from symgrad.verdicts import IdentityResult
 
     verdicts: dict[tuple[int, int], object] = {}
     if cache is not None:
         for i, identity in enumerate(identities):
-            for k, size in enumerate(identity.sizes):
-                cached = cache.get(identity, size)
+            for group in shared_proof_groups(identity, list(range(len(identity.sizes)))):
+                cached = cache.get_group(identity, [identity.sizes[k] for k in group])
                 if cached is not None:
-                    verdicts[i, k] = cached
+                    verdicts.update(((i, k), result) for k, result in zip(group, cached))
     pending = [(i, k) for i, identity in enumerate(identities) for k in range(len(identity.sizes))
                if (i, k) not in verdicts]
-    pending = _whole_groups(identities, pending, verdicts)
     units = _units(identities, pending)
     checked_now = set(pending)
     tracker = _Tracker(identities, pending, progress)
@@ -126,30 +125,13 @@ class _Tracker:
             self.progress(len(self.identities), len(self.identities), "done")
 
 
-def _whole_groups(identities, pending: list[tuple[int, int]], verdicts: dict) -> list[tuple[int, int]]:
-    """``pending`` with every size of a shared-proof group of which one size is pending (a
-    symbolic size whose fixed instances are cached, or one cache entry of the group damaged):
-    a group is checked whole or served whole, so what a size says (an instance of the proof, or
-    its own check) never depends on what the cache happened to hold."""
-    from symgrad.identity_file import shared_proof_groups
-
-    wanted = set(pending)
-    for i in sorted({i for i, _ in pending}):
-        for group in shared_proof_groups(identities[i], list(range(len(identities[i].sizes)))):
-            if any((i, k) in wanted for k in group):
-                for k in group:
-                    verdicts.pop((i, k), None)
-                    wanted.add((i, k))
-    return sorted(wanted)
-
-
 def _units(identities, pending: list[tuple[int, int]]) -> list[list[tuple[int, list[int]]]]:
     """The pending sizes as units of work, each a list of (identity, its size positions in
     checking order), checked in one process: an all-symbolic size table (or "symbolic") with the
     fixed sizes that are its instances after it, so they reuse its proof; the symbolic sizes of
     identities whose derivations share a model (a layer's dW, db, dA_prev:
     ``derivation_family``), so they share their proofs; every other size on its own."""
-    from symgrad.identity_file import SYMBOLIC, all_symbolic, derivation_family, shared_proof_groups
+    from symgrad.identity_file import derivation_family, is_symbolic, shared_proof_groups
 
     positions: dict[int, list[int]] = {}
     for i, k in pending:
@@ -159,15 +141,13 @@ def _units(identities, pending: list[tuple[int, int]]) -> list[list[tuple[int, l
     for i, ks in positions.items():
         family = derivation_family(identities[i])
         for group in shared_proof_groups(identities[i], ks):
-            general = identities[i].sizes[group[0]]
-            if family is not None and (general == SYMBOLIC or all_symbolic(general)):
-                if family in families:
-                    families[family].append((i, group))
-                    continue
+            if family is None or not is_symbolic(identities[i].sizes[group[0]]):
+                units.append([(i, group)])
+            elif family in families:
+                families[family].append((i, group))
+            else:
                 families[family] = [(i, group)]
                 units.append(families[family])
-            else:
-                units.append([(i, group)])
     return units
 
 

@@ -172,6 +172,23 @@ class ResultCache(_CacheDirectory):
 
     def get(self, identity, size):
         """The cached ``SizeResult`` at ``size``, or None (not cached, unreadable or not trusted)."""
+        result = self._verdict(identity, size)
+        if result is not None:
+            self.hits += 1
+        return result
+
+    def get_group(self, identity, sizes: list) -> list | None:
+        """The cached verdicts of sizes checked together (a proof for every size, then its
+        instances): all of them, or None when any is missing. A group is served whole or checked
+        whole, so what a size reports (an instance of the proof, or its own check) never depends
+        on what the cache happened to hold."""
+        results = [self._verdict(identity, size) for size in sizes]
+        if any(result is None for result in results):
+            return None
+        self.hits += len(results)
+        return results
+
+    def _verdict(self, identity, size):
         data = entry_input(identity, size)
         verdict = self._read(data)
         if verdict is None:
@@ -182,7 +199,6 @@ class ResultCache(_CacheDirectory):
             return None
         from symgrad.verdicts import SizeResult
 
-        self.hits += 1
         return SizeResult(size, holds, method, detail, 0.0)
 
     def put(self, identity, size, result) -> None:

@@ -92,8 +92,6 @@ def _indexed(expr: Indexed, x: Basic) -> Basic:
 
 
 def _sum(expr: Sum, x: Basic) -> Basic:
-    if isinstance(x, Symbol) and x not in expr.free_symbols:
-        return S.Zero
     function, limits = expr.function, list(expr.limits)
     limit = limits.pop(-1)
     if limits:

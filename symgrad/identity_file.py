@@ -106,6 +106,12 @@ def all_symbolic(size) -> bool:
     return isinstance(size, SizeTable) and all(v == SYMBOLIC for v in size.values.values())
 
 
+def is_symbolic(size) -> bool:
+    """"symbolic", or an all-symbolic size table: a size proven for every value, of which the
+    fixed sizes listed beside it are instances."""
+    return size == SYMBOLIC or all_symbolic(size)
+
+
 def general_table(identity: Identity, table) -> SizeTable | None:
     """The all-symbolic size table the identity lists with the same names as ``table``, an
     all-numbers table; else None."""
@@ -138,7 +144,7 @@ def _general_position(identity: Identity, k: int) -> int | None:
     """Where the size that size k is an instance of stands in ``identity.sizes`` (k itself for an
     all-symbolic table or "symbolic"), or None."""
     size = identity.sizes[k]
-    if all_symbolic(size) or size == SYMBOLIC:
+    if is_symbolic(size):
         return k
     if isinstance(size, SizeTable):
         general = general_table(identity, size)
@@ -155,7 +161,7 @@ def derivation_family(identity: Identity) -> tuple | None:
 
     from symgrad.language import LanguageError, parse_tree
 
-    if not any(size == SYMBOLIC or all_symbolic(size) for size in identity.sizes):
+    if not any(is_symbolic(size) for size in identity.sizes):
         return None
     try:
         body = parse_tree(identity.lhs, matrices=True).body
@@ -165,7 +171,7 @@ def derivation_family(identity: Identity) -> tuple | None:
             and body.func.id in ("grad", "jacobian") and body.args):
         return None
     return (body.func.id, ast.dump(body.args[0]), repr(sorted(identity.variables.items())), identity.assume,
-            tuple(str(size) for size in identity.sizes if size == SYMBOLIC or all_symbolic(size)))
+            tuple(str(size) for size in identity.sizes if is_symbolic(size)))
 
 
 def find_files(paths: list[Path]) -> tuple[list[Path], list[IdentityFileError]]:

@@ -40,6 +40,7 @@ from sympy import (Add, Basic, Eq, ImmutableMatrix, IndexedBase, Rational, Symbo
                    oo, sqrt, zoo)
 
 from symgrad.functions import ELEMENTWISE
+from symgrad.memo import remember
 from symgrad.smooth_algebra import derivative
 
 MAX_LENGTH = 2000  # characters in one expression
@@ -779,10 +780,7 @@ def evaluate(text: str, variables: dict[str, Variable], allow_equation: bool = F
     key = (text, tuple(sorted(variables.items())), allow_equation, tuple(named))
     kept = _VALUES.get(key)
     if kept is None:
-        kept = _evaluate(text, variables, allow_equation, constants)
-        if len(_VALUES) >= _KEPT_VALUES:
-            del _VALUES[next(iter(_VALUES))]
-        _VALUES[key] = kept
+        kept = remember(_VALUES, key, _evaluate(text, variables, allow_equation, constants), _KEPT_VALUES)
     return kept
 
 

@@ -14,6 +14,7 @@ import time
 from sympy import Add, Eq, ImmutableMatrix, IndexedBase, Integer, Symbol, exp, preorder_traversal
 
 from symgrad.errors import UsageError
+from symgrad.memo import remember
 from symgrad.identity_file import (SIZE_NAME, SYMBOLIC, Identity, IdentityFileError, SizeTable, all_symbolic,
                                    general_table, shared_proof_groups)
 from symgrad.language import LanguageError, TooMuchWork, Variable, evaluate, shape_of
@@ -166,7 +167,7 @@ def _check_concrete(identity: Identity, size: int, started: float) -> SizeResult
         holds = True
     else:
         holds = None
-    cases = "by cases: " in check.detail  # proven region by region: almost everywhere
+    cases = _proven_by_cases(check)
     if holds is False:
         method = "exact evaluation" if check.detail.startswith("refuted exactly") else \
             "by cases + numeric" if check.detail.startswith("refuted by cases") else "numeric"
@@ -253,15 +254,8 @@ def _checked_derivation(identity: Identity, table: SizeTable | int | str):
         return kept
     derivation = check_derivation(derive_problem(problem_from_identity(identity, _engine_size(table))))
     if all_symbolic(table):
-        _keep(key, derivation)
+        remember(_DERIVATIONS, key, derivation, _KEPT_DERIVATIONS)
     return derivation
-
-
-def _keep(key: tuple, derivation) -> None:
-    """A checked derivation for every size, for the fixed sizes that are its instances."""
-    while len(_DERIVATIONS) >= _KEPT_DERIVATIONS:
-        del _DERIVATIONS[next(iter(_DERIVATIONS))]
-    _DERIVATIONS[key] = derivation
 
 
 def _proven_for_every_size(identity: Identity, table: SizeTable | int):
@@ -316,10 +310,16 @@ def _as_an_instance(general, table: SizeTable | int, started: float) -> SizeResu
                       "lhs = rhs", time.perf_counter() - started)
 
 
+def _proven_by_cases(check) -> bool:
+    """Proven region by region between kinks (Huber, ReLU against sign): almost everywhere, not
+    at the kinks."""
+    return "by cases: " in check.detail
+
+
 def _by_cases(derivation) -> bool:
-    """Whether a step was proven region by region between kinks (Huber, ReLU against sign):
-    then the derivation holds almost everywhere, not at the kinks, and its verdict says so."""
-    return any("by cases: " in step.check.detail for step in derivation.steps)
+    """Whether a step was proven by cases: then the derivation holds almost everywhere, and its
+    verdict says so."""
+    return any(_proven_by_cases(step.check) for step in derivation.steps)
 
 
 def _by_cases_method(derivation, method: str) -> str:
@@ -348,7 +348,8 @@ def _for_every_n(identity: Identity, started: float) -> SizeResult:
         derivation = check_derivation(derive_problem(problem))
     except UsageError as error:
         return verdict(None, f"no proof for every n: {error} (it is checked at the listed sizes only)")
-    _keep(_derivation_key(identity, SYMBOLIC), derivation)  # n = 1, 2, 3 listed too: instances of it
+    # kept for the n = 1, 2, 3 listed beside it: its instances
+    remember(_DERIVATIONS, _derivation_key(identity, SYMBOLIC), derivation, _KEPT_DERIVATIONS)
     command = f"`symgrad derive {identity.path} --identity {identity.name!r} --n symbolic`"
     if derivation.proven:
         return verdict(True, f"proven for every n by {command} ({len(derivation.steps)} steps in index notation"

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from sympy import srepr
 
+from symgrad.memo import remember
 from symgrad.notation import plain_sympy
 from symgrad.steps import Check, Derivation, Step
 from symgrad.verify.index_form import IndexProver, IndexResult, NotGeneric, readable
@@ -136,10 +137,7 @@ def _instance_check(checker, step: Step, digest: str, values: dict[str, int], sy
            tuple(instance.assumptions), tuple(instance.free_indices))
     kept = _NUMERIC_INSTANCE_CHECKS.get(key)
     if kept is None:
-        kept = checker.numeric_only(instance, seed)
-        if len(_NUMERIC_INSTANCE_CHECKS) >= _KEPT_NUMERIC_CHECKS:
-            _NUMERIC_INSTANCE_CHECKS.clear()
-        _NUMERIC_INSTANCE_CHECKS[key] = kept
+        kept = remember(_NUMERIC_INSTANCE_CHECKS, key, checker.numeric_only(instance, seed), _KEPT_NUMERIC_CHECKS)
     return kept
 
 
@@ -166,11 +164,7 @@ def shared_prover(model) -> IndexProver:
     """The ``IndexProver`` of this model's content, kept for the process."""
     key = model.fingerprint()
     prover = _PROVERS.get(key)
-    if prover is None:
-        while len(_PROVERS) >= _KEPT_PROVERS:
-            del _PROVERS[next(iter(_PROVERS))]
-        prover = _PROVERS[key] = IndexProver(model)
-    return prover
+    return prover if prover is not None else remember(_PROVERS, key, IndexProver(model), _KEPT_PROVERS)
 
 
 def check_instance(derivation: Derivation, values: dict[str, int]) -> list[Check]:
